@@ -1,0 +1,321 @@
+//! The idempotent consumer loop.
+//!
+//! For each message: decode the envelope; in one database transaction record the event id in
+//! `processed_events` (a duplicate is skipped) and apply the handler's effect; commit; only
+//! then commit the Kafka offset. Failures retry with exponential backoff; malformed messages,
+//! permanent errors and exhausted retries go to the dead-letter topic with the reason in
+//! headers, and the loop moves on. A shutdown during retries leaves the offset uncommitted so
+//! the message is redelivered.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use platform::shutdown::Shutdown;
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::{PgConnection, PgPool};
+use tracing::Instrument;
+
+use crate::Envelope;
+
+/// Why a handler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Might succeed later (database down, dependency unavailable).
+    #[error("retryable: {0:#}")]
+    Retryable(anyhow::Error),
+    /// Will never succeed (invalid data); goes straight to the dead-letter topic.
+    #[error("permanent: {0:#}")]
+    Permanent(anyhow::Error),
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Retryable(e.into())
+    }
+}
+
+/// Applies events. The effect must be written through `conn`, which is inside the transaction
+/// that also records the event as processed.
+pub trait EventHandler: Send + Sync + 'static {
+    /// Handles one event.
+    fn handle<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        event: &'a Envelope,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a;
+}
+
+/// Settings of one consumer.
+#[derive(Clone, Debug)]
+pub struct ConsumerConfig {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// Consumer group; also the deduplication scope in `processed_events`.
+    pub group: String,
+    /// Topics to read.
+    pub topics: Vec<String>,
+    /// Attempts before dead-lettering.
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt up to `max_backoff`.
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Where unprocessable messages go.
+    pub dead_letter_topic: String,
+}
+
+impl ConsumerConfig {
+    /// Defaults: 5 attempts, 200 ms doubling to 10 s, the platform dead-letter topic.
+    pub fn new(brokers: &str, group: &str, topics: &[&str]) -> Self {
+        Self {
+            brokers: brokers.to_owned(),
+            group: group.to_owned(),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            dead_letter_topic: crate::topics::DEAD_LETTER.to_owned(),
+        }
+    }
+}
+
+/// A consumer bound to a handler.
+pub struct Consumer<H> {
+    config: ConsumerConfig,
+    pool: PgPool,
+    handler: H,
+    dlq: FutureProducer,
+}
+
+enum Outcome {
+    Done,
+    Aborted,
+}
+
+impl<H: EventHandler> Consumer<H> {
+    /// A consumer that applies `handler` inside transactions on `pool`.
+    pub fn new(config: ConsumerConfig, pool: PgPool, handler: H) -> anyhow::Result<Self> {
+        let dlq = crate::outbox::producer(&config.brokers)?;
+        Ok(Self {
+            config,
+            pool,
+            handler,
+            dlq,
+        })
+    }
+
+    /// Consumes until `shutdown` fires.
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.config.brokers)
+            .set("group.id", &self.config.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .create()
+            .context("creating Kafka consumer")?;
+        let topics: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).context("subscribing")?;
+        tracing::info!(group = %self.config.group, topics = ?topics, "consumer started");
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.wait() => break,
+                message = consumer.recv() => message,
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(e) => {
+                    tracing::warn!(error = %e, "kafka receive failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            match self.process(&message, &shutdown).await {
+                Outcome::Done => {
+                    if let Err(e) = consumer.commit_message(&message, CommitMode::Async) {
+                        tracing::warn!(error = %e, "offset commit failed; the message may be redelivered");
+                    }
+                }
+                Outcome::Aborted => break,
+            }
+        }
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(error = %e, "final offset commit");
+        }
+        tracing::info!(group = %self.config.group, "consumer stopped");
+        Ok(())
+    }
+
+    async fn process(&self, message: &BorrowedMessage<'_>, shutdown: &Shutdown) -> Outcome {
+        let headers = header_map(message);
+        let span = tracing::info_span!(
+            "consume",
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            group = %self.config.group,
+            event_type = tracing::field::Empty,
+        );
+        platform::telemetry::set_parent_from_headers(&span, &headers);
+        async {
+            let envelope: Envelope = match message
+                .payload()
+                .context("empty message")
+                .and_then(|p| serde_json::from_slice(p).context("not an event envelope"))
+            {
+                Ok(envelope) => envelope,
+                Err(e) => {
+                    return self
+                        .dead_letter(message, &format!("malformed: {e:#}"), shutdown)
+                        .await;
+                }
+            };
+            tracing::Span::current().record("event_type", envelope.event_type.as_str());
+            let mut backoff = self.config.initial_backoff;
+            for attempt in 1..=self.config.max_attempts {
+                match self.apply(&envelope).await {
+                    Ok(duplicate) => {
+                        let outcome = if duplicate { "duplicate" } else { "processed" };
+                        self.count(&envelope.event_type, outcome);
+                        return Outcome::Done;
+                    }
+                    Err(HandlerError::Permanent(e)) => {
+                        return self.dead_letter(message, &format!("{e:#}"), shutdown).await;
+                    }
+                    Err(HandlerError::Retryable(e)) if attempt == self.config.max_attempts => {
+                        let reason = format!("retries exhausted after {attempt} attempts: {e:#}");
+                        return self.dead_letter(message, &reason, shutdown).await;
+                    }
+                    Err(HandlerError::Retryable(e)) => {
+                        self.count(&envelope.event_type, "retried");
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            attempt,
+                            "event handling failed; retrying"
+                        );
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = shutdown.wait() => return Outcome::Aborted,
+                        }
+                        backoff = (backoff * 2).min(self.config.max_backoff);
+                    }
+                }
+            }
+            Outcome::Done
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Applies the event once; returns whether it had already been processed.
+    async fn apply(&self, envelope: &Envelope) -> Result<bool, HandlerError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.config.group)
+        .bind(envelope.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(true);
+        }
+        self.handler.handle(&mut tx, envelope).await?;
+        tx.commit().await?;
+        Ok(false)
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &BorrowedMessage<'_>,
+        reason: &str,
+        shutdown: &Shutdown,
+    ) -> Outcome {
+        tracing::error!(reason, "event dead-lettered");
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let mut backoff = self.config.initial_backoff;
+        loop {
+            let mut headers = OwnedHeaders::new();
+            if let Some(original) = message.headers() {
+                for header in original.iter() {
+                    headers = headers.insert(header);
+                }
+            }
+            let headers = headers
+                .insert(Header {
+                    key: "dlq-reason",
+                    value: Some(reason.as_bytes()),
+                })
+                .insert(Header {
+                    key: "dlq-source-topic",
+                    value: Some(message.topic().as_bytes()),
+                })
+                .insert(Header {
+                    key: "dlq-source-partition",
+                    value: Some(partition.as_bytes()),
+                })
+                .insert(Header {
+                    key: "dlq-source-offset",
+                    value: Some(offset.as_bytes()),
+                })
+                .insert(Header {
+                    key: "dlq-consumer-group",
+                    value: Some(self.config.group.as_bytes()),
+                });
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.config.dead_letter_topic).headers(headers);
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = message.payload() {
+                record = record.payload(payload);
+            }
+            match self.dlq.send(record, Duration::from_secs(10)).await {
+                Ok(_) => {
+                    metrics::counter!("events_dead_lettered_total", "group" => self.config.group.clone())
+                        .increment(1);
+                    return Outcome::Done;
+                }
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, "dead-letter publish failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.wait() => return Outcome::Aborted,
+                    }
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                }
+            }
+        }
+    }
+
+    fn count(&self, event_type: &str, outcome: &'static str) {
+        metrics::counter!(
+            "events_consumed_total",
+            "group" => self.config.group.clone(),
+            "type" => event_type.to_owned(),
+            "outcome" => outcome
+        )
+        .increment(1);
+    }
+}
+
+fn header_map(message: &BorrowedMessage<'_>) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    if let Some(headers) = message.headers() {
+        for header in headers.iter() {
+            if let Some(value) = header.value.and_then(|v| std::str::from_utf8(v).ok()) {
+                map.insert(header.key.to_owned(), value.to_owned());
+            }
+        }
+    }
+    map
+}

@@ -1,0 +1,298 @@
+//! The transactional outbox.
+//!
+//! [`enqueue`] inserts an event into the service schema's `outbox` table inside the caller's
+//! transaction and notifies the relay. [`OutboxRelay`] publishes unsent rows in id order with
+//! an idempotent producer (`acks=all`, key = aggregate id) and then marks them sent.
+//!
+//! Ordering with several replicas: each batch runs under a transaction-scoped advisory lock
+//! per schema, so only one relay publishes at a time and rows leave in commit order.
+//! Delivery is at least once: a crash between publishing and marking republishes the batch,
+//! which consumers deduplicate by event id.
+//!
+//! Every service schema holds the same two tables:
+//!
+//! ```sql
+//! CREATE TABLE outbox (
+//!     id            BIGSERIAL PRIMARY KEY,
+//!     event_id      UUID NOT NULL UNIQUE,
+//!     topic         TEXT NOT NULL,
+//!     partition_key TEXT NOT NULL,
+//!     event_type    TEXT NOT NULL,
+//!     payload       JSONB NOT NULL,
+//!     headers       JSONB NOT NULL DEFAULT '{}',
+//!     created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+//!     sent_at       TIMESTAMPTZ
+//! );
+//! CREATE INDEX outbox_unsent_idx ON outbox (id) WHERE sent_at IS NULL;
+//! CREATE TABLE processed_events (
+//!     consumer     TEXT NOT NULL,
+//!     event_id     UUID NOT NULL,
+//!     processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+//!     PRIMARY KEY (consumer, event_id)
+//! );
+//! ```
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use platform::shutdown::Shutdown;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use crate::Envelope;
+
+/// Adds `event` to the outbox of the current schema, to be published to `topic` with the
+/// event's subject as key. Call inside the transaction that makes the change.
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    topic: &str,
+    event: &Envelope,
+) -> Result<(), sqlx::Error> {
+    let headers = platform::telemetry::current_context_headers();
+    let payload = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let headers = serde_json::to_value(headers).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "WITH inserted AS (
+             INSERT INTO outbox (event_id, topic, partition_key, event_type, payload, headers)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             RETURNING 1)
+         SELECT pg_notify('outbox_' || current_schema(), '') FROM inserted",
+    )
+    .bind(event.id)
+    .bind(topic)
+    .bind(&event.subject)
+    .bind(&event.event_type)
+    .bind(payload)
+    .bind(headers)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A Kafka producer configured for the outbox: idempotent, `acks=all`.
+pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .context("creating Kafka producer")
+}
+
+/// One unsent outbox row.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct OutboxRow {
+    /// Row id (commit order).
+    pub id: i64,
+    /// Destination topic.
+    pub topic: String,
+    /// Kafka key.
+    pub partition_key: String,
+    /// Event type, also sent as a header.
+    pub event_type: String,
+    /// The envelope.
+    pub payload: serde_json::Value,
+    /// Trace-context headers captured at enqueue time.
+    pub headers: serde_json::Value,
+}
+
+/// Publishes outbox rows of one schema.
+#[derive(Clone)]
+pub struct OutboxRelay {
+    pool: PgPool,
+    producer: FutureProducer,
+    schema: String,
+    batch_size: i64,
+    poll_interval: Duration,
+}
+
+impl std::fmt::Debug for OutboxRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxRelay")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutboxRelay {
+    /// A relay for the outbox in `schema` (the pool's search path).
+    pub fn new(pool: PgPool, producer: FutureProducer, schema: &str) -> Self {
+        Self {
+            pool,
+            producer,
+            schema: schema.to_owned(),
+            batch_size: 200,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Publishes until `shutdown` fires: immediately when notified, otherwise every second.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut listener = match PgListener::connect_with(&self.pool).await {
+            Ok(mut listener) => match listener.listen(&format!("outbox_{}", self.schema)).await {
+                Ok(()) => Some(listener),
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox LISTEN failed; polling only");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox listener connection failed; polling only");
+                None
+            }
+        };
+        let mut failures = 0u32;
+        let mut last_cleanup = std::time::Instant::now();
+        while !shutdown.is_triggered() {
+            match self.relay_once().await {
+                Ok(sent) => {
+                    failures = 0;
+                    if sent as i64 == self.batch_size {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = format!("{e:#}"), failures, "outbox relay failed");
+                    let backoff = Duration::from_millis(200 * 2u64.pow(failures.min(6)));
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.wait() => {}
+                    }
+                    continue;
+                }
+            }
+            if last_cleanup.elapsed() > Duration::from_secs(600) {
+                last_cleanup = std::time::Instant::now();
+                if let Err(e) = self.cleanup(chrono::Duration::days(7)).await {
+                    tracing::warn!(error = %e, "outbox cleanup failed");
+                }
+            }
+            match listener.as_mut() {
+                Some(l) => tokio::select! {
+                    n = l.recv() => { if n.is_err() { tokio::time::sleep(self.poll_interval).await; } }
+                    _ = tokio::time::sleep(self.poll_interval) => {}
+                    _ = shutdown.wait() => {}
+                },
+                None => tokio::select! {
+                    _ = tokio::time::sleep(self.poll_interval) => {}
+                    _ = shutdown.wait() => {}
+                },
+            }
+        }
+    }
+
+    /// One batch: claim, publish, mark sent, commit. Returns how many rows were sent.
+    pub async fn relay_once(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let rows = self.claim(&mut tx).await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(0);
+        }
+        self.publish(&rows).await?;
+        mark_sent(&mut tx, &rows).await?;
+        tx.commit().await?;
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or(0);
+        metrics::gauge!("outbox_pending_events", "schema" => self.schema.clone())
+            .set(pending as f64);
+        Ok(rows.len())
+    }
+
+    /// Takes the per-schema relay lock and reads the next unsent rows in commit order. Returns
+    /// nothing if another relay holds the lock.
+    pub async fn claim(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+    ) -> anyhow::Result<Vec<OutboxRow>> {
+        let locked: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_xact_lock(hashtext('outbox_' || current_schema()))",
+        )
+        .fetch_one(&mut **tx)
+        .await?;
+        if !locked {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_as::<_, OutboxRow>(
+            "SELECT id, topic, partition_key, event_type, payload, headers
+             FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(self.batch_size)
+        .fetch_all(&mut **tx)
+        .await?)
+    }
+
+    /// Sends rows to Kafka and waits until the broker has acknowledged all of them.
+    pub async fn publish(&self, rows: &[OutboxRow]) -> anyhow::Result<()> {
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let payload = serde_json::to_vec(&row.payload)?;
+            let trace: HashMap<String, String> =
+                serde_json::from_value(row.headers.clone()).unwrap_or_default();
+            let mut headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "event-type",
+                    value: Some(row.event_type.as_bytes()),
+                })
+                .insert(Header {
+                    key: "content-type",
+                    value: Some("application/json".as_bytes()),
+                });
+            for (key, value) in &trace {
+                headers = headers.insert(Header {
+                    key: key.as_str(),
+                    value: Some(value.as_bytes()),
+                });
+            }
+            let record = FutureRecord::to(&row.topic)
+                .key(&row.partition_key)
+                .payload(&payload)
+                .headers(headers);
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push((row, delivery)),
+                Err((e, _)) => anyhow::bail!("enqueueing event {} for Kafka: {e}", row.id),
+            }
+        }
+        for (row, delivery) in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {
+                    metrics::counter!("outbox_published_total", "topic" => row.topic.clone(), "type" => row.event_type.clone())
+                        .increment(1);
+                }
+                Ok(Err((e, _))) => anyhow::bail!("publishing outbox row {}: {e}", row.id),
+                Err(_) => anyhow::bail!("publishing outbox row {}: delivery cancelled", row.id),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes rows sent longer than `older_than` ago.
+    pub async fn cleanup(&self, older_than: chrono::Duration) -> anyhow::Result<u64> {
+        let result = sqlx::query("DELETE FROM outbox WHERE sent_at < now() - $1::interval")
+            .bind(format!("{} seconds", older_than.num_seconds()))
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+}
+
+/// Marks rows sent (inside the claiming transaction).
+pub async fn mark_sent(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[OutboxRow],
+) -> anyhow::Result<()> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    sqlx::query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,458 @@
+//! JWT access tokens and the authenticated principal.
+//!
+//! Access tokens are HS256 JWTs with `typ = "access"`, a fixed issuer and audience, a short
+//! lifetime and the caller's roles and permissions, so services authorize without a lookup.
+//! Refresh tokens are not JWTs at all (opaque random strings owned by the user service), so
+//! one can never pass for an access token. Logged-out access tokens are put on a Redis
+//! denylist until they expire; [`Authenticator`] checks it.
+//!
+//! Services calling services use short-lived *service tokens*: same format, subject
+//! `service:<name>`, carrying only the permissions the call needs.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::Secret;
+
+/// Token type claim of access tokens.
+pub const ACCESS_TOKEN_TYPE: &str = "access";
+/// Redis key prefix of revoked access-token ids.
+pub const DENYLIST_PREFIX: &str = "auth:revoked-jti:";
+
+/// JWT settings (`JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `ACCESS_TOKEN_TTL_SECS`).
+#[derive(Clone, Debug)]
+pub struct JwtConfig {
+    /// HMAC key, at least 32 bytes.
+    pub secret: Secret<String>,
+    /// `iss` claim.
+    pub issuer: String,
+    /// `aud` claim.
+    pub audience: String,
+    /// Lifetime of access tokens.
+    pub access_ttl: Duration,
+}
+
+impl JwtConfig {
+    /// Reads the JWT settings; the secret is required and must be at least 32 bytes.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let secret = crate::config::required("JWT_SECRET")?;
+        anyhow::ensure!(secret.len() >= 32, "JWT_SECRET must be at least 32 bytes");
+        Ok(Self {
+            secret: Secret::new(secret),
+            issuer: crate::config::optional("JWT_ISSUER", "payments-platform"),
+            audience: crate::config::optional("JWT_AUDIENCE", "payments-api"),
+            access_ttl: crate::config::seconds("ACCESS_TOKEN_TTL_SECS", 900)?,
+        })
+    }
+}
+
+/// Claims of an access token.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// Subject: a user id (UUID) or `service:<name>`.
+    pub sub: String,
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// Token id, used for revocation.
+    pub jti: String,
+    /// Token type; always [`ACCESS_TOKEN_TYPE`].
+    pub typ: String,
+    /// Role names.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Permission names.
+    #[serde(default)]
+    pub perms: Vec<String>,
+}
+
+/// Who is calling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// A user of the platform.
+    User(Uuid),
+    /// Another service of the platform.
+    Service(String),
+}
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// Who.
+    pub subject: Subject,
+    /// Role names.
+    pub roles: BTreeSet<String>,
+    /// Permission names.
+    pub permissions: BTreeSet<String>,
+    /// Token id.
+    pub token_id: String,
+    /// When the token expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Principal {
+    /// The user id, if the caller is a user.
+    pub fn user_id(&self) -> Option<Uuid> {
+        match self.subject {
+            Subject::User(id) => Some(id),
+            Subject::Service(_) => None,
+        }
+    }
+
+    /// Whether the caller holds `permission`.
+    pub fn has(&self, permission: &str) -> bool {
+        self.permissions.contains(permission)
+    }
+
+    /// Fails with `PERMISSION_DENIED` unless the caller holds `permission`.
+    pub fn require(&self, permission: &str) -> Result<(), AuthError> {
+        if self.has(permission) {
+            Ok(())
+        } else {
+            Err(AuthError::MissingPermission(permission.to_owned()))
+        }
+    }
+
+    /// Allowed if the caller is `owner` or holds `permission`.
+    pub fn require_self_or(&self, owner: Uuid, permission: &str) -> Result<(), AuthError> {
+        if self.user_id() == Some(owner) || self.has(permission) {
+            Ok(())
+        } else {
+            Err(AuthError::MissingPermission(permission.to_owned()))
+        }
+    }
+}
+
+/// Authentication and authorization failures.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No bearer token.
+    #[error("authentication required")]
+    Missing,
+    /// Bad signature, wrong type/audience/issuer, malformed.
+    #[error("invalid access token")]
+    Invalid,
+    /// Past its expiry.
+    #[error("access token expired")]
+    Expired,
+    /// Revoked by logout.
+    #[error("access token revoked")]
+    Revoked,
+    /// The caller lacks a permission.
+    #[error("missing permission {0}")]
+    MissingPermission(String),
+    /// The denylist could not be checked.
+    #[error("authentication backend unavailable")]
+    Backend(#[source] anyhow::Error),
+}
+
+impl crate::DomainError for AuthError {
+    fn kind(&self) -> crate::ErrorKind {
+        match self {
+            Self::Missing | Self::Invalid | Self::Expired | Self::Revoked => {
+                crate::ErrorKind::Unauthenticated
+            }
+            Self::MissingPermission(_) => crate::ErrorKind::PermissionDenied,
+            Self::Backend(_) => crate::ErrorKind::Unavailable,
+        }
+    }
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Missing => "AUTHENTICATION_REQUIRED",
+            Self::Invalid => "INVALID_TOKEN",
+            Self::Expired => "TOKEN_EXPIRED",
+            Self::Revoked => "TOKEN_REVOKED",
+            Self::MissingPermission(_) => "PERMISSION_DENIED",
+            Self::Backend(_) => "AUTH_BACKEND_UNAVAILABLE",
+        }
+    }
+}
+
+impl From<AuthError> for Status {
+    fn from(err: AuthError) -> Self {
+        crate::error::to_status("auth", &err)
+    }
+}
+
+/// Signs access tokens and service tokens.
+#[derive(Clone)]
+pub struct TokenIssuer {
+    key: EncodingKey,
+    config: JwtConfig,
+}
+
+impl std::fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenIssuer").finish_non_exhaustive()
+    }
+}
+
+/// A signed access token.
+#[derive(Clone, Debug)]
+pub struct IssuedToken {
+    /// The JWT.
+    pub token: Secret<String>,
+    /// Its id.
+    pub token_id: String,
+    /// Lifetime.
+    pub expires_in: Duration,
+}
+
+impl TokenIssuer {
+    /// An issuer for `config`.
+    pub fn new(config: &JwtConfig) -> Self {
+        Self {
+            key: EncodingKey::from_secret(config.secret.expose().as_bytes()),
+            config: config.clone(),
+        }
+    }
+
+    /// An access token for a user.
+    pub fn access_token(
+        &self,
+        user_id: Uuid,
+        roles: Vec<String>,
+        permissions: Vec<String>,
+    ) -> anyhow::Result<IssuedToken> {
+        self.sign(
+            user_id.to_string(),
+            roles,
+            permissions,
+            self.config.access_ttl,
+        )
+    }
+
+    /// A one-minute token identifying `service`, carrying only `permissions`.
+    pub fn service_token(
+        &self,
+        service: &str,
+        permissions: &[&str],
+    ) -> anyhow::Result<IssuedToken> {
+        self.sign(
+            format!("service:{service}"),
+            vec![],
+            permissions.iter().map(|p| (*p).to_owned()).collect(),
+            Duration::from_secs(60),
+        )
+    }
+
+    fn sign(
+        &self,
+        sub: String,
+        roles: Vec<String>,
+        perms: Vec<String>,
+        ttl: Duration,
+    ) -> anyhow::Result<IssuedToken> {
+        let now = Utc::now().timestamp();
+        let jti = Uuid::now_v7().to_string();
+        let claims = Claims {
+            sub,
+            iss: self.config.issuer.clone(),
+            aud: self.config.audience.clone(),
+            exp: now + i64::try_from(ttl.as_secs()).context("ttl too large")?,
+            iat: now,
+            jti: jti.clone(),
+            typ: ACCESS_TOKEN_TYPE.to_owned(),
+            roles,
+            perms,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)
+            .context("signing access token")?;
+        Ok(IssuedToken {
+            token: Secret::new(token),
+            token_id: jti,
+            expires_in: ttl,
+        })
+    }
+}
+
+/// Verifies access tokens and checks the revocation denylist.
+#[derive(Clone)]
+pub struct Authenticator {
+    key: DecodingKey,
+    validation: Validation,
+    redis: Option<deadpool_redis::Pool>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// A verifier for `config`; with `redis`, revoked tokens are refused.
+    pub fn new(config: &JwtConfig, redis: Option<deadpool_redis::Pool>) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[config.audience.as_str()]);
+        validation.set_issuer(&[config.issuer.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 0;
+        Self {
+            key: DecodingKey::from_secret(config.secret.expose().as_bytes()),
+            validation,
+            redis,
+        }
+    }
+
+    /// Verifies a bearer token (signature, issuer, audience, expiry, type, denylist).
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            },
+        )?;
+        let claims = data.claims;
+        if claims.typ != ACCESS_TOKEN_TYPE {
+            return Err(AuthError::Invalid);
+        }
+        let subject = match claims.sub.strip_prefix("service:") {
+            Some(name) => Subject::Service(name.to_owned()),
+            None => Subject::User(claims.sub.parse().map_err(|_| AuthError::Invalid)?),
+        };
+        if let Some(redis) = &self.redis
+            && is_revoked(redis, &claims.jti)
+                .await
+                .map_err(AuthError::Backend)?
+        {
+            return Err(AuthError::Revoked);
+        }
+        Ok(Principal {
+            subject,
+            roles: claims.roles.into_iter().collect(),
+            permissions: claims.perms.into_iter().collect(),
+            token_id: claims.jti,
+            expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
+        })
+    }
+
+    /// The principal of a gRPC request, or `UNAUTHENTICATED`.
+    pub async fn require<T>(&self, request: &tonic::Request<T>) -> Result<Principal, AuthError> {
+        let token = bearer_token(request.metadata()).ok_or(AuthError::Missing)?;
+        self.verify(token).await
+    }
+
+    /// The principal of a gRPC request if it carries a token.
+    pub async fn optional<T>(
+        &self,
+        request: &tonic::Request<T>,
+    ) -> Result<Option<Principal>, AuthError> {
+        match bearer_token(request.metadata()) {
+            Some(token) => self.verify(token).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The bearer token of gRPC metadata.
+pub fn bearer_token(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
+    metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+async fn is_revoked(redis: &deadpool_redis::Pool, jti: &str) -> anyhow::Result<bool> {
+    let mut conn = redis.get().await.context("redis pool")?;
+    let exists: bool = deadpool_redis::redis::cmd("EXISTS")
+        .arg(format!("{DENYLIST_PREFIX}{jti}"))
+        .query_async(&mut conn)
+        .await
+        .context("redis EXISTS")?;
+    Ok(exists)
+}
+
+/// Puts an access token id on the denylist until it would have expired anyway.
+pub async fn revoke_access_token(
+    redis: &deadpool_redis::Pool,
+    jti: &str,
+    expires_at: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let ttl = (expires_at - Utc::now()).num_seconds().max(1);
+    let mut conn = redis.get().await.context("redis pool")?;
+    let _: () = deadpool_redis::redis::cmd("SET")
+        .arg(format!("{DENYLIST_PREFIX}{jti}"))
+        .arg(1)
+        .arg("EX")
+        .arg(ttl)
+        .query_async(&mut conn)
+        .await
+        .context("redis SET")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> JwtConfig {
+        JwtConfig {
+            secret: Secret::new("x".repeat(32)),
+            issuer: "iss".into(),
+            audience: "aud".into(),
+            access_ttl: Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test]
+    async fn issued_tokens_verify_and_tampered_ones_do_not() {
+        let issuer = TokenIssuer::new(&config());
+        let auth = Authenticator::new(&config(), None);
+        let id = Uuid::now_v7();
+        let token = issuer
+            .access_token(id, vec!["admin".into()], vec!["users.read".into()])
+            .unwrap();
+        let p = auth.verify(token.token.expose()).await.unwrap();
+        assert_eq!(p.user_id(), Some(id));
+        assert!(p.has("users.read"));
+
+        let mut tampered = token.token.expose().clone();
+        tampered.pop();
+        assert!(matches!(
+            auth.verify(&tampered).await,
+            Err(AuthError::Invalid)
+        ));
+
+        let mut other = config();
+        other.secret = Secret::new("y".repeat(32));
+        let forged = TokenIssuer::new(&other)
+            .access_token(id, vec![], vec![])
+            .unwrap();
+        assert!(matches!(
+            auth.verify(forged.token.expose()).await,
+            Err(AuthError::Invalid)
+        ));
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_are_refused() {
+        let mut cfg = config();
+        cfg.access_ttl = Duration::from_secs(0);
+        let issuer = TokenIssuer::new(&cfg);
+        let token = issuer.access_token(Uuid::now_v7(), vec![], vec![]).unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let auth = Authenticator::new(&config(), None);
+        assert!(matches!(
+            auth.verify(token.token.expose()).await,
+            Err(AuthError::Expired)
+        ));
+    }
+}

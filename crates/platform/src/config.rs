@@ -1,0 +1,101 @@
+//! Configuration from environment variables. Every process reads the same common variables
+//! (listen addresses, database, Redis, Kafka, JWT, telemetry) and adds its own; the full list
+//! is in README.md and `.env.example`.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+
+use crate::Secret;
+
+/// Reads a required variable.
+pub fn required(name: &str) -> anyhow::Result<String> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => Ok(value),
+        _ => Err(anyhow!("environment variable {name} is required")),
+    }
+}
+
+/// Reads an optional variable, falling back to `default`.
+pub fn optional(name: &str, default: &str) -> String {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => value,
+        _ => default.to_owned(),
+    }
+}
+
+/// Reads and parses an optional variable, falling back to `default`.
+pub fn parsed<T>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => value
+            .trim()
+            .parse()
+            .map_err(|e| anyhow!("environment variable {name}={value:?} is invalid: {e}")),
+        _ => Ok(default),
+    }
+}
+
+/// Reads a duration given in whole seconds.
+pub fn seconds(name: &str, default_secs: u64) -> anyhow::Result<Duration> {
+    Ok(Duration::from_secs(parsed(name, default_secs)?))
+}
+
+/// Reads a socket address such as `0.0.0.0:50051` (port 0 picks a free port).
+pub fn socket_addr(name: &str, default: &str) -> anyhow::Result<SocketAddr> {
+    let raw = optional(name, default);
+    raw.parse()
+        .with_context(|| format!("environment variable {name}={raw:?} is not a socket address"))
+}
+
+/// Settings every service process shares.
+#[derive(Clone, Debug)]
+pub struct CommonConfig {
+    /// Service name used in logs, traces, metrics and event sources.
+    pub service_name: String,
+    /// gRPC listen address (`GRPC_ADDR`).
+    pub grpc_addr: SocketAddr,
+    /// Admin HTTP listen address for `/metrics`, `/healthz`, `/readyz` (`ADMIN_ADDR`).
+    pub admin_addr: SocketAddr,
+    /// PostgreSQL connection URL (`DATABASE_URL`).
+    pub database_url: Secret<String>,
+    /// Maximum connections in the pool (`DATABASE_MAX_CONNECTIONS`).
+    pub database_max_connections: u32,
+    /// Redis URL (`REDIS_URL`).
+    pub redis_url: Secret<String>,
+    /// Kafka bootstrap servers (`KAFKA_BROKERS`).
+    pub kafka_brokers: String,
+    /// JWT settings.
+    pub jwt: crate::auth::JwtConfig,
+    /// Apply migrations when the server starts (`MIGRATE_ON_START`, default true).
+    pub migrate_on_start: bool,
+}
+
+impl CommonConfig {
+    /// Reads the common settings; `default_grpc` and `default_admin` are the service's ports.
+    pub fn from_env(
+        service_name: &str,
+        default_grpc: &str,
+        default_admin: &str,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            service_name: service_name.to_owned(),
+            grpc_addr: socket_addr("GRPC_ADDR", default_grpc)?,
+            admin_addr: socket_addr("ADMIN_ADDR", default_admin)?,
+            database_url: Secret::new(optional(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/payments",
+            )),
+            database_max_connections: parsed("DATABASE_MAX_CONNECTIONS", 10)?,
+            redis_url: Secret::new(optional("REDIS_URL", "redis://127.0.0.1:6379/0")),
+            kafka_brokers: optional("KAFKA_BROKERS", "127.0.0.1:9092"),
+            jwt: crate::auth::JwtConfig::from_env()?,
+            migrate_on_start: parsed("MIGRATE_ON_START", true)?,
+        })
+    }
+}

@@ -1,0 +1,22 @@
+//! Building blocks every process of the platform shares: configuration from the environment,
+//! telemetry (tracing, OpenTelemetry, Prometheus), the admin HTTP endpoints, the gRPC server
+//! bootstrap, PostgreSQL and Redis pools, JWT authentication and the error model.
+//!
+//! Nothing here knows about a specific service or holds business rules; a service composes
+//! these pieces in its own `Application::build`.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod grpc;
+pub mod pagination;
+pub mod redis;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;
+pub mod time;
+
+pub use error::{DomainError, ErrorKind, FieldViolation};
+pub use secret::Secret;

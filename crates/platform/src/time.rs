@@ -1,0 +1,22 @@
+//! Conversions between `chrono` times and `google.protobuf.Timestamp`.
+
+use chrono::{DateTime, TimeZone, Utc};
+
+/// A UTC time as a protobuf timestamp.
+pub fn to_proto(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// An optional UTC time as an optional protobuf timestamp.
+pub fn to_proto_opt(time: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp> {
+    time.map(to_proto)
+}
+
+/// A protobuf timestamp as a UTC time (`None` if out of range).
+pub fn from_proto(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    Utc.timestamp_opt(ts.seconds, u32::try_from(ts.nanos).ok()?)
+        .single()
+}

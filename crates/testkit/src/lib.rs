@@ -1,0 +1,243 @@
+//! Test harness shared by the integration tests: a fresh PostgreSQL database per test, the
+//! Redis and Kafka-compatible broker the test command started, NGINX rendered from the
+//! project's own template in front of a gateway, free ports and polling with a deadline.
+//!
+//! Environment: `TEST_DATABASE_URL` (server admin URL, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), `TEST_REDIS_URL`, `TEST_KAFKA_BROKERS`,
+//! `NGINX_BIN`.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sqlx::Connection;
+
+/// Admin URL of the PostgreSQL server used by tests.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Redis URL used by tests.
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+}
+
+/// Kafka bootstrap servers used by tests (the broker `make test` starts).
+pub fn kafka_brokers() -> String {
+    std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".to_owned())
+}
+
+/// A name no other test uses (`prefix-<uuid>`).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A JWT secret for tests.
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+/// Creates a fresh, empty database and returns its URL. Databases are named `pt_<uuid>`; the
+/// test command drops leftovers before each run.
+pub async fn fresh_database() -> anyhow::Result<String> {
+    let admin = postgres_admin_url();
+    let name = format!("pt_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .context("connecting to the test PostgreSQL server (TEST_DATABASE_URL)")?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let base = admin
+        .rsplit_once('/')
+        .map(|(base, _)| base.to_owned())
+        .context("TEST_DATABASE_URL has no database path")?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// Polls `check` every 50 ms until it yields a value or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// Replaces `${NAME}` in `template` with values from `vars`; fails on unknown names, like
+/// `envsubst` with a fixed variable list.
+pub fn render_template(template: &str, vars: &[(&str, String)]) -> anyhow::Result<String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').context("unterminated ${ in template")?;
+        let name = &after[..end];
+        let value = vars
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+            .with_context(|| format!("template variable {name} has no value"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// NGINX running the project's `nginx/nginx.conf.template` in a private prefix directory.
+pub struct Nginx {
+    /// HTTP port (the public API).
+    pub http_port: u16,
+    /// gRPC port (HTTP/2, `grpc_pass` to the services).
+    pub grpc_port: u16,
+    child: tokio::process::Child,
+}
+
+impl Nginx {
+    /// Starts NGINX in front of `gateway` (`host:port`) and the given gRPC upstreams
+    /// (`(template variable, host:port)`), and waits until it accepts connections.
+    pub async fn start(gateway: &str, grpc_upstreams: &[(&str, String)]) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(unique("nginx"));
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let http_port = free_port();
+        let grpc_port = free_port();
+        let template = std::fs::read_to_string(repo_root().join("nginx/nginx.conf.template"))?;
+        let mut vars = vec![
+            ("NGINX_HTTP_PORT", http_port.to_string()),
+            ("NGINX_GRPC_PORT", grpc_port.to_string()),
+            ("NGINX_WORKER_PROCESSES", "1".to_owned()),
+            (
+                "NGINX_ERROR_LOG",
+                dir.join("logs/error.log").display().to_string(),
+            ),
+            (
+                "NGINX_ACCESS_LOG",
+                dir.join("logs/access.log").display().to_string(),
+            ),
+            (
+                "NGINX_PID_FILE",
+                dir.join("nginx.pid").display().to_string(),
+            ),
+            ("NGINX_RATE_PER_SECOND", "1000".to_owned()),
+            ("NGINX_RATE_BURST", "2000".to_owned()),
+            ("GATEWAY_UPSTREAM", gateway.to_owned()),
+        ];
+        for (name, addr) in grpc_upstreams {
+            vars.push((name, addr.clone()));
+        }
+        let config = render_template(&template, &vars)?;
+        let config_path = dir.join("nginx.conf");
+        std::fs::write(&config_path, config)?;
+        let bin = std::env::var("NGINX_BIN").unwrap_or_else(|_| {
+            if std::path::Path::new("/usr/sbin/nginx").exists() {
+                "/usr/sbin/nginx".to_owned()
+            } else {
+                "nginx".to_owned()
+            }
+        });
+        let child = tokio::process::Command::new(bin)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&config_path)
+            .arg("-g")
+            .arg("daemon off;")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting nginx (set NGINX_BIN or install nginx)")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", http_port))
+            .await
+            .is_err()
+        {
+            anyhow::ensure!(Instant::now() < deadline, "nginx did not start listening");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Self {
+            http_port,
+            grpc_port,
+            child,
+        })
+    }
+
+    /// Base URL of the public HTTP API.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Reads JSON events from `topic` from the beginning, in a fresh consumer group.
+pub fn topic_reader(topic: &str) -> anyhow::Result<rdkafka::consumer::StreamConsumer> {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    Ok(consumer)
+}
+
+/// Waits for the first JSON message on `consumer` for which `pick` returns a value.
+pub async fn next_matching<T>(
+    consumer: &rdkafka::consumer::StreamConsumer,
+    timeout: Duration,
+    mut pick: impl FnMut(&serde_json::Value) -> Option<T>,
+) -> anyhow::Result<T> {
+    use rdkafka::Message;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let remaining = deadline
+            .checked_duration_since(Instant::now())
+            .context("timed out waiting for a matching Kafka message")?;
+        let message = tokio::time::timeout(remaining, consumer.recv())
+            .await
+            .context("timed out waiting for a matching Kafka message")??;
+        if let Some(found) = message
+            .payload()
+            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+            .and_then(|value| pick(&value))
+        {
+            return Ok(found);
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Generated gRPC types and clients/servers for every service, one module per versioned
+//! package (`payments.<service>.v1`). Owns no behaviour; services convert these types to their
+//! domain types at their edge.
+
+#![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+/// Encoded `FileDescriptorSet` of every package, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
+pub mod common {
+    pub mod v1 {
+        tonic::include_proto!("payments.common.v1");
+    }
+}
+
+pub mod user {
+    pub mod v1 {
+        tonic::include_proto!("payments.user.v1");
+    }
+}
+
+pub mod role {
+    pub mod v1 {
+        tonic::include_proto!("payments.role.v1");
+    }
+}

@@ -1,0 +1,220 @@
+//! The HTTP/JSON API gateway. It authenticates callers (JWT, revocation denylist), applies
+//! per-principal rate limits in Redis, validates request syntax with field-precise errors,
+//! and calls the domain services over gRPC with deadlines. It owns no data and never touches
+//! a database; the services make every authorization decision.
+
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod openapi;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{Html, IntoResponse};
+use axum::routing::{delete, get, post};
+use platform::auth::{Authenticator, JwtConfig};
+use platform::shutdown::Shutdown;
+use proto::role::v1::role_service_client::RoleServiceClient;
+use proto::user::v1::auth_service_client::AuthServiceClient;
+use proto::user::v1::user_service_client::UserServiceClient;
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+use utoipa::OpenApi;
+
+/// Settings of the gateway.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// HTTP listen address (`HTTP_ADDR`).
+    pub http_addr: SocketAddr,
+    /// Admin listen address (`ADMIN_ADDR`).
+    pub admin_addr: SocketAddr,
+    /// `USER_SERVICE_URL`.
+    pub user_service_url: String,
+    /// `ROLE_SERVICE_URL`.
+    pub role_service_url: String,
+    /// `REDIS_URL`.
+    pub redis_url: platform::Secret<String>,
+    pub jwt: JwtConfig,
+    /// Requests per minute per authenticated principal (`RATE_LIMIT_PER_MINUTE`).
+    pub rate_limit_per_minute: u64,
+    /// Requests per minute per client IP without a token (`RATE_LIMIT_ANONYMOUS_PER_MINUTE`).
+    pub rate_limit_anonymous_per_minute: u64,
+    /// Deadline of each gRPC call (`GRPC_DEADLINE_MS`).
+    pub grpc_deadline: Duration,
+    /// Largest accepted request body (`BODY_LIMIT_BYTES`).
+    pub body_limit_bytes: usize,
+}
+
+impl Config {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        use platform::config::{optional, parsed, socket_addr};
+        Ok(Self {
+            http_addr: socket_addr("HTTP_ADDR", "0.0.0.0:8000")?,
+            admin_addr: socket_addr("ADMIN_ADDR", "0.0.0.0:9100")?,
+            user_service_url: optional("USER_SERVICE_URL", "http://127.0.0.1:50051"),
+            role_service_url: optional("ROLE_SERVICE_URL", "http://127.0.0.1:50052"),
+            redis_url: platform::Secret::new(optional("REDIS_URL", "redis://127.0.0.1:6379/0")),
+            jwt: JwtConfig::from_env()?,
+            rate_limit_per_minute: parsed("RATE_LIMIT_PER_MINUTE", 600)?,
+            rate_limit_anonymous_per_minute: parsed("RATE_LIMIT_ANONYMOUS_PER_MINUTE", 120)?,
+            grpc_deadline: Duration::from_millis(parsed("GRPC_DEADLINE_MS", 5000)?),
+            body_limit_bytes: parsed("BODY_LIMIT_BYTES", 64 * 1024)?,
+        })
+    }
+}
+
+/// Shared state of handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub authenticator: Authenticator,
+    pub redis: deadpool_redis::Pool,
+    pub auth: AuthServiceClient<Channel>,
+    pub users: UserServiceClient<Channel>,
+    pub roles: RoleServiceClient<Channel>,
+}
+
+/// The API router (without listeners), so tests and the binary build the same thing.
+pub fn router(state: AppState) -> Router {
+    use routes::{auth, roles, users};
+    let api = Router::new()
+        .route("/auth/register", post(auth::register))
+        .route("/auth/verify-email", post(auth::verify_email))
+        .route("/auth/resend-verification", post(auth::resend_verification))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/forgot-password", post(auth::forgot_password))
+        .route("/auth/reset-password", post(auth::reset_password))
+        .route("/auth/me", get(auth::me))
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/restore-all", post(users::restore_all))
+        .route("/users/trash", delete(users::delete_all_trashed))
+        .route(
+            "/users/{id}",
+            get(users::get).patch(users::update).delete(users::delete),
+        )
+        .route("/users/{id}/trash", post(users::trash))
+        .route("/users/{id}/restore", post(users::restore))
+        .route(
+            "/users/{id}/roles",
+            get(roles::user_roles).post(roles::assign),
+        )
+        .route("/users/{id}/roles/{role}", delete(roles::revoke))
+        .route("/roles", get(roles::list).post(roles::create))
+        .route("/roles/restore-all", post(roles::restore_all))
+        .route("/roles/trash", delete(roles::delete_all_trashed))
+        .route(
+            "/roles/{id}",
+            get(roles::get).patch(roles::update).delete(roles::delete),
+        )
+        .route("/roles/{id}/trash", post(roles::trash))
+        .route("/roles/{id}/restore", post(roles::restore))
+        .route("/permissions", get(roles::permissions))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authenticate_and_limit,
+        ))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(openapi::ApiDoc::openapi()) }),
+        )
+        .route("/docs", get(|| async { Html(openapi::SWAGGER_UI) }));
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(|| async {
+            error::ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "ROUTE_NOT_FOUND",
+                "no such route",
+            )
+            .into_response()
+        })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_argument",
+                "METHOD_NOT_ALLOWED",
+                "method not allowed on this route",
+            )
+            .into_response()
+        })
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+        .layer(axum::middleware::from_fn(middleware::observe))
+        .with_state(state)
+}
+
+/// A built, not yet running gateway.
+pub struct Application {
+    http: TcpListener,
+    admin: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Creates clients (connections are lazy) and binds the listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let redis = platform::redis::pool(config.redis_url.expose())?;
+        let user_channel = platform::grpc::channel(&config.user_service_url)?;
+        let state = AppState {
+            authenticator: Authenticator::new(&config.jwt, Some(redis.clone())),
+            redis,
+            auth: AuthServiceClient::new(user_channel.clone()),
+            users: UserServiceClient::new(user_channel),
+            roles: RoleServiceClient::new(platform::grpc::channel(&config.role_service_url)?),
+            config: Arc::new(config),
+        };
+        let http = TcpListener::bind(state.config.http_addr)
+            .await
+            .with_context(|| format!("binding HTTP on {}", state.config.http_addr))?;
+        let admin = TcpListener::bind(state.config.admin_addr)
+            .await
+            .with_context(|| format!("binding admin on {}", state.config.admin_addr))?;
+        Ok(Self { http, admin, state })
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown` fires.
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let readiness = platform::admin::Readiness::new().with_redis(self.state.redis.clone());
+        let admin = tokio::spawn(platform::admin::serve(
+            self.admin,
+            readiness,
+            shutdown.clone(),
+        ));
+        let app = router(self.state);
+        tracing::info!(addr = %self.http.local_addr()?, "gateway listening");
+        let waiter = shutdown.clone();
+        let served = axum::serve(
+            self.http,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { waiter.wait().await })
+        .await
+        .context("HTTP server failed");
+        shutdown.trigger();
+        admin.await??;
+        served
+    }
+}

@@ -1,0 +1,177 @@
+//! The gateway's request pipeline: request id and trace span, authentication (a bad token is
+//! a 401 even on public routes), per-principal rate limiting in Redis, HTTP metrics, and
+//! `Cache-Control: no-store` on every API response (they are per-caller).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use deadpool_redis::redis;
+use tracing::Instrument;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::Caller;
+
+/// Request id, trace span and metrics around everything else.
+pub async fn observe(request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get(platform::grpc::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let mut carrier = HashMap::new();
+    for key in ["traceparent", "tracestate", "baggage"] {
+        if let Some(value) = request.headers().get(key).and_then(|v| v.to_str().ok()) {
+            carrier.insert(key.to_owned(), value.to_owned());
+        }
+    }
+    let span = tracing::info_span!("http", http.method = %method, http.route = %route, request_id = %request_id, http.status = tracing::field::Empty);
+    platform::telemetry::set_parent_from_headers(&span, &carrier);
+    let started = Instant::now();
+    let mut response = platform::grpc::with_request_id(request_id.clone(), next.run(request))
+        .instrument(span.clone())
+        .await;
+    let status = response.status().as_u16();
+    span.record("http.status", status);
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::counter!("http_requests_total", "method" => method.to_string(), "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method.to_string(), "route" => route)
+        .record(elapsed);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(platform::grpc::REQUEST_ID_HEADER, value);
+    }
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Verifies a bearer token if present, then applies the rate limit of the principal (the
+/// user, or the client IP for anonymous calls).
+pub async fn authenticate_and_limit(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let principal_key = match bearer {
+        Some(value) => {
+            let Some(token) = value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+            else {
+                return ApiError::unauthenticated(
+                    "INVALID_TOKEN",
+                    "the Authorization header must be `Bearer <token>`",
+                )
+                .into_response();
+            };
+            let token = token.trim().to_owned();
+            match state.authenticator.verify(&token).await {
+                Ok(principal) => {
+                    let key = match &principal.subject {
+                        platform::auth::Subject::User(id) => format!("user:{id}"),
+                        platform::auth::Subject::Service(name) => format!("service:{name}"),
+                    };
+                    request.extensions_mut().insert(Caller { principal, token });
+                    key
+                }
+                Err(e) => return ApiError::from(tonic::Status::from(e)).into_response(),
+            }
+        }
+        None => format!("ip:{}", client_ip(&request)),
+    };
+    let limit = if principal_key.starts_with("ip:") {
+        state.config.rate_limit_anonymous_per_minute
+    } else {
+        state.config.rate_limit_per_minute
+    };
+    match check_rate(&state.redis, &principal_key, limit).await {
+        Ok(RateDecision::Allowed { remaining }) => {
+            let mut response = next.run(request).await;
+            let headers = response.headers_mut();
+            headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
+            headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+            response
+        }
+        Ok(RateDecision::Limited { retry_after }) => {
+            metrics::counter!("http_rate_limited_total").increment(1);
+            ApiError::too_many_requests(retry_after).into_response()
+        }
+        Err(e) => {
+            // Fail open: Redis trouble must not take the API down; NGINX still limits per IP.
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "rate limiter unavailable; allowing request"
+            );
+            next.run(request).await
+        }
+    }
+}
+
+/// The client address: `X-Real-IP` set by NGINX, else the peer.
+fn client_ip(request: &Request) -> String {
+    request
+        .headers()
+        .get("x-real-ip")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+enum RateDecision {
+    Allowed { remaining: u64 },
+    Limited { retry_after: u64 },
+}
+
+/// Fixed one-minute windows: `INCR` the window's counter, expire it with the window.
+async fn check_rate(
+    pool: &deadpool_redis::Pool,
+    principal: &str,
+    limit: u64,
+) -> anyhow::Result<RateDecision> {
+    let now = chrono::Utc::now().timestamp();
+    let window = now / 60;
+    let key = format!("ratelimit:{principal}:{window}");
+    let mut conn = pool.get().await?;
+    let (count,): (u64,) = redis::pipe()
+        .atomic()
+        .incr(&key, 1)
+        .expire(&key, 61)
+        .ignore()
+        .query_async(&mut conn)
+        .await?;
+    if count > limit {
+        let retry_after = u64::try_from(60 - now % 60).unwrap_or(1).max(1);
+        Ok(RateDecision::Limited { retry_after })
+    } else {
+        Ok(RateDecision::Allowed {
+            remaining: limit - count,
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! `user-service [serve|migrate]`
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _telemetry = platform::telemetry::init("user-service")?;
+    let config = user_service::Config::from_env()?;
+    match std::env::args().nth(1).as_deref() {
+        None | Some("serve") => {
+            let app = user_service::Application::build(config).await?;
+            app.run(platform::shutdown::Shutdown::on_os_signals()).await
+        }
+        Some("migrate") => user_service::migrate(&config.common).await,
+        Some(other) => anyhow::bail!("unknown command {other:?}; use serve or migrate"),
+    }
+}
