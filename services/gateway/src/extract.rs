@@ -28,6 +28,10 @@ fn field_of(path: &str, message: &str) -> String {
             let rest = &message[start + marker.len()..];
             if let Some(end) = rest.find('`') {
                 let name = &rest[..end];
+                // For unknown fields the path already ends with the key itself.
+                if path == name || path.ends_with(&format!(".{name}")) {
+                    return path.to_owned();
+                }
                 return if path == "." || path.is_empty() {
                     name.to_owned()
                 } else {

@@ -30,6 +30,8 @@ pub struct Config {
     pub common: CommonConfig,
     /// gRPC URL of the user service (`USER_SERVICE_URL`).
     pub user_service_url: String,
+    /// Consumer group for user events (`USER_EVENTS_GROUP`).
+    pub user_events_group: String,
 }
 
 impl Config {
@@ -40,6 +42,10 @@ impl Config {
             user_service_url: platform::config::optional(
                 "USER_SERVICE_URL",
                 "http://127.0.0.1:50051",
+            ),
+            user_events_group: platform::config::optional(
+                "USER_EVENTS_GROUP",
+                events::topics::groups::ROLE_USER_EVENTS,
             ),
         })
     }
@@ -97,7 +103,7 @@ impl Application {
         let consumer = events::Consumer::new(
             events::ConsumerConfig::new(
                 &common.kafka_brokers,
-                events::topics::groups::ROLE_USER_EVENTS,
+                &config.user_events_group,
                 &[events::topics::USER_EVENTS],
             ),
             pool.clone(),

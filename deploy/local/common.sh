@@ -1,0 +1,164 @@
+# Shared helpers of the local runner (run.sh) and the test command (test.sh).
+# Sourced, not executed. Everything it installs or starts is reported on stderr.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+STATE_DIR="${STATE_DIR:-$ROOT/.state}"
+TOOLS_DIR="${PAYMENTS_TOOLS_DIR:-$HOME/.cache/payments-platform/tools}"
+TANSU_VERSION="0.6.0"
+TANSU_BIN="$TOOLS_DIR/tansu-$TANSU_VERSION/bin/tansu"
+
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        die "need root (or sudo) to run: $*"; fi
+}
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null || die "apt-get not found; install these yourself: $*"
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        say "apt-get update"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        APT_UPDATED=1
+    fi
+    say "installing $*"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# port_open HOST PORT — true if something accepts TCP connections there.
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# wait_port HOST PORT WHAT [SECONDS]
+wait_port() {
+    local deadline=$((SECONDS + ${4:-30}))
+    until port_open "$1" "$2"; do
+        [ "$SECONDS" -lt "$deadline" ] || die "$3 did not open $1:$2"
+        sleep 0.2
+    done
+}
+
+# wait_http URL WHAT [SECONDS] — until the URL answers 2xx.
+wait_http() {
+    local deadline=$((SECONDS + ${3:-60}))
+    until curl -fsS -o /dev/null "$1" 2>/dev/null; do
+        [ "$SECONDS" -lt "$deadline" ] || die "$2 did not become ready ($1)"
+        sleep 0.3
+    done
+}
+
+# url_host_port URL — prints "host port" of a postgres:// or redis:// URL.
+url_host_port() {
+    local rest="${1#*://}"
+    rest="${rest#*@}"
+    rest="${rest%%/*}"
+    rest="${rest%%\?*}"
+    local host="${rest%%:*}" port="${rest##*:}"
+    [ "$port" = "$rest" ] && port=""
+    echo "${host:-127.0.0.1} ${port}"
+}
+
+ensure_commands() {
+    local missing=()
+    command -v curl >/dev/null || missing+=(curl ca-certificates)
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+    command -v psql >/dev/null || missing+=(postgresql-client)
+    command -v redis-cli >/dev/null || missing+=(redis-tools)
+    if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+    command -v cargo >/dev/null || die "cargo not found: install Rust from https://rustup.rs"
+    NGINX_BIN="$(command -v nginx || echo /usr/sbin/nginx)"
+    export NGINX_BIN
+}
+
+ensure_tansu() {
+    if [ ! -x "$TANSU_BIN" ]; then
+        say "installing tansu $TANSU_VERSION (Kafka-compatible broker) into $TOOLS_DIR (one time, ~10 min)"
+        cargo install tansu --locked --version "$TANSU_VERSION" --features libsql \
+            --root "$TOOLS_DIR/tansu-$TANSU_VERSION" >&2
+    fi
+}
+
+# start_tansu PORT SQLITE_FILE LOGFILE — starts the broker in the background, sets TANSU_PID.
+start_tansu() {
+    local port="$1" db="$2" log="$3"
+    port_open 127.0.0.1 "$port" && die "port $port is taken; set KAFKA_PORT to another port"
+    mkdir -p "$(dirname "$db")"
+    # tansu reads OTEL_EXPORTER_OTLP_ENDPOINT too; keep the platform's setting away from it.
+    env -u OTEL_EXPORTER_OTLP_ENDPOINT "$TANSU_BIN" broker \
+        --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" \
+        --storage-engine "sqlite:///$db" >"$log" 2>&1 &
+    TANSU_PID=$!
+    wait_port 127.0.0.1 "$port" "tansu"
+}
+
+# ensure_postgres URL — uses the server at URL if reachable, otherwise starts a private
+# instance under $STATE_DIR/postgres on port 55432 and rewrites PG_ADMIN_URL accordingly.
+ensure_postgres() {
+    local url="$1" host port
+    read -r host port <<<"$(url_host_port "$url")"
+    port="${port:-5432}"
+    if port_open "$host" "$port"; then
+        PG_ADMIN_URL="$url"
+        return
+    fi
+    local bindir
+    bindir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)"
+    if [ -z "$bindir" ]; then
+        apt_install postgresql
+        bindir="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+    fi
+    local data="$STATE_DIR/postgres" pport=55432
+    local run=()
+    if [ "$(id -u)" -eq 0 ]; then run=(runuser -u postgres --); fi
+    mkdir -p "$data"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$data"
+    if [ ! -f "$data/PG_VERSION" ]; then
+        say "initialising a private PostgreSQL in $data"
+        "${run[@]}" "$bindir/initdb" -D "$data" -U postgres --auth=trust >/dev/null
+    fi
+    if ! port_open 127.0.0.1 "$pport"; then
+        say "starting private PostgreSQL on 127.0.0.1:$pport"
+        "${run[@]}" "$bindir/pg_ctl" -D "$data" -l "$data/server.log" \
+            -o "-p $pport -k /tmp -c listen_addresses=127.0.0.1" start >/dev/null
+        wait_port 127.0.0.1 "$pport" "PostgreSQL"
+    fi
+    PG_ADMIN_URL="postgres://postgres@127.0.0.1:$pport/postgres"
+}
+
+# ensure_redis URL — uses Redis at URL if reachable, otherwise a private one on port 56379.
+ensure_redis() {
+    local url="$1" host port
+    read -r host port <<<"$(url_host_port "$url")"
+    port="${port:-6379}"
+    if port_open "$host" "$port"; then
+        REDIS_READY_URL="$url"
+        return
+    fi
+    command -v redis-server >/dev/null || apt_install redis-server
+    local rport=56379
+    if ! port_open 127.0.0.1 "$rport"; then
+        say "starting private Redis on 127.0.0.1:$rport"
+        mkdir -p "$STATE_DIR/redis"
+        redis-server --port "$rport" --bind 127.0.0.1 --daemonize yes --save "" --appendonly no \
+            --dir "$STATE_DIR/redis" --logfile "$STATE_DIR/redis/redis.log" >/dev/null
+        wait_port 127.0.0.1 "$rport" "Redis"
+    fi
+    REDIS_READY_URL="redis://127.0.0.1:$rport/0"
+}
+
+# render_nginx OUT — substitutes the ${VARS} of nginx/nginx.conf.template from the environment.
+render_nginx() {
+    local out="$1" content
+    content="$(cat "$ROOT/nginx/nginx.conf.template")"
+    local vars
+    vars="$(grep -o '\${[A-Z_]*}' "$ROOT/nginx/nginx.conf.template" | sort -u | tr -d '${}')"
+    for v in $vars; do
+        [ -n "${!v+x}" ] || die "nginx template variable $v is not set"
+        content="${content//\$\{$v\}/${!v}}"
+    done
+    printf '%s\n' "$content" >"$out"
+}

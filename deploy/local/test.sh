@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make test` (and CI): formatting, lints, and every test against real PostgreSQL, Redis,
+# a Kafka-compatible broker (tansu, private and fresh for each run) and NGINX.
+
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+TEST_KAFKA_PORT="${TEST_KAFKA_PORT:-19092}"
+
+ensure_commands
+ensure_tansu
+ensure_postgres "${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+ensure_redis "${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
+export TEST_DATABASE_URL="$PG_ADMIN_URL" TEST_REDIS_URL="$REDIS_READY_URL"
+export TEST_KAFKA_BROKERS="127.0.0.1:$TEST_KAFKA_PORT"
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+# Leftover per-test databases of earlier runs.
+psql "$TEST_DATABASE_URL" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'pt\_%'" \
+    | while read -r db; do [ -n "$db" ] && psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"; done
+
+RUN_DIR="$(mktemp -d)"
+say "starting a fresh tansu on 127.0.0.1:$TEST_KAFKA_PORT"
+start_tansu "$TEST_KAFKA_PORT" "$RUN_DIR/tansu.db" "$RUN_DIR/tansu.log"
+trap 'kill $TANSU_PID 2>/dev/null || true; rm -rf "$RUN_DIR"' EXIT
+
+say "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast "$@"
+    cargo test --workspace --doc --quiet
+else
+    cargo test --workspace --no-fail-fast "$@"
+fi
