@@ -40,7 +40,11 @@ pub enum AdminOutcome {
 
 /// Makes sure an account with `email` exists (verified, with `password` if it is created)
 /// and holds the admin role. Safe to run any number of times.
-pub async fn ensure_admin(target: &Target, email: &str, password: &str) -> anyhow::Result<AdminOutcome> {
+pub async fn ensure_admin(
+    target: &Target,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<AdminOutcome> {
     let token = TokenIssuer::new(&target.jwt)
         .service_token("seeder", &["users.read", "users.write", "roles.assign"])?;
     let bearer = Some(token.token.expose().as_str());

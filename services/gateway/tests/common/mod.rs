@@ -32,7 +32,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { rate_limit_per_minute: 10_000, login_max_failures: 5 }
+        Self {
+            rate_limit_per_minute: 10_000,
+            login_max_failures: 5,
+        }
     }
 }
 
@@ -142,7 +145,13 @@ impl Platform {
         }
     }
 
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self
             .http
             .request(method.parse().unwrap(), format!("{}{path}", self.base));
@@ -155,7 +164,11 @@ impl Platform {
         let response = request.send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, value)
     }
 
@@ -174,12 +187,23 @@ impl Platform {
             role_service_url: self.role_grpc.clone(),
             jwt: jwt(),
         };
-        seeders::ensure_admin(&target, ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
-        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await["access_token"].as_str().unwrap().to_owned()
+        seeders::ensure_admin(&target, ADMIN_EMAIL, ADMIN_PASSWORD)
+            .await
+            .unwrap();
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Value {
-        let (status, body) = self.post("/auth/login", None, json!({"email": email, "password": password})).await;
+        let (status, body) = self
+            .post(
+                "/auth/login",
+                None,
+                json!({"email": email, "password": password}),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "login failed: {body}");
         body
     }
@@ -189,9 +213,14 @@ impl Platform {
         let reader = testkit::topic_reader(events::topics::USER_EVENTS).unwrap();
         let mut found = None;
         // Read until no newer matching event arrives for a moment; keep the last match.
-        while let Ok(token) = testkit::next_matching(&reader, Duration::from_secs(if found.is_some() { 1 } else { 20 }), |v| {
-            (v["type"] == event_type && v["data"]["email"] == email).then(|| v["data"]["token"].as_str().unwrap().to_owned())
-        })
+        while let Ok(token) = testkit::next_matching(
+            &reader,
+            Duration::from_secs(if found.is_some() { 1 } else { 20 }),
+            |v| {
+                (v["type"] == event_type && v["data"]["email"] == email)
+                    .then(|| v["data"]["token"].as_str().unwrap().to_owned())
+            },
+        )
         .await
         {
             found = Some(token);
@@ -207,15 +236,24 @@ impl Platform {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let id = body["id"].as_str().unwrap().to_owned();
         let token = self.token_from_event("user.registered", email).await;
-        let (status, body) = self.post("/auth/verify-email", None, json!({"token": token})).await;
+        let (status, body) = self
+            .post("/auth/verify-email", None, json!({"token": token}))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["email_verified"], true);
         let tokens = self.login(email, PASSWORD).await;
         let access = tokens["access_token"].as_str().unwrap().to_owned();
-        testkit::eventually(Duration::from_secs(20), "customer role assigned", || async {
-            let (_, roles) = self.get(&format!("/users/{id}/roles"), Some(&access)).await;
-            roles["roles"].as_array().filter(|r| r.iter().any(|r| r["name"] == "customer")).map(|_| ())
-        })
+        testkit::eventually(
+            Duration::from_secs(20),
+            "customer role assigned",
+            || async {
+                let (_, roles) = self.get(&format!("/users/{id}/roles"), Some(&access)).await;
+                roles["roles"]
+                    .as_array()
+                    .filter(|r| r.iter().any(|r| r["name"] == "customer"))
+                    .map(|_| ())
+            },
+        )
         .await;
         // Log in again so the access token carries the role.
         (id, self.login(email, PASSWORD).await)

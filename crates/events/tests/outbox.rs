@@ -1,0 +1,269 @@
+//! The outbox relay and the idempotent consumer against real PostgreSQL and the broker:
+//! every event is applied exactly once, also across a consumer restart mid-stream and a relay
+//! that crashed after publishing but before marking rows sent.
+
+use std::time::Duration;
+
+use events::topics::Topic;
+use events::{Consumer, ConsumerConfig, Envelope, EventHandler, HandlerError, OutboxRelay};
+use platform::shutdown::Shutdown;
+use rdkafka::Message;
+use sqlx::{PgConnection, PgPool};
+
+const SCHEMA: &str = "evtest";
+
+async fn setup() -> (PgPool, String) {
+    let url = testkit::fresh_database().await.unwrap();
+    let pool = platform::db::connect(&url, SCHEMA, 5).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE SCHEMA evtest;
+         CREATE TABLE outbox (
+             id BIGSERIAL PRIMARY KEY, event_id UUID NOT NULL UNIQUE, topic TEXT NOT NULL,
+             partition_key TEXT NOT NULL, event_type TEXT NOT NULL, payload JSONB NOT NULL,
+             headers JSONB NOT NULL DEFAULT '{}', created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+             sent_at TIMESTAMPTZ);
+         CREATE TABLE processed_events (consumer TEXT NOT NULL, event_id UUID NOT NULL,
+             processed_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (consumer, event_id));
+         CREATE TABLE effects (event_id UUID NOT NULL, seq INT NOT NULL);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let topic = testkit::unique("evtest");
+    let leaked: &'static str = Box::leak(topic.clone().into_boxed_str());
+    events::topics::ensure(
+        &testkit::kafka_brokers(),
+        &[Topic {
+            name: leaked,
+            partitions: 3,
+        }],
+        1,
+    )
+    .await
+    .unwrap();
+    (pool, topic)
+}
+
+/// Records each event it sees; slow enough that a restart lands mid-stream.
+#[derive(Clone)]
+struct Recorder {
+    delay: Duration,
+}
+
+impl EventHandler for Recorder {
+    async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> Result<(), HandlerError> {
+        tokio::time::sleep(self.delay).await;
+        let seq = event.data["seq"].as_i64().unwrap_or(-1) as i32;
+        sqlx::query("INSERT INTO effects (event_id, seq) VALUES ($1, $2)")
+            .bind(event.id)
+            .bind(seq)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn enqueue(pool: &PgPool, topic: &str, count: i32) {
+    let mut tx = pool.begin().await.unwrap();
+    for seq in 0..count {
+        let event = Envelope::new(
+            "test",
+            "thing.happened",
+            format!("thing-{}", seq % 5),
+            &serde_json::json!({"seq": seq}),
+        )
+        .unwrap();
+        events::outbox::enqueue(&mut tx, topic, &event)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn effect_counts(pool: &PgPool) -> (i64, i64) {
+    sqlx::query_as("SELECT count(*), count(DISTINCT event_id) FROM effects")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn relay(pool: &PgPool) -> OutboxRelay {
+    OutboxRelay::new(
+        pool.clone(),
+        events::outbox::producer(&testkit::kafka_brokers()).unwrap(),
+        SCHEMA,
+    )
+}
+
+fn consumer(pool: &PgPool, topic: &str, group: &str, delay: Duration) -> Consumer<Recorder> {
+    let mut config = ConsumerConfig::new(&testkit::kafka_brokers(), group, &[topic]);
+    config.initial_backoff = Duration::from_millis(20);
+    Consumer::new(config, pool.clone(), Recorder { delay }).unwrap()
+}
+
+#[tokio::test]
+async fn events_are_applied_exactly_once_across_a_consumer_restart() {
+    let (pool, topic) = setup().await;
+    enqueue(&pool, &topic, 40).await;
+    while relay(&pool).relay_once().await.unwrap() > 0 {}
+    let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(unsent, 0);
+
+    let group = testkit::unique("group");
+    let first = Shutdown::new();
+    let running =
+        tokio::spawn(consumer(&pool, &topic, &group, Duration::from_millis(30)).run(first.clone()));
+    testkit::eventually(Duration::from_secs(30), "some events consumed", || async {
+        (effect_counts(&pool).await.0 >= 8).then_some(())
+    })
+    .await;
+    first.trigger();
+    running.await.unwrap().unwrap();
+    let (partial, _) = effect_counts(&pool).await;
+    assert!(
+        partial < 40,
+        "the restart happened mid-stream ({partial} of 40)"
+    );
+
+    let second = Shutdown::new();
+    let running = tokio::spawn(consumer(&pool, &topic, &group, Duration::ZERO).run(second.clone()));
+    testkit::eventually(Duration::from_secs(30), "all events consumed", || async {
+        (effect_counts(&pool).await.1 == 40).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    second.trigger();
+    running.await.unwrap().unwrap();
+    assert_eq!(
+        effect_counts(&pool).await,
+        (40, 40),
+        "each event applied exactly once"
+    );
+}
+
+#[tokio::test]
+async fn a_relay_crash_before_marking_sent_republishes_and_consumers_deduplicate() {
+    let (pool, topic) = setup().await;
+    enqueue(&pool, &topic, 10).await;
+    let crashed = relay(&pool);
+    {
+        let mut tx = pool.begin().await.unwrap();
+        let rows = crashed.claim(&mut tx).await.unwrap();
+        assert_eq!(rows.len(), 10);
+        crashed.publish(&rows).await.unwrap();
+        // The process dies here: the transaction rolls back and nothing is marked sent.
+        drop(tx);
+    }
+    let sent = relay(&pool).relay_once().await.unwrap();
+    assert_eq!(
+        sent, 10,
+        "the restarted relay publishes the unmarked rows again"
+    );
+
+    // Twenty messages are on the topic now; the effect happens ten times.
+    let reader = testkit::topic_reader(&topic).unwrap();
+    let mut seen = 0;
+    while testkit::next_matching(
+        &reader,
+        Duration::from_secs(if seen == 0 { 20 } else { 2 }),
+        |_| Some(()),
+    )
+    .await
+    .is_ok()
+    {
+        seen += 1;
+    }
+    assert_eq!(seen, 20);
+
+    let shutdown = Shutdown::new();
+    let running = tokio::spawn(
+        consumer(&pool, &topic, &testkit::unique("group"), Duration::ZERO).run(shutdown.clone()),
+    );
+    testkit::eventually(Duration::from_secs(30), "events consumed", || async {
+        (effect_counts(&pool).await.1 == 10).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shutdown.trigger();
+    running.await.unwrap().unwrap();
+    assert_eq!(effect_counts(&pool).await, (10, 10));
+}
+
+#[tokio::test]
+async fn a_malformed_message_is_dead_lettered_and_the_next_event_still_applies() {
+    let (pool, topic) = setup().await;
+    let dlq = testkit::unique("dlq");
+    let leaked: &'static str = Box::leak(dlq.clone().into_boxed_str());
+    events::topics::ensure(
+        &testkit::kafka_brokers(),
+        &[Topic {
+            name: leaked,
+            partitions: 1,
+        }],
+        1,
+    )
+    .await
+    .unwrap();
+    let producer = events::outbox::producer(&testkit::kafka_brokers()).unwrap();
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to(&topic)
+                .key("k")
+                .payload("{not json"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    enqueue(&pool, &topic, 1).await;
+    relay(&pool).relay_once().await.unwrap();
+
+    let mut config = ConsumerConfig::new(
+        &testkit::kafka_brokers(),
+        &testkit::unique("group"),
+        &[&topic],
+    );
+    config.dead_letter_topic = dlq.clone();
+    let shutdown = Shutdown::new();
+    let running = tokio::spawn(
+        Consumer::new(
+            config,
+            pool.clone(),
+            Recorder {
+                delay: Duration::ZERO,
+            },
+        )
+        .unwrap()
+        .run(shutdown.clone()),
+    );
+    testkit::eventually(
+        Duration::from_secs(30),
+        "the good event applied",
+        || async { (effect_counts(&pool).await.0 == 1).then_some(()) },
+    )
+    .await;
+    shutdown.trigger();
+    running.await.unwrap().unwrap();
+
+    let reader = testkit::topic_reader(&dlq).unwrap();
+    let message = tokio::time::timeout(
+        Duration::from_secs(20),
+        rdkafka::consumer::StreamConsumer::recv(&reader),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(message.payload(), Some("{not json".as_bytes()));
+    use rdkafka::message::Headers;
+    let reason = message
+        .headers()
+        .unwrap()
+        .iter()
+        .find(|h| h.key == "dlq-reason")
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap();
+    assert!(reason.starts_with("malformed"), "{reason}");
+}
