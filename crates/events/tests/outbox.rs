@@ -2,6 +2,8 @@
 //! every event is applied exactly once, also across a consumer restart mid-stream and a relay
 //! that crashed after publishing but before marking rows sent.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
 use events::topics::Topic;

@@ -2,6 +2,7 @@
 //! services, the gateway and NGINX (from the project's template), all on loopback with real
 //! PostgreSQL, Redis and the Kafka-compatible broker.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)]
 
 use std::time::Duration;
