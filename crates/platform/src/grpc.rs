@@ -46,24 +46,35 @@ pub fn server() -> Server<Stack<ObservabilityLayer, Identity>> {
         .layer(ObservabilityLayer)
 }
 
-/// The health service (reporting SERVING for the whole server) and the reflection service.
+/// The health service (reporting SERVING for the whole server) and the reflection services
+/// (v1 and v1alpha).
 pub async fn health_and_reflection() -> anyhow::Result<(
     tonic_health::server::HealthReporter,
     tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
     tonic_reflection::server::v1::ServerReflectionServer<
         impl tonic_reflection::server::v1::ServerReflection,
     >,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
 )> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = builder()
         .build_v1()
         .context("building the reflection service")?;
-    Ok((reporter, health, reflection))
+    // grpcurl and older tools still ask for v1alpha.
+    let reflection_alpha = builder()
+        .build_v1alpha()
+        .context("building the v1alpha reflection service")?;
+    Ok((reporter, health, reflection, reflection_alpha))
 }
 
 /// Serves `router` on `listener` until `shutdown` fires, then drains in-flight calls.

@@ -152,10 +152,12 @@ impl Application {
         ));
         let relay = tokio::spawn(self.relay.run(shutdown.clone()));
         let consumer = tokio::spawn(self.consumer.run(shutdown.clone()));
-        let (_reporter, health, reflection) = platform::grpc::health_and_reflection().await?;
+        let (_reporter, health, reflection, reflection_alpha) =
+            platform::grpc::health_and_reflection().await?;
         let router = platform::grpc::server()
             .add_service(health)
             .add_service(reflection)
+            .add_service(reflection_alpha)
             .add_service(RoleServiceServer::new(grpc::Handlers::new(self.roles)));
         tracing::info!(addr = %self.grpc.local_addr()?, "role service listening");
         let served = platform::grpc::serve(router, self.grpc, shutdown.clone()).await;

@@ -165,11 +165,13 @@ impl Application {
             shutdown.clone(),
         ));
         let relay = tokio::spawn(self.relay.run(shutdown.clone()));
-        let (_reporter, health, reflection) = platform::grpc::health_and_reflection().await?;
+        let (_reporter, health, reflection, reflection_alpha) =
+            platform::grpc::health_and_reflection().await?;
         let handlers = grpc::Handlers::new(self.users);
         let router = platform::grpc::server()
             .add_service(health)
             .add_service(reflection)
+            .add_service(reflection_alpha)
             .add_service(AuthServiceServer::new(handlers.clone()))
             .add_service(UserServiceServer::new(handlers));
         tracing::info!(addr = %self.grpc.local_addr()?, "user service listening");
