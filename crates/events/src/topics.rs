@@ -48,13 +48,36 @@ pub mod groups {
 
 /// Creates missing topics (existing ones are left alone).
 pub async fn ensure(brokers: &str, topics: &[Topic], replication: i32) -> anyhow::Result<()> {
+    let specs: Vec<(&str, i32)> = topics.iter().map(|t| (t.name, t.partitions)).collect();
+    create(brokers, &specs, replication).await
+}
+
+/// Creates one topic if it is missing (tests and tools with names made at run time).
+pub async fn ensure_named(brokers: &str, name: &str, partitions: i32) -> anyhow::Result<()> {
+    create(brokers, &[(name, partitions)], 1).await
+}
+
+/// Start-up helper of services: creates the platform's topics, but never fails start-up.
+/// Topics normally come from the topic Job (k8s) or the local runner; this keeps a fresh
+/// laptop broker working, and the relay retries if the broker is not there yet.
+pub async fn ensure_best_effort(brokers: &str) {
+    match tokio::time::timeout(Duration::from_secs(10), ensure(brokers, ALL, 1)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = format!("{e:#}"), "could not ensure Kafka topics"),
+        Err(_) => tracing::warn!("Kafka did not answer topic creation within 10 s"),
+    }
+}
+
+async fn create(brokers: &str, topics: &[(&str, i32)], replication: i32) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .context("creating Kafka admin client")?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| NewTopic::new(t.name, t.partitions, TopicReplication::Fixed(replication)))
+        .map(|(name, partitions)| {
+            NewTopic::new(name, *partitions, TopicReplication::Fixed(replication))
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin

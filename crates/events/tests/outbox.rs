@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use events::topics::Topic;
 use events::{Consumer, ConsumerConfig, Envelope, EventHandler, HandlerError, OutboxRelay};
 use platform::shutdown::Shutdown;
 use rdkafka::Message;
@@ -32,17 +31,9 @@ async fn setup() -> (PgPool, String) {
     .await
     .unwrap();
     let topic = testkit::unique("evtest");
-    let leaked: &'static str = Box::leak(topic.clone().into_boxed_str());
-    events::topics::ensure(
-        &testkit::kafka_brokers(),
-        &[Topic {
-            name: leaked,
-            partitions: 3,
-        }],
-        1,
-    )
-    .await
-    .unwrap();
+    events::topics::ensure_named(&testkit::kafka_brokers(), &topic, 3)
+        .await
+        .unwrap();
     (pool, topic)
 }
 
@@ -198,17 +189,9 @@ async fn a_relay_crash_before_marking_sent_republishes_and_consumers_deduplicate
 async fn a_malformed_message_is_dead_lettered_and_the_next_event_still_applies() {
     let (pool, topic) = setup().await;
     let dlq = testkit::unique("dlq");
-    let leaked: &'static str = Box::leak(dlq.clone().into_boxed_str());
-    events::topics::ensure(
-        &testkit::kafka_brokers(),
-        &[Topic {
-            name: leaked,
-            partitions: 1,
-        }],
-        1,
-    )
-    .await
-    .unwrap();
+    events::topics::ensure_named(&testkit::kafka_brokers(), &dlq, 1)
+        .await
+        .unwrap();
     let producer = events::outbox::producer(&testkit::kafka_brokers()).unwrap();
     producer
         .send(

@@ -99,3 +99,10 @@ impl CommonConfig {
         })
     }
 }
+
+/// Binds a listener, naming what it is for in the error (`"gRPC"`, `"admin"`).
+pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {what} on {addr}"))
+}

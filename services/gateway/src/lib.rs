@@ -172,12 +172,8 @@ impl Application {
             roles: RoleServiceClient::new(platform::grpc::channel(&config.role_service_url)?),
             config: Arc::new(config),
         };
-        let http = TcpListener::bind(state.config.http_addr)
-            .await
-            .with_context(|| format!("binding HTTP on {}", state.config.http_addr))?;
-        let admin = TcpListener::bind(state.config.admin_addr)
-            .await
-            .with_context(|| format!("binding admin on {}", state.config.admin_addr))?;
+        let http = platform::config::bind(state.config.http_addr, "HTTP").await?;
+        let admin = platform::config::bind(state.config.admin_addr, "admin").await?;
         Ok(Self { http, admin, state })
     }
 

@@ -16,7 +16,6 @@ pub mod service;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context;
 use platform::auth::{Authenticator, TokenIssuer};
 use platform::config::CommonConfig;
 use platform::shutdown::Shutdown;
@@ -113,23 +112,14 @@ impl Application {
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-        // Topics normally come from the topic Job (k8s) or the local runner; creating missing
-        // ones here keeps a fresh laptop broker working. Failure is not fatal: the relay retries.
-        if let Err(e) = events::topics::ensure(&common.kafka_brokers, events::topics::ALL, 1).await
-        {
-            tracing::warn!(error = format!("{e:#}"), "could not ensure Kafka topics");
-        }
+        events::topics::ensure_best_effort(&common.kafka_brokers).await;
         let relay = events::OutboxRelay::new(
             pool.clone(),
             events::outbox::producer(&common.kafka_brokers)?,
             SCHEMA,
         );
-        let grpc = TcpListener::bind(common.grpc_addr)
-            .await
-            .with_context(|| format!("binding gRPC on {}", common.grpc_addr))?;
-        let admin = TcpListener::bind(common.admin_addr)
-            .await
-            .with_context(|| format!("binding admin on {}", common.admin_addr))?;
+        let grpc = platform::config::bind(common.grpc_addr, "gRPC").await?;
+        let admin = platform::config::bind(common.admin_addr, "admin").await?;
         Ok(Self {
             grpc,
             admin,
