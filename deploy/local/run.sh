@@ -8,6 +8,7 @@
 # Ctrl-C stops everything it started.
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/platform.sh"
 
 PROFILE="${PROFILE:-dev}"
 HTTP_PORT="${HTTP_PORT:-8080}"
@@ -27,61 +28,7 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-ensure_commands
-ensure_tansu
-ensure_postgres "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-ensure_redis "${REDIS_URL:-redis://127.0.0.1:6379/0}"
-
-# The platform's database on that server.
-psql "$PG_ADMIN_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$DATABASE_NAME'" | grep -q 1 \
-    || psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $DATABASE_NAME" >/dev/null
-export DATABASE_URL="${PG_ADMIN_URL%/*}/$DATABASE_NAME"
-export REDIS_URL="$REDIS_READY_URL"
-
-# A JWT secret generated once and kept in .state (never committed).
-if [ -z "${JWT_SECRET:-}" ]; then
-    [ -s "$STATE_DIR/jwt_secret" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$STATE_DIR/jwt_secret"
-    JWT_SECRET="$(cat "$STATE_DIR/jwt_secret")"
-fi
-export JWT_SECRET
-export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
-export LOG_FORMAT="${LOG_FORMAT:-text}"
-
-say "building ($PROFILE profile)"
-cargo build --profile "$PROFILE" --bins >&2
-BIN="$ROOT/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
-
-say "starting tansu on 127.0.0.1:$KAFKA_PORT (storage $STATE_DIR/tansu.db)"
-start_tansu "$KAFKA_PORT" "$STATE_DIR/tansu.db" "$STATE_DIR/logs/tansu.log"
-PIDS+=("$TANSU_PID")
-
-start() { # name binary admin-port env...
-    local name="$1" bin="$2" admin="$3"
-    shift 3
-    env "$@" ADMIN_ADDR="127.0.0.1:$admin" "$BIN/$bin" >"$STATE_DIR/logs/$name.log" 2>&1 &
-    PIDS+=("$!")
-    wait_http "http://127.0.0.1:$admin/readyz" "$name" 90
-    say "$name ready (log: .state/logs/$name.log)"
-}
-
-start role role-service 9102 GRPC_ADDR=127.0.0.1:50052 USER_SERVICE_URL=http://127.0.0.1:50051
-start user user-service 9101 GRPC_ADDR=127.0.0.1:50051 ROLE_SERVICE_URL=http://127.0.0.1:50052
-start gateway gateway 9100 HTTP_ADDR=127.0.0.1:8000 \
-    USER_SERVICE_URL=http://127.0.0.1:50051 ROLE_SERVICE_URL=http://127.0.0.1:50052
-
-say "ensuring the admin login"
-ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" \
-    USER_SERVICE_URL=http://127.0.0.1:50051 ROLE_SERVICE_URL=http://127.0.0.1:50052 "$BIN/seed" admin >&2
-
-export NGINX_HTTP_PORT="$HTTP_PORT" NGINX_GRPC_PORT="$GRPC_PORT" NGINX_WORKER_PROCESSES=auto \
-    NGINX_PID_FILE="$STATE_DIR/nginx/nginx.pid" NGINX_ERROR_LOG="$STATE_DIR/logs/nginx-error.log" \
-    NGINX_ACCESS_LOG="$STATE_DIR/logs/nginx-access.log" NGINX_RATE_PER_SECOND=200 NGINX_RATE_BURST=400 \
-    GATEWAY_UPSTREAM=127.0.0.1:8000 USER_GRPC_UPSTREAM=127.0.0.1:50051 ROLE_GRPC_UPSTREAM=127.0.0.1:50052
-mkdir -p "$STATE_DIR/nginx"
-render_nginx "$STATE_DIR/nginx/nginx.conf"
-"$NGINX_BIN" -p "$STATE_DIR/nginx" -c "$STATE_DIR/nginx/nginx.conf" -g 'daemon off;' &
-PIDS+=("$!")
-wait_port 127.0.0.1 "$HTTP_PORT" "nginx"
+start_platform
 
 cat >&2 <<MSG
 

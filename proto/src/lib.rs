@@ -24,3 +24,33 @@ pub mod role {
         tonic::include_proto!("payments.role.v1");
     }
 }
+
+pub mod card {
+    pub mod v1 {
+        tonic::include_proto!("payments.card.v1");
+    }
+}
+
+pub mod saldo {
+    pub mod v1 {
+        tonic::include_proto!("payments.saldo.v1");
+    }
+}
+
+pub mod topup {
+    pub mod v1 {
+        tonic::include_proto!("payments.topup.v1");
+    }
+}
+
+pub mod withdraw {
+    pub mod v1 {
+        tonic::include_proto!("payments.withdraw.v1");
+    }
+}
+
+pub mod transfer {
+    pub mod v1 {
+        tonic::include_proto!("payments.transfer.v1");
+    }
+}

@@ -2,6 +2,8 @@
 //! seeded row respects the same invariants as real traffic. The seeder authenticates with a
 //! short-lived service token signed with the platform's JWT secret.
 
+pub mod bench;
+
 use std::time::Duration;
 
 use anyhow::Context;

@@ -44,6 +44,9 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::Envelope;
 
+/// How long the relay lets a burst of commits gather after a notification.
+const COALESCE: Duration = Duration::from_millis(10);
+
 /// Adds `event` to the outbox of the current schema, to be published to `topic` with the
 /// event's subject as key. Call inside the transaction that makes the change.
 pub async fn enqueue(
@@ -72,13 +75,21 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// The `payload` and `headers` columns of an outbox row for `event`, for callers that write
+/// the row inside a larger statement (a CTE next to the change it announces) instead of
+/// calling [`enqueue`]. Such a statement must also `pg_notify('outbox_' || current_schema(), '')`.
+pub fn encode(event: &Envelope) -> serde_json::Result<(serde_json::Value, serde_json::Value)> {
+    let headers = platform::telemetry::current_context_headers();
+    Ok((serde_json::to_value(event)?, serde_json::to_value(headers)?))
+}
+
 /// A Kafka producer configured for the outbox: idempotent, `acks=all`.
 pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
     rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "2")
+        .set("linger.ms", "5")
         .set("message.timeout.ms", "30000")
         .create()
         .context("creating Kafka producer")
@@ -99,6 +110,8 @@ pub struct OutboxRow {
     pub payload: serde_json::Value,
     /// Trace-context headers captured at enqueue time.
     pub headers: serde_json::Value,
+    /// When the event was committed.
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Publishes outbox rows of one schema.
@@ -175,7 +188,17 @@ impl OutboxRelay {
             }
             match listener.as_mut() {
                 Some(l) => tokio::select! {
-                    n = l.recv() => { if n.is_err() { tokio::time::sleep(self.poll_interval).await; } }
+                    n = l.recv() => {
+                        if n.is_err() {
+                            tokio::time::sleep(self.poll_interval).await;
+                        } else {
+                            // Every committed event notifies; under load that is hundreds of
+                            // wake-ups a second. Let a burst gather, then drop the buffered
+                            // notifications: the next batch picks up all their rows at once.
+                            tokio::time::sleep(COALESCE).await;
+                            while l.next_buffered().is_some() {}
+                        }
+                    }
                     _ = tokio::time::sleep(self.poll_interval) => {}
                     _ = shutdown.wait() => {}
                 },
@@ -198,12 +221,16 @@ impl OutboxRelay {
         self.publish(&rows).await?;
         mark_sent(&mut tx, &rows).await?;
         tx.commit().await?;
-        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-            .fetch_one(&self.pool)
-            .await
-            .unwrap_or(0);
-        metrics::gauge!("outbox_pending_events", "schema" => self.schema.clone())
-            .set(pending as f64);
+        if let Some(oldest) = rows.first() {
+            // Lag of the oldest row of this batch: how far behind the relay is.
+            let lag = (chrono::Utc::now() - oldest.created_at)
+                .num_milliseconds()
+                .max(0);
+            metrics::gauge!("outbox_lag_seconds", "schema" => self.schema.clone())
+                .set(lag as f64 / 1000.0);
+        }
+        metrics::counter!("outbox_relayed_batches_total", "schema" => self.schema.clone())
+            .increment(1);
         Ok(rows.len())
     }
 
@@ -222,7 +249,7 @@ impl OutboxRelay {
             return Ok(Vec::new());
         }
         Ok(sqlx::query_as::<_, OutboxRow>(
-            "SELECT id, topic, partition_key, event_type, payload, headers
+            "SELECT id, topic, partition_key, event_type, payload, headers, created_at
              FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(self.batch_size)

@@ -98,3 +98,133 @@ pub mod role {
         pub change: String,
     }
 }
+
+/// Events of the card service, on [`crate::topics::CARD_EVENTS`], keyed by card id.
+pub mod card {
+    use super::*;
+
+    /// A card was issued; the saldo service opens its account.
+    pub const CREATED: &str = "card.created";
+    /// Type or expiry changed.
+    pub const UPDATED: &str = "card.updated";
+    /// Soft-deleted: no money moves on it until restored.
+    pub const TRASHED: &str = "card.trashed";
+    /// Restored from the trash.
+    pub const RESTORED: &str = "card.restored";
+    /// Permanently deleted (its account was empty); the saldo service closes the account.
+    pub const DELETED: &str = "card.deleted";
+
+    /// Data of every card event. The number is masked; the CVV never leaves the service.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct CardData {
+        /// The card.
+        pub card_id: Uuid,
+        /// Its owner.
+        pub user_id: Uuid,
+        /// `**** **** **** 4242`.
+        pub masked_number: String,
+        /// visa, mastercard, ...
+        pub brand: String,
+        /// debit or credit.
+        pub card_type: String,
+        /// ISO 4217.
+        pub currency: String,
+        /// Expiry month (1..=12).
+        pub expiry_month: u32,
+        /// Expiry year.
+        pub expiry_year: i32,
+    }
+}
+
+/// Events of the saldo service (the ledger), on [`crate::topics::SALDO_EVENTS`], keyed by
+/// account id so each account's changes stay in order.
+pub mod saldo {
+    use super::*;
+
+    /// An account was opened (a card's, from `card.created`).
+    pub const ACCOUNT_OPENED: &str = "account.opened";
+    /// A posting changed an account's balance; one event per card or merchant account touched.
+    pub const BALANCE_CHANGED: &str = "balance.changed";
+
+    /// Data of `account.opened`.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct AccountOpened {
+        /// The account.
+        pub account_id: Uuid,
+        /// The card, for card accounts.
+        pub card_id: Option<Uuid>,
+        /// The owner, for card and merchant accounts.
+        pub owner_user_id: Option<Uuid>,
+        /// ISO 4217.
+        pub currency: String,
+    }
+
+    /// Data of `balance.changed`.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct BalanceChanged {
+        /// The account.
+        pub account_id: Uuid,
+        /// The card, for card accounts.
+        pub card_id: Option<Uuid>,
+        /// The owner, for card and merchant accounts.
+        pub owner_user_id: Option<Uuid>,
+        /// The posting that changed it.
+        pub posting_id: Uuid,
+        /// topup, withdraw, transfer, payment, refund.
+        pub kind: String,
+        /// Signed change in minor units (negative = money left the account).
+        pub delta: i64,
+        /// Balance after the change.
+        pub balance: i64,
+        /// ISO 4217.
+        pub currency: String,
+        /// When the posting was made.
+        pub occurred_at: DateTime<Utc>,
+    }
+}
+
+/// The completion events of money movements: `topup.succeeded`, `topup.failed`,
+/// `withdraw.*`, `transfer.*`, on their service's topic, keyed by the movement id.
+pub mod movement {
+    use super::*;
+
+    /// Event type for a movement kind (`topup`) and outcome (`succeeded` / `failed`).
+    pub fn event_type(kind: &str, succeeded: bool) -> String {
+        format!("{kind}.{}", if succeeded { "succeeded" } else { "failed" })
+    }
+
+    /// Data of a movement's completion event.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Movement {
+        /// The topup, withdraw or transfer id (also the ledger posting id).
+        pub id: Uuid,
+        /// topup, withdraw or transfer.
+        pub kind: String,
+        /// succeeded or failed.
+        pub status: String,
+        /// Why it failed (INSUFFICIENT_FUNDS, ...).
+        pub failure_reason: Option<String>,
+        /// Minor units.
+        pub amount: i64,
+        /// ISO 4217.
+        pub currency: String,
+        /// Top-up or withdraw method.
+        pub method: Option<String>,
+        /// The card (the sender's, for transfers).
+        pub card_id: Uuid,
+        /// Its owner.
+        pub user_id: Uuid,
+        /// The card, masked.
+        pub masked_card_number: String,
+        /// The receiving card of a transfer.
+        pub to_card_id: Option<Uuid>,
+        /// Its owner.
+        pub to_user_id: Option<Uuid>,
+        /// The receiving card, masked.
+        pub masked_to_card_number: Option<String>,
+        /// When it was requested.
+        pub created_at: DateTime<Utc>,
+        /// When it completed.
+        pub completed_at: DateTime<Utc>,
+    }
+}

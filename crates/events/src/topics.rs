@@ -21,6 +21,16 @@ pub struct Topic {
 pub const USER_EVENTS: &str = "payments.user.events";
 /// Role and assignment events (`role.*`), keyed by role or user id.
 pub const ROLE_EVENTS: &str = "payments.role.events";
+/// Card lifecycle events (`card.*`), keyed by card id.
+pub const CARD_EVENTS: &str = "payments.card.events";
+/// Ledger events (`account.opened`, `balance.changed`), keyed by account id.
+pub const SALDO_EVENTS: &str = "payments.saldo.events";
+/// Top-up completions (`topup.succeeded` / `topup.failed`), keyed by topup id.
+pub const TOPUP_EVENTS: &str = "payments.topup.events";
+/// Withdraw completions, keyed by withdraw id.
+pub const WITHDRAW_EVENTS: &str = "payments.withdraw.events";
+/// Transfer completions, keyed by transfer id.
+pub const TRANSFER_EVENTS: &str = "payments.transfer.events";
 /// Messages a consumer could not process, with the reason in headers.
 pub const DEAD_LETTER: &str = "payments.dead-letter";
 
@@ -35,6 +45,26 @@ pub const ALL: &[Topic] = &[
         partitions: 6,
     },
     Topic {
+        name: CARD_EVENTS,
+        partitions: 6,
+    },
+    Topic {
+        name: SALDO_EVENTS,
+        partitions: 12,
+    },
+    Topic {
+        name: TOPUP_EVENTS,
+        partitions: 6,
+    },
+    Topic {
+        name: WITHDRAW_EVENTS,
+        partitions: 6,
+    },
+    Topic {
+        name: TRANSFER_EVENTS,
+        partitions: 6,
+    },
+    Topic {
         name: DEAD_LETTER,
         partitions: 1,
     },
@@ -44,6 +74,8 @@ pub const ALL: &[Topic] = &[
 pub mod groups {
     /// The role service assigning default roles to new users.
     pub const ROLE_USER_EVENTS: &str = "role-service.user-events";
+    /// The saldo service opening and closing card accounts.
+    pub const SALDO_CARD_EVENTS: &str = "saldo-service.card-events";
 }
 
 /// Creates missing topics (existing ones are left alone).

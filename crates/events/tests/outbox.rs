@@ -147,8 +147,10 @@ async fn a_relay_crash_before_marking_sent_republishes_and_consumers_deduplicate
         let rows = crashed.claim(&mut tx).await.unwrap();
         assert_eq!(rows.len(), 10);
         crashed.publish(&rows).await.unwrap();
-        // The process dies here: the transaction rolls back and nothing is marked sent.
-        drop(tx);
+        // The process dies here: the server rolls the transaction back (and releases the
+        // relay lock) and nothing is marked sent. Roll back explicitly: a dropped sqlx
+        // transaction is rolled back lazily, which would leave the lock held for a moment.
+        tx.rollback().await.unwrap();
     }
     let sent = relay(&pool).relay_once().await.unwrap();
     assert_eq!(

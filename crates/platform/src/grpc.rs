@@ -95,7 +95,15 @@ where
     <L::Service as tower::Service<http::Request<tonic::body::Body>>>::Error:
         Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    use tokio_stream::StreamExt;
+    // Without TCP_NODELAY, small responses wait for the peer's delayed ACK (tens of ms at
+    // low load).
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
+        stream.and_then(|stream| {
+            stream.set_nodelay(true)?;
+            Ok(stream)
+        })
+    });
     router
         .serve_with_incoming_shutdown(incoming, async move { shutdown.wait().await })
         .await

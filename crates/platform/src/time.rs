@@ -20,3 +20,26 @@ pub fn from_proto(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     Utc.timestamp_opt(ts.seconds, u32::try_from(ts.nanos).ok()?)
         .single()
 }
+
+/// A half-open time range `[from, to)`; `None` ends are open.
+pub type Range = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// A half-open time range `[from, to)` from optional proto timestamps, validated.
+pub fn range_from_proto(
+    from: Option<&prost_types::Timestamp>,
+    to: Option<&prost_types::Timestamp>,
+) -> Result<Range, crate::FieldViolation> {
+    let parse = |field: &str, ts: Option<&prost_types::Timestamp>| match ts {
+        None => Ok(None),
+        Some(ts) => from_proto(ts)
+            .map(Some)
+            .ok_or_else(|| crate::FieldViolation::new(field, "is not a valid timestamp")),
+    };
+    let (from, to) = (parse("from", from)?, parse("to", to)?);
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(crate::FieldViolation::new("to", "must be after from"));
+    }
+    Ok((from, to))
+}

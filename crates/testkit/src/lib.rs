@@ -76,8 +76,34 @@ where
     }
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback for a server a test starts later.
+///
+/// Ports come from 20000..32000, below Linux's ephemeral range (32768..61000): a port the OS
+/// hands out for `:0` binds or for outgoing connections (to PostgreSQL, Redis, Kafka) can be
+/// taken by another connection between this check and the server's bind, and with nine
+/// services per test that happened. Below the range only another test's pick can collide,
+/// and picks are spread randomly per process.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    let _ = STATE.compare_exchange(0, seed | 1, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..1000 {
+        // xorshift64: cheap, good enough to spread picks.
+        let mut x = STATE.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        STATE.store(x, Ordering::Relaxed);
+        let port = 20_000 + (x % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

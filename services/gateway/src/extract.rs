@@ -180,3 +180,45 @@ mod tests {
         );
     }
 }
+
+/// The `Idempotency-Key` header of a money-moving request (required).
+#[derive(Clone, Debug)]
+pub struct IdempotencyKey(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .trim();
+        if value.is_empty() || value.len() > 255 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::invalid_field(
+                "Idempotency-Key",
+                "header is required: 1-255 visible ASCII characters, unique per money movement (a UUID is a good choice)",
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// An optional RFC 3339 timestamp query parameter as a proto timestamp.
+pub fn timestamp_param(
+    field: &str,
+    value: Option<&str>,
+) -> Result<Option<prost_types::Timestamp>, ApiError> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(raw) => chrono::DateTime::parse_from_rfc3339(raw)
+            .map(|t| Some(platform::time::to_proto(t.with_timezone(&chrono::Utc))))
+            .map_err(|_| {
+                ApiError::invalid_field(
+                    field,
+                    "must be an RFC 3339 timestamp, e.g. 2026-01-31T00:00:00Z",
+                )
+            }),
+    }
+}

@@ -20,9 +20,14 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::{delete, get, post};
 use platform::auth::{Authenticator, JwtConfig};
 use platform::shutdown::Shutdown;
+use proto::card::v1::card_service_client::CardServiceClient;
 use proto::role::v1::role_service_client::RoleServiceClient;
+use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
+use proto::topup::v1::topup_service_client::TopupServiceClient;
+use proto::transfer::v1::transfer_service_client::TransferServiceClient;
 use proto::user::v1::auth_service_client::AuthServiceClient;
 use proto::user::v1::user_service_client::UserServiceClient;
+use proto::withdraw::v1::withdraw_service_client::WithdrawServiceClient;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use utoipa::OpenApi;
@@ -38,6 +43,16 @@ pub struct Config {
     pub user_service_url: String,
     /// `ROLE_SERVICE_URL`.
     pub role_service_url: String,
+    /// `CARD_SERVICE_URL`.
+    pub card_service_url: String,
+    /// `SALDO_SERVICE_URL`.
+    pub saldo_service_url: String,
+    /// `TOPUP_SERVICE_URL`.
+    pub topup_service_url: String,
+    /// `WITHDRAW_SERVICE_URL`.
+    pub withdraw_service_url: String,
+    /// `TRANSFER_SERVICE_URL`.
+    pub transfer_service_url: String,
     /// `REDIS_URL`.
     pub redis_url: platform::Secret<String>,
     pub jwt: JwtConfig,
@@ -60,6 +75,11 @@ impl Config {
             admin_addr: socket_addr("ADMIN_ADDR", "0.0.0.0:9100")?,
             user_service_url: optional("USER_SERVICE_URL", "http://127.0.0.1:50051"),
             role_service_url: optional("ROLE_SERVICE_URL", "http://127.0.0.1:50052"),
+            card_service_url: optional("CARD_SERVICE_URL", "http://127.0.0.1:50053"),
+            saldo_service_url: optional("SALDO_SERVICE_URL", "http://127.0.0.1:50054"),
+            topup_service_url: optional("TOPUP_SERVICE_URL", "http://127.0.0.1:50055"),
+            withdraw_service_url: optional("WITHDRAW_SERVICE_URL", "http://127.0.0.1:50057"),
+            transfer_service_url: optional("TRANSFER_SERVICE_URL", "http://127.0.0.1:50056"),
             redis_url: platform::Secret::new(optional("REDIS_URL", "redis://127.0.0.1:6379/0")),
             jwt: JwtConfig::from_env()?,
             rate_limit_per_minute: parsed("RATE_LIMIT_PER_MINUTE", 600)?,
@@ -79,11 +99,16 @@ pub struct AppState {
     pub auth: AuthServiceClient<Channel>,
     pub users: UserServiceClient<Channel>,
     pub roles: RoleServiceClient<Channel>,
+    pub cards: CardServiceClient<Channel>,
+    pub saldo: SaldoServiceClient<Channel>,
+    pub topups: TopupServiceClient<Channel>,
+    pub withdraws: WithdrawServiceClient<Channel>,
+    pub transfers: TransferServiceClient<Channel>,
 }
 
 /// The API router (without listeners), so tests and the binary build the same thing.
 pub fn router(state: AppState) -> Router {
-    use routes::{auth, roles, users};
+    use routes::{auth, cards, ledger, movements, roles, users};
     let api = Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/verify-email", post(auth::verify_email))
@@ -118,6 +143,39 @@ pub fn router(state: AppState) -> Router {
         .route("/roles/{id}/trash", post(roles::trash))
         .route("/roles/{id}/restore", post(roles::restore))
         .route("/permissions", get(roles::permissions))
+        .route("/cards", get(cards::list).post(cards::create))
+        .route("/cards/restore-all", post(cards::restore_all))
+        .route("/cards/trash", delete(cards::delete_all_trashed))
+        .route("/cards/by-number/{number}", get(cards::by_number))
+        .route(
+            "/cards/{id}",
+            get(cards::get).patch(cards::update).delete(cards::delete),
+        )
+        .route("/cards/{id}/trash", post(cards::trash))
+        .route("/cards/{id}/restore", post(cards::restore))
+        .route("/cards/{id}/balance", get(cards::balance))
+        .route("/cards/{id}/statement", get(cards::statement))
+        .route("/cards/{id}/topups", get(movements::card_topups))
+        .route("/cards/{id}/withdraws", get(movements::card_withdraws))
+        .route("/cards/{id}/transfers", get(movements::card_transfers))
+        .route("/ledger/accounts", get(ledger::accounts))
+        .route("/ledger/postings/{id}", get(ledger::posting))
+        .route("/ledger/reconcile", get(ledger::reconcile))
+        .route(
+            "/topups",
+            get(movements::list_topups).post(movements::create_topup),
+        )
+        .route("/topups/{id}", get(movements::get_topup))
+        .route(
+            "/withdraws",
+            get(movements::list_withdraws).post(movements::create_withdraw),
+        )
+        .route("/withdraws/{id}", get(movements::get_withdraw))
+        .route(
+            "/transfers",
+            get(movements::list_transfers).post(movements::create_transfer),
+        )
+        .route("/transfers/{id}", get(movements::get_transfer))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::authenticate_and_limit,
@@ -170,6 +228,15 @@ impl Application {
             auth: AuthServiceClient::new(user_channel.clone()),
             users: UserServiceClient::new(user_channel),
             roles: RoleServiceClient::new(platform::grpc::channel(&config.role_service_url)?),
+            cards: CardServiceClient::new(platform::grpc::channel(&config.card_service_url)?),
+            saldo: SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),
+            topups: TopupServiceClient::new(platform::grpc::channel(&config.topup_service_url)?),
+            withdraws: WithdrawServiceClient::new(platform::grpc::channel(
+                &config.withdraw_service_url,
+            )?),
+            transfers: TransferServiceClient::new(platform::grpc::channel(
+                &config.transfer_service_url,
+            )?),
             config: Arc::new(config),
         };
         let http = platform::config::bind(state.config.http_addr, "HTTP").await?;
@@ -202,8 +269,15 @@ impl Application {
         let app = router(self.state);
         tracing::info!(addr = %self.http.local_addr()?, "gateway listening");
         let waiter = shutdown.clone();
+        use axum::serve::ListenerExt;
+        // TCP_NODELAY: small responses must not wait for NGINX's delayed ACK.
+        let listener = self.http.tap_io(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let served = axum::serve(
-            self.http,
+            listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { waiter.wait().await })

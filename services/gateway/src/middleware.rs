@@ -73,6 +73,7 @@ pub async fn authenticate_and_limit(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let mut revocation_key = None;
     let principal_key = match bearer {
         Some(value) => {
             let Some(token) = value
@@ -86,10 +87,14 @@ pub async fn authenticate_and_limit(
                 .into_response();
             };
             let token = token.trim().to_owned();
-            match state.authenticator.verify(&token).await {
+            match state.authenticator.decode(&token) {
                 Ok(principal) => {
                     let key = match &principal.subject {
-                        platform::auth::Subject::User(id) => format!("user:{id}"),
+                        platform::auth::Subject::User(id) => {
+                            revocation_key =
+                                Some(platform::auth::denylist_key(&principal.token_id));
+                            format!("user:{id}")
+                        }
                         platform::auth::Subject::Service(name) => format!("service:{name}"),
                     };
                     request.extensions_mut().insert(Caller { principal, token });
@@ -105,7 +110,18 @@ pub async fn authenticate_and_limit(
     } else {
         state.config.rate_limit_per_minute
     };
-    match check_rate(&state.redis, &principal_key, limit).await {
+    // One Redis round trip: the revocation check of the token and the rate-limit counter.
+    match check_rate(
+        &state.redis,
+        &principal_key,
+        limit,
+        revocation_key.as_deref(),
+    )
+    .await
+    {
+        Ok(RateDecision::Revoked) => {
+            ApiError::from(tonic::Status::from(platform::auth::AuthError::Revoked)).into_response()
+        }
         Ok(RateDecision::Allowed { remaining }) => {
             let mut response = next.run(request).await;
             let headers = response.headers_mut();
@@ -116,6 +132,11 @@ pub async fn authenticate_and_limit(
         Ok(RateDecision::Limited { retry_after }) => {
             metrics::counter!("http_rate_limited_total").increment(1);
             ApiError::too_many_requests(retry_after).into_response()
+        }
+        Err(e) if revocation_key.is_some() => {
+            // A token whose revocation cannot be checked is not accepted.
+            ApiError::from(tonic::Status::from(platform::auth::AuthError::Backend(e)))
+                .into_response()
         }
         Err(e) => {
             // Fail open: Redis trouble must not take the API down; NGINX still limits per IP.
@@ -147,25 +168,32 @@ fn client_ip(request: &Request) -> String {
 enum RateDecision {
     Allowed { remaining: u64 },
     Limited { retry_after: u64 },
+    Revoked,
 }
 
-/// Fixed one-minute windows: `INCR` the window's counter, expire it with the window.
+/// Fixed one-minute windows: `INCR` the window's counter, expire it with the window; in the
+/// same pipeline, whether the token is on the denylist.
 async fn check_rate(
     pool: &deadpool_redis::Pool,
     principal: &str,
     limit: u64,
+    revocation_key: Option<&str>,
 ) -> anyhow::Result<RateDecision> {
     let now = chrono::Utc::now().timestamp();
     let window = now / 60;
     let key = format!("ratelimit:{principal}:{window}");
     let mut conn = pool.get().await?;
-    let (count,): (u64,) = redis::pipe()
+    let (count, revoked): (u64, bool) = redis::pipe()
         .atomic()
         .incr(&key, 1)
         .expire(&key, 61)
         .ignore()
+        .exists(revocation_key.unwrap_or("auth:no-token"))
         .query_async(&mut conn)
         .await?;
+    if revoked {
+        return Ok(RateDecision::Revoked);
+    }
     if count > limit {
         let retry_after = u64::try_from(60 - now % 60).unwrap_or(1).max(1);
         Ok(RateDecision::Limited { retry_after })

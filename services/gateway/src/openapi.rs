@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{auth, roles, users, views};
+use crate::routes::{auth, cards, ledger, money_views, movements, roles, users, views};
 
 struct BearerAuth;
 
@@ -35,15 +35,32 @@ impl Modify for BearerAuth {
         roles::list, roles::create, roles::get, roles::update, roles::trash, roles::restore,
         roles::delete, roles::restore_all, roles::delete_all_trashed, roles::permissions,
         roles::user_roles, roles::assign, roles::revoke,
+        cards::create, cards::list, cards::get, cards::by_number, cards::update, cards::trash,
+        cards::restore, cards::delete, cards::restore_all, cards::delete_all_trashed,
+        cards::balance, cards::statement,
+        ledger::accounts, ledger::posting, ledger::reconcile,
+        movements::create_topup, movements::get_topup, movements::list_topups, movements::card_topups,
+        movements::create_withdraw, movements::get_withdraw, movements::list_withdraws,
+        movements::card_withdraws,
+        movements::create_transfer, movements::get_transfer, movements::list_transfers,
+        movements::card_transfers,
     ),
     components(schemas(
         crate::error::ErrorBody, crate::error::ErrorObject, crate::error::FieldDetail,
         views::UserView, views::TokenPairView, views::MeView, views::PageView, views::UserPage,
         views::RoleView, views::RolePage, views::UserRolesView, views::PermissionView,
         views::BulkView, views::AcceptedView,
+        cards::CreateCardBody, cards::UpdateCardBody, movements::CardMovementBody,
+        movements::TransferBody,
+        money_views::CardView, money_views::CreatedCardView, money_views::CardPage,
+        money_views::AccountView, money_views::AccountPage, money_views::StatementLineView,
+        money_views::StatementView, money_views::PostingView, money_views::MismatchView,
+        money_views::ReconcileView, money_views::CardMovementView, money_views::CardMovementPage,
+        money_views::TransferView, money_views::TransferPage,
     )),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "roles"))
+    tags((name = "auth"), (name = "users"), (name = "roles"), (name = "cards"), (name = "ledger"),
+        (name = "topups"), (name = "withdraws"), (name = "transfers"))
 )]
 pub struct ApiDoc;
 

@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 
 use platform::auth::{Authenticator, TokenIssuer};
 use platform::config::CommonConfig;
+use platform::process::Foundation;
 use platform::shutdown::Shutdown;
 use proto::role::v1::role_service_server::RoleServiceServer;
 use proto::user::v1::user_service_client::UserServiceClient;
-use tokio::net::TcpListener;
 
 /// The database schema this service owns.
 pub const SCHEMA: &str = "role_svc";
@@ -52,39 +52,27 @@ impl Config {
 
 /// Applies the schema's migrations.
 pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
-    let pool = platform::db::connect(config.database_url.expose(), SCHEMA, 2).await?;
-    platform::db::migrate(&pool, SCHEMA, &MIGRATOR).await
+    platform::process::migrate(config, SCHEMA, &MIGRATOR).await
 }
 
 /// A built, not yet running service.
 pub struct Application {
-    grpc: TcpListener,
-    admin: TcpListener,
-    pool: sqlx::PgPool,
-    redis: deadpool_redis::Pool,
+    base: Foundation,
     roles: service::Roles,
     relay: events::OutboxRelay,
     consumer: events::Consumer<consumer::UserEvents>,
 }
 
 impl Application {
-    /// Connects, migrates if configured, ensures topics, and binds listeners.
+    /// Migrates if configured, connects, ensures topics, and binds listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let common = &config.common;
-        if common.migrate_on_start {
-            migrate(common).await?;
-        }
-        let pool = platform::db::connect(
-            common.database_url.expose(),
-            SCHEMA,
-            common.database_max_connections,
-        )
-        .await?;
-        let redis = platform::redis::pool(common.redis_url.expose())?;
+        let base = Foundation::prepare(common, SCHEMA, &MIGRATOR).await?;
+        let (pool, redis) = (base.pool.clone(), base.redis.clone());
         let users = UserServiceClient::new(platform::grpc::channel(&config.user_service_url)?);
         let roles = service::Roles::new(
             pool.clone(),
-            Authenticator::new(&common.jwt, Some(redis.clone())),
+            Authenticator::new(&common.jwt, Some(redis)),
             TokenIssuer::new(&common.jwt),
             users,
         );
@@ -100,16 +88,11 @@ impl Application {
                 &config.user_events_group,
                 &[events::topics::USER_EVENTS],
             ),
-            pool.clone(),
+            pool,
             consumer::UserEvents,
         )?;
-        let grpc = platform::config::bind(common.grpc_addr, "gRPC").await?;
-        let admin = platform::config::bind(common.admin_addr, "admin").await?;
         Ok(Self {
-            grpc,
-            admin,
-            pool,
-            redis,
+            base,
             roles,
             relay,
             consumer,
@@ -118,45 +101,27 @@ impl Application {
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.base.grpc_addr()
     }
 
     /// The bound admin address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.base.admin_addr()
     }
 
     /// Serves until `shutdown` fires.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let readiness = platform::admin::Readiness::new()
-            .with_postgres(self.pool.clone())
-            .with_redis(self.redis.clone());
-        let admin = tokio::spawn(platform::admin::serve(
-            self.admin,
-            readiness,
-            shutdown.clone(),
-        ));
-        let relay = tokio::spawn(self.relay.run(shutdown.clone()));
-        let consumer = tokio::spawn(self.consumer.run(shutdown.clone()));
-        let (_reporter, health, reflection, reflection_alpha) =
-            platform::grpc::health_and_reflection().await?;
-        let router = platform::grpc::server()
-            .add_service(health)
-            .add_service(reflection)
-            .add_service(reflection_alpha)
-            .add_service(RoleServiceServer::new(grpc::Handlers::new(self.roles)));
-        tracing::info!(addr = %self.grpc.local_addr()?, "role service listening");
-        let served = platform::grpc::serve(router, self.grpc, shutdown.clone()).await;
-        shutdown.trigger();
-        let _ = relay.await;
-        if let Ok(Err(e)) = consumer.await {
-            tracing::error!(error = format!("{e:#}"), "consumer failed");
-        }
-        admin.await??;
-        served
+        let routes =
+            tonic::service::Routes::new(RoleServiceServer::new(grpc::Handlers::new(self.roles)));
+        let tasks = vec![
+            platform::process::task("outbox relay", self.relay.run(shutdown.clone())),
+            platform::process::fallible_task(
+                "user events consumer",
+                self.consumer.run(shutdown.clone()),
+            ),
+        ];
+        self.base
+            .serve("role service", routes, tasks, shutdown)
+            .await
     }
 }

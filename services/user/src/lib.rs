@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use platform::auth::{Authenticator, TokenIssuer};
 use platform::config::CommonConfig;
+use platform::process::Foundation;
 use platform::shutdown::Shutdown;
 use proto::role::v1::role_service_client::RoleServiceClient;
 use proto::user::v1::auth_service_server::AuthServiceServer;
 use proto::user::v1::user_service_server::UserServiceServer;
-use tokio::net::TcpListener;
 
 /// The database schema this service owns.
 pub const SCHEMA: &str = "user_svc";
@@ -66,34 +66,22 @@ impl Config {
 
 /// Applies the schema's migrations (the `migrate` subcommand and start-up).
 pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
-    let pool = platform::db::connect(config.database_url.expose(), SCHEMA, 2).await?;
-    platform::db::migrate(&pool, SCHEMA, &MIGRATOR).await
+    platform::process::migrate(config, SCHEMA, &MIGRATOR).await
 }
 
 /// A built, not yet running service.
 pub struct Application {
-    grpc: TcpListener,
-    admin: TcpListener,
-    pool: sqlx::PgPool,
-    redis: deadpool_redis::Pool,
+    base: Foundation,
     users: service::Users,
     relay: events::OutboxRelay,
 }
 
 impl Application {
-    /// Connects to PostgreSQL, Redis and Kafka, migrates if configured, and binds listeners.
+    /// Migrates if configured, connects, ensures topics, and binds listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let common = &config.common;
-        if common.migrate_on_start {
-            migrate(common).await?;
-        }
-        let pool = platform::db::connect(
-            common.database_url.expose(),
-            SCHEMA,
-            common.database_max_connections,
-        )
-        .await?;
-        let redis = platform::redis::pool(common.redis_url.expose())?;
+        let base = Foundation::prepare(common, SCHEMA, &MIGRATOR).await?;
+        let (pool, redis) = (base.pool.clone(), base.redis.clone());
         let roles = RoleServiceClient::new(platform::grpc::channel(&config.role_service_url)?);
         let lockout = lockout::Lockout::new(
             redis.clone(),
@@ -105,7 +93,7 @@ impl Application {
             pool.clone(),
             TokenIssuer::new(&common.jwt),
             Authenticator::new(&common.jwt, Some(redis.clone())),
-            redis.clone(),
+            redis,
             roles,
             lockout,
             config.lifetimes.clone(),
@@ -114,61 +102,36 @@ impl Application {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         events::topics::ensure_best_effort(&common.kafka_brokers).await;
         let relay = events::OutboxRelay::new(
-            pool.clone(),
+            pool,
             events::outbox::producer(&common.kafka_brokers)?,
             SCHEMA,
         );
-        let grpc = platform::config::bind(common.grpc_addr, "gRPC").await?;
-        let admin = platform::config::bind(common.admin_addr, "admin").await?;
-        Ok(Self {
-            grpc,
-            admin,
-            pool,
-            redis,
-            users,
-            relay,
-        })
+        Ok(Self { base, users, relay })
     }
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.base.grpc_addr()
     }
 
     /// The bound admin address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.base.admin_addr()
     }
 
     /// Serves until `shutdown` fires.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let readiness = platform::admin::Readiness::new()
-            .with_postgres(self.pool.clone())
-            .with_redis(self.redis.clone());
-        let admin = tokio::spawn(platform::admin::serve(
-            self.admin,
-            readiness,
-            shutdown.clone(),
-        ));
-        let relay = tokio::spawn(self.relay.run(shutdown.clone()));
-        let (_reporter, health, reflection, reflection_alpha) =
-            platform::grpc::health_and_reflection().await?;
-        let handlers = grpc::Handlers::new(self.users);
-        let router = platform::grpc::server()
-            .add_service(health)
-            .add_service(reflection)
-            .add_service(reflection_alpha)
-            .add_service(AuthServiceServer::new(handlers.clone()))
-            .add_service(UserServiceServer::new(handlers));
-        tracing::info!(addr = %self.grpc.local_addr()?, "user service listening");
-        let served = platform::grpc::serve(router, self.grpc, shutdown.clone()).await;
-        shutdown.trigger();
-        let _ = relay.await;
-        admin.await??;
-        served
+        let routes = {
+            let handlers = grpc::Handlers::new(self.users);
+            tonic::service::Routes::new(AuthServiceServer::new(handlers.clone()))
+                .add_service(UserServiceServer::new(handlers))
+        };
+        let tasks = vec![platform::process::task(
+            "outbox relay",
+            self.relay.run(shutdown.clone()),
+        )];
+        self.base
+            .serve("user service", routes, tasks, shutdown)
+            .await
     }
 }

@@ -3,6 +3,10 @@
 //! service, and convert the reply back. Authorization is decided by the services.
 
 pub mod auth;
+pub mod cards;
+pub mod ledger;
+pub mod money_views;
+pub mod movements;
 pub mod roles;
 pub mod users;
 pub mod views;
@@ -38,7 +42,7 @@ pub enum Lifecycle {
 }
 
 impl Lifecycle {
-    fn to_proto(self) -> i32 {
+    pub(crate) fn to_proto(self) -> i32 {
         use proto::common::v1::Lifecycle as P;
         match self {
             Self::Active => P::Active as i32,
@@ -66,9 +70,14 @@ pub struct ListQuery {
 
 impl ListQuery {
     fn page(&self) -> proto::common::v1::PageRequest {
-        proto::common::v1::PageRequest {
-            page: self.page.unwrap_or(0),
-            page_size: self.page_size.unwrap_or(0),
-        }
+        page_request(self.page, self.page_size)
+    }
+}
+
+/// A page request from optional query parameters (0 = the service's default).
+pub fn page_request(page: Option<u32>, page_size: Option<u32>) -> proto::common::v1::PageRequest {
+    proto::common::v1::PageRequest {
+        page: page.unwrap_or(0),
+        page_size: page_size.unwrap_or(0),
     }
 }

@@ -1,6 +1,6 @@
-//! Boots the identity slice of the platform for one test: a fresh database, the role and user
-//! services, the gateway and NGINX (from the project's template), all on loopback with real
-//! PostgreSQL, Redis and the Kafka-compatible broker.
+//! Boots the platform for one test: a fresh database, every domain service built so far, the
+//! gateway and NGINX (from the project's template), all on loopback with real PostgreSQL,
+//! Redis and the Kafka-compatible broker.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)]
@@ -26,6 +26,8 @@ pub fn jwt() -> JwtConfig {
     }
 }
 
+pub const CVV_KEY: &str = "test-cvv-key-test-cvv-key-0123456789";
+
 pub struct Options {
     pub rate_limit_per_minute: u64,
     pub login_max_failures: u32,
@@ -34,9 +36,34 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            rate_limit_per_minute: 10_000,
+            rate_limit_per_minute: 1_000_000,
             login_max_failures: 5,
         }
+    }
+}
+
+/// Settings of a movement service in tests: fast recovery, default limits.
+pub fn movement_config(
+    kind: movement::Kind,
+    database_url: &str,
+    port: u16,
+    card_url: &str,
+    saldo_url: &str,
+) -> movement::app::Config {
+    movement::app::Config {
+        common: common(&format!("{}-service", kind.name()), database_url, port),
+        card_service_url: card_url.to_owned(),
+        saldo_service_url: saldo_url.to_owned(),
+        rules: movement::Rules {
+            min_amount: 100,
+            max_amount: 100_000_000,
+            methods: movement::DEFAULT_METHODS
+                .iter()
+                .map(|m| (*m).to_owned())
+                .collect(),
+        },
+        recovery_interval: Duration::from_millis(500),
+        recovery_grace: Duration::from_secs(2),
     }
 }
 
@@ -46,6 +73,9 @@ pub struct Platform {
     pub http: reqwest::Client,
     pub user_grpc: String,
     pub role_grpc: String,
+    pub card_grpc: String,
+    pub saldo_grpc: String,
+    pub transfer_grpc: String,
     pub database_url: String,
     shutdown: Shutdown,
 }
@@ -56,7 +86,7 @@ impl Drop for Platform {
     }
 }
 
-fn common(name: &str, database_url: &str, grpc_port: u16) -> CommonConfig {
+pub fn common(name: &str, database_url: &str, grpc_port: u16) -> CommonConfig {
     CommonConfig {
         service_name: name.into(),
         grpc_addr: format!("127.0.0.1:{grpc_port}").parse().unwrap(),
@@ -108,11 +138,79 @@ impl Platform {
         .unwrap();
         tokio::spawn(user.run(shutdown.clone()));
 
+        let [
+            card_port,
+            saldo_port,
+            topup_port,
+            withdraw_port,
+            transfer_port,
+        ] = std::array::from_fn(|_| testkit::free_port());
+        let url = |port: u16| format!("http://127.0.0.1:{port}");
+        let (card_url, saldo_url) = (url(card_port), url(saldo_port));
+
+        let saldo = saldo_service::Application::build(saldo_service::Config {
+            common: common("saldo-service", &database_url, saldo_port),
+            card_events_group: testkit::unique("saldo-card-events"),
+        })
+        .await
+        .unwrap();
+        tokio::spawn(saldo.run(shutdown.clone()));
+
+        let card = card_service::Application::build(card_service::Config {
+            common: common("card-service", &database_url, card_port),
+            user_service_url: user_url.clone(),
+            saldo_service_url: saldo_url.clone(),
+            cvv_key: platform::Secret::new(CVV_KEY.to_owned()),
+            currencies: vec!["IDR".into(), "USD".into()],
+        })
+        .await
+        .unwrap();
+        tokio::spawn(card.run(shutdown.clone()));
+
+        let topup = topup_service::build(movement_config(
+            movement::Kind::Topup,
+            &database_url,
+            topup_port,
+            &card_url,
+            &saldo_url,
+        ))
+        .await
+        .unwrap();
+        let routes = topup_service::routes(&topup);
+        tokio::spawn(topup.run(routes, shutdown.clone()));
+        let withdraw = withdraw_service::build(movement_config(
+            movement::Kind::Withdraw,
+            &database_url,
+            withdraw_port,
+            &card_url,
+            &saldo_url,
+        ))
+        .await
+        .unwrap();
+        let routes = withdraw_service::routes(&withdraw);
+        tokio::spawn(withdraw.run(routes, shutdown.clone()));
+        let transfer = transfer_service::build(movement_config(
+            movement::Kind::Transfer,
+            &database_url,
+            transfer_port,
+            &card_url,
+            &saldo_url,
+        ))
+        .await
+        .unwrap();
+        let routes = transfer_service::routes(&transfer);
+        tokio::spawn(transfer.run(routes, shutdown.clone()));
+
         let gateway = gateway::Application::build(gateway::Config {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             admin_addr: "127.0.0.1:0".parse().unwrap(),
             user_service_url: user_url.clone(),
             role_service_url: role_url.clone(),
+            card_service_url: card_url.clone(),
+            saldo_service_url: saldo_url.clone(),
+            topup_service_url: url(topup_port),
+            withdraw_service_url: url(withdraw_port),
+            transfer_service_url: url(transfer_port),
             redis_url: platform::Secret::new(testkit::redis_url()),
             jwt: jwt(),
             rate_limit_per_minute: options.rate_limit_per_minute,
@@ -130,6 +228,17 @@ impl Platform {
             &[
                 ("USER_GRPC_UPSTREAM", format!("127.0.0.1:{user_port}")),
                 ("ROLE_GRPC_UPSTREAM", format!("127.0.0.1:{role_port}")),
+                ("CARD_GRPC_UPSTREAM", format!("127.0.0.1:{card_port}")),
+                ("SALDO_GRPC_UPSTREAM", format!("127.0.0.1:{saldo_port}")),
+                ("TOPUP_GRPC_UPSTREAM", format!("127.0.0.1:{topup_port}")),
+                (
+                    "WITHDRAW_GRPC_UPSTREAM",
+                    format!("127.0.0.1:{withdraw_port}"),
+                ),
+                (
+                    "TRANSFER_GRPC_UPSTREAM",
+                    format!("127.0.0.1:{transfer_port}"),
+                ),
             ],
         )
         .await
@@ -141,6 +250,9 @@ impl Platform {
             http: reqwest::Client::new(),
             user_grpc: user_url,
             role_grpc: role_url,
+            card_grpc: card_url,
+            saldo_grpc: saldo_url,
+            transfer_grpc: url(transfer_port),
             database_url,
             shutdown,
         }
@@ -153,9 +265,23 @@ impl Platform {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let mut request = self
             .http
             .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -263,4 +389,133 @@ impl Platform {
 
 pub fn email(prefix: &str) -> String {
     format!("{}@example.com", testkit::unique(prefix))
+}
+
+/// A card as the tests use it.
+#[derive(Clone, Debug)]
+pub struct Card {
+    pub id: String,
+    pub number: String,
+    pub cvv: String,
+}
+
+impl Platform {
+    /// An admin-created, verified customer; returns (user id, access token).
+    pub async fn customer(&self, admin: &str) -> (String, String) {
+        let email = email("customer");
+        let (status, body) = self
+            .post(
+                "/users",
+                Some(admin),
+                json!({"email": email, "password": PASSWORD, "first_name": "Cara",
+                       "last_name": "Money", "email_verified": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["id"].as_str().unwrap().to_owned();
+        let token = self.login(&email, PASSWORD).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (id, token)
+    }
+
+    /// Creates a card and waits until its ledger account is open (via Kafka).
+    pub async fn card(&self, token: &str, currency: &str) -> Card {
+        let (status, body) = self
+            .post(
+                "/cards",
+                Some(token),
+                json!({"brand": "visa", "card_type": "debit", "currency": currency}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let card = Card {
+            id: body["card"]["id"].as_str().unwrap().to_owned(),
+            number: body["card"]["number"].as_str().unwrap().to_owned(),
+            cvv: body["cvv"].as_str().unwrap().to_owned(),
+        };
+        testkit::eventually(Duration::from_secs(20), "card account opened", || async {
+            let (status, _) = self
+                .get(&format!("/cards/{}/balance", card.id), Some(token))
+                .await;
+            (status == StatusCode::OK).then_some(())
+        })
+        .await;
+        card
+    }
+
+    pub async fn balance(&self, token: &str, card_id: &str) -> i64 {
+        let (status, body) = self
+            .get(&format!("/cards/{card_id}/balance"), Some(token))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["balance"].as_i64().unwrap()
+    }
+
+    /// POST with an Idempotency-Key.
+    pub async fn post_idem(
+        &self,
+        path: &str,
+        token: &str,
+        key: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        self.call_with(
+            "POST",
+            path,
+            Some(token),
+            Some(body),
+            &[("Idempotency-Key", key)],
+        )
+        .await
+    }
+
+    pub async fn topup(&self, token: &str, number: &str, amount: i64) -> (StatusCode, Value) {
+        let key = uuid::Uuid::new_v4().to_string();
+        self.post_idem(
+            "/topups",
+            token,
+            &key,
+            json!({"card_number": number, "amount": amount, "method": "bca"}),
+        )
+        .await
+    }
+
+    pub async fn transfer(
+        &self,
+        token: &str,
+        from: &str,
+        to: &str,
+        amount: i64,
+    ) -> (StatusCode, Value) {
+        let key = uuid::Uuid::new_v4().to_string();
+        self.post_idem(
+            "/transfers",
+            token,
+            &key,
+            json!({"from_card_number": from, "to_card_number": to, "amount": amount}),
+        )
+        .await
+    }
+
+    pub async fn withdraw(&self, token: &str, number: &str, amount: i64) -> (StatusCode, Value) {
+        let key = uuid::Uuid::new_v4().to_string();
+        self.post_idem(
+            "/withdraws",
+            token,
+            &key,
+            json!({"card_number": number, "amount": amount, "method": "mandiri"}),
+        )
+        .await
+    }
+
+    /// The ledger's reconciliation, asserted balanced.
+    pub async fn assert_books_balance(&self, admin: &str) -> Value {
+        let (status, report) = self.get("/ledger/reconcile", Some(admin)).await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        assert_eq!(report["balanced"], true, "books do not balance: {report}");
+        assert_eq!(report["journal_sum"], 0);
+        report
+    }
 }

@@ -1,0 +1,155 @@
+//! The two services a movement talks to: the card service (who owns the card, is it usable,
+//! its currency) and the ledger (the posting). Both are called with this service's own
+//! short-lived token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Datelike, Utc};
+use platform::auth::ServiceToken;
+use proto::card::v1::CardNumberRequest;
+use proto::card::v1::card_service_client::CardServiceClient;
+use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
+use proto::saldo::v1::{self as saldo_pb, PostingStatus, account_ref::Target};
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::error::MovementError;
+
+const DEADLINE: Duration = Duration::from_secs(5);
+
+/// What a movement needs to know about a card.
+#[derive(Clone, Debug)]
+pub struct CardInfo {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub masked_number: String,
+    pub currency: String,
+    pub trashed: bool,
+    pub expired: bool,
+}
+
+/// One side of a posting.
+#[derive(Clone, Debug)]
+pub enum Side {
+    Card(Uuid),
+    System(String),
+}
+
+/// The ledger's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Posted,
+    Rejected(String),
+}
+
+/// Clients of the card and saldo services.
+#[derive(Clone)]
+pub struct Upstream {
+    cards: CardServiceClient<Channel>,
+    saldo: SaldoServiceClient<Channel>,
+    token: Arc<ServiceToken>,
+}
+
+impl Upstream {
+    pub fn new(
+        cards: CardServiceClient<Channel>,
+        saldo: SaldoServiceClient<Channel>,
+        token: ServiceToken,
+    ) -> Self {
+        Self {
+            cards,
+            saldo,
+            token: Arc::new(token),
+        }
+    }
+
+    fn bearer(&self) -> Result<String, MovementError> {
+        self.token.bearer().map_err(MovementError::Internal)
+    }
+
+    /// The card with `number`; `field` names the request field in errors.
+    pub async fn card(&self, field: &'static str, number: &str) -> Result<CardInfo, MovementError> {
+        let request = platform::grpc::outgoing(
+            CardNumberRequest {
+                number: number.to_owned(),
+            },
+            Some(&self.bearer()?),
+            DEADLINE,
+        );
+        let card = match self.cards.clone().get_card_by_number(request).await {
+            Ok(card) => card.into_inner(),
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                return Err(MovementError::CardNotFound(field));
+            }
+            Err(s) => return Err(MovementError::Upstream("card service", s)),
+        };
+        let parse = |raw: &str| {
+            raw.parse::<Uuid>().map_err(|e| {
+                MovementError::Internal(anyhow::anyhow!("card service sent {raw:?}: {e}"))
+            })
+        };
+        let now = Utc::now();
+        let expiry_year = i32::try_from(card.expiry_year).unwrap_or(0);
+        Ok(CardInfo {
+            id: parse(&card.id)?,
+            user_id: parse(&card.user_id)?,
+            masked_number: card.masked_number,
+            currency: card.currency,
+            trashed: card.deleted_at.is_some(),
+            expired: (expiry_year, card.expiry_month) < (now.year(), now.month()),
+        })
+    }
+
+    /// Posts (or replays) `posting_id`. An account that does not exist yet is
+    /// [`MovementError::AccountNotReady`]; nothing was recorded by the ledger then.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn post(
+        &self,
+        posting_id: Uuid,
+        kind: &str,
+        debit: Side,
+        credit: Side,
+        amount: i64,
+        currency: &str,
+        description: String,
+    ) -> Result<Outcome, MovementError> {
+        let side = |s: Side| saldo_pb::AccountRef {
+            target: Some(match s {
+                Side::Card(id) => Target::CardId(id.to_string()),
+                Side::System(purpose) => Target::System(purpose),
+            }),
+        };
+        let request = platform::grpc::outgoing(
+            saldo_pb::PostRequest {
+                posting_id: posting_id.to_string(),
+                kind: kind.to_owned(),
+                debit: Some(side(debit)),
+                credit: Some(side(credit)),
+                amount,
+                currency: currency.to_owned(),
+                description,
+            },
+            Some(&self.bearer()?),
+            DEADLINE,
+        );
+        match self.saldo.clone().post(request).await {
+            Ok(posting) => {
+                let posting = posting.into_inner();
+                if posting.status == PostingStatus::Posted as i32 {
+                    Ok(Outcome::Posted)
+                } else {
+                    Ok(Outcome::Rejected(posting.rejection_reason))
+                }
+            }
+            Err(s)
+                if s.code() == tonic::Code::NotFound
+                    && platform::error::status_reason(&s).as_deref()
+                        == Some("ACCOUNT_NOT_FOUND") =>
+            {
+                Err(MovementError::AccountNotReady)
+            }
+            Err(s) => Err(MovementError::Upstream("saldo service", s)),
+        }
+    }
+}

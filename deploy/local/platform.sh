@@ -1,0 +1,82 @@
+# start_platform: everything `make run` starts, as native processes on loopback. Sourced by
+# run.sh and bench.sh after common.sh. Reads PROFILE, HTTP_PORT, GRPC_PORT, KAFKA_PORT,
+# DATABASE_NAME, ADMIN_EMAIL, ADMIN_PASSWORD, NGINX_RATE_PER_SECOND/BURST and
+# RATE_LIMIT_PER_MINUTE; appends every started process to PIDS and sets BIN.
+
+declare -A SERVICE_PIDS=()
+
+start_platform() {
+    ensure_commands
+    ensure_tansu
+    ensure_postgres "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+    ensure_redis "${REDIS_URL:-redis://127.0.0.1:6379/0}"
+
+    # The platform's database on that server.
+    psql "$PG_ADMIN_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$DATABASE_NAME'" | grep -q 1 \
+        || psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $DATABASE_NAME" >/dev/null
+    export DATABASE_URL="${PG_ADMIN_URL%/*}/$DATABASE_NAME"
+    export REDIS_URL="$REDIS_READY_URL"
+
+    # A JWT secret generated once and kept in .state (never committed).
+    if [ -z "${JWT_SECRET:-}" ]; then
+        [ -s "$STATE_DIR/jwt_secret" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$STATE_DIR/jwt_secret"
+        JWT_SECRET="$(cat "$STATE_DIR/jwt_secret")"
+    fi
+    export JWT_SECRET
+    # Likewise the key of the card service's CVV hashes.
+    if [ -z "${CARD_CVV_KEY:-}" ]; then
+        [ -s "$STATE_DIR/card_cvv_key" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$STATE_DIR/card_cvv_key"
+        CARD_CVV_KEY="$(cat "$STATE_DIR/card_cvv_key")"
+    fi
+    export CARD_CVV_KEY
+    export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+    export LOG_FORMAT="${LOG_FORMAT:-text}"
+
+    say "building ($PROFILE profile)"
+    cargo build --profile "$PROFILE" --bins >&2
+    BIN="$ROOT/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
+
+    say "starting tansu on 127.0.0.1:$KAFKA_PORT (storage $STATE_DIR/tansu.db)"
+    start_tansu "$KAFKA_PORT" "$STATE_DIR/tansu.db" "$STATE_DIR/logs/tansu.log"
+    PIDS+=("$TANSU_PID")
+
+    start() { # name binary admin-port env...
+        local name="$1" bin="$2" admin="$3"
+        shift 3
+        env "$@" ADMIN_ADDR="127.0.0.1:$admin" "$BIN/$bin" >"$STATE_DIR/logs/$name.log" 2>&1 &
+        PIDS+=("$!")
+        SERVICE_PIDS["$name"]="$!"
+        wait_http "http://127.0.0.1:$admin/readyz" "$name" 90
+        say "$name ready (log: ${STATE_DIR#"$ROOT"/}/logs/$name.log)"
+    }
+
+    # Every service finds the others on loopback at its default port (see the README's table).
+    export USER_SERVICE_URL=http://127.0.0.1:50051 ROLE_SERVICE_URL=http://127.0.0.1:50052 \
+        CARD_SERVICE_URL=http://127.0.0.1:50053 SALDO_SERVICE_URL=http://127.0.0.1:50054 \
+        TOPUP_SERVICE_URL=http://127.0.0.1:50055 TRANSFER_SERVICE_URL=http://127.0.0.1:50056 \
+        WITHDRAW_SERVICE_URL=http://127.0.0.1:50057
+    start role role-service 9102 GRPC_ADDR=127.0.0.1:50052
+    start user user-service 9101 GRPC_ADDR=127.0.0.1:50051
+    start saldo saldo-service 9104 GRPC_ADDR=127.0.0.1:50054
+    start card card-service 9103 GRPC_ADDR=127.0.0.1:50053
+    start topup topup-service 9105 GRPC_ADDR=127.0.0.1:50055
+    start transfer transfer-service 9106 GRPC_ADDR=127.0.0.1:50056
+    start withdraw withdraw-service 9107 GRPC_ADDR=127.0.0.1:50057
+    start gateway gateway 9100 HTTP_ADDR=127.0.0.1:8000
+
+    say "ensuring the admin login"
+    ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/seed" admin >&2
+
+    export NGINX_HTTP_PORT="$HTTP_PORT" NGINX_GRPC_PORT="$GRPC_PORT" NGINX_WORKER_PROCESSES=auto \
+        NGINX_PID_FILE="$STATE_DIR/nginx/nginx.pid" NGINX_ERROR_LOG="$STATE_DIR/logs/nginx-error.log" \
+        NGINX_ACCESS_LOG="$STATE_DIR/logs/nginx-access.log" NGINX_RATE_PER_SECOND="${NGINX_RATE_PER_SECOND:-200}" NGINX_RATE_BURST="${NGINX_RATE_BURST:-400}" \
+        GATEWAY_UPSTREAM=127.0.0.1:8000 USER_GRPC_UPSTREAM=127.0.0.1:50051 ROLE_GRPC_UPSTREAM=127.0.0.1:50052 \
+        CARD_GRPC_UPSTREAM=127.0.0.1:50053 SALDO_GRPC_UPSTREAM=127.0.0.1:50054 \
+        TOPUP_GRPC_UPSTREAM=127.0.0.1:50055 TRANSFER_GRPC_UPSTREAM=127.0.0.1:50056 \
+        WITHDRAW_GRPC_UPSTREAM=127.0.0.1:50057
+    mkdir -p "$STATE_DIR/nginx"
+    render_nginx "$STATE_DIR/nginx/nginx.conf"
+    "$NGINX_BIN" -p "$STATE_DIR/nginx" -c "$STATE_DIR/nginx/nginx.conf" -g 'daemon off;' &
+    PIDS+=("$!")
+    wait_port 127.0.0.1 "$HTTP_PORT" "nginx"
+}

@@ -1,0 +1,131 @@
+//! The card service: issues payment cards (generated Luhn-valid numbers, CVV kept only as a
+//! keyed hash) and manages their lifecycle (schema `card_svc`). Its `card.created` events
+//! make the saldo service open each card's ledger account.
+
+pub mod error;
+pub mod grpc;
+pub mod number;
+pub mod service;
+
+use std::net::SocketAddr;
+
+use platform::Secret;
+use platform::auth::{Authenticator, ServiceToken, TokenIssuer};
+use platform::config::CommonConfig;
+use platform::process::Foundation;
+use platform::shutdown::Shutdown;
+use proto::card::v1::card_service_server::CardServiceServer;
+use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
+use proto::user::v1::user_service_client::UserServiceClient;
+
+/// The database schema this service owns.
+pub const SCHEMA: &str = "card_svc";
+
+/// The service's migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Settings of the card service.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// gRPC URL of the user service (`USER_SERVICE_URL`).
+    pub user_service_url: String,
+    /// gRPC URL of the saldo service (`SALDO_SERVICE_URL`).
+    pub saldo_service_url: String,
+    /// Key of the CVV hashes (`CARD_CVV_KEY`, at least 32 characters).
+    pub cvv_key: Secret<String>,
+    /// Currencies cards may be issued in (`CARD_CURRENCIES`, comma-separated).
+    pub currencies: Vec<String>,
+}
+
+impl Config {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let cvv_key = platform::config::required("CARD_CVV_KEY")?;
+        anyhow::ensure!(
+            cvv_key.len() >= 32,
+            "CARD_CVV_KEY must be at least 32 characters"
+        );
+        Ok(Self {
+            common: CommonConfig::from_env("card-service", "0.0.0.0:50053", "0.0.0.0:9103")?,
+            user_service_url: platform::config::optional(
+                "USER_SERVICE_URL",
+                "http://127.0.0.1:50051",
+            ),
+            saldo_service_url: platform::config::optional(
+                "SALDO_SERVICE_URL",
+                "http://127.0.0.1:50054",
+            ),
+            cvv_key: Secret::new(cvv_key),
+            currencies: platform::config::optional("CARD_CURRENCIES", "IDR,USD,EUR,SGD")
+                .split(',')
+                .map(|c| c.trim().to_uppercase())
+                .filter(|c| !c.is_empty())
+                .collect(),
+        })
+    }
+}
+
+/// Applies the schema's migrations.
+pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
+    platform::process::migrate(config, SCHEMA, &MIGRATOR).await
+}
+
+/// A built, not yet running service.
+pub struct Application {
+    base: Foundation,
+    cards: service::Cards,
+    relay: events::OutboxRelay,
+}
+
+impl Application {
+    /// Migrates if configured, connects, ensures topics, and binds listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let common = &config.common;
+        let base = Foundation::prepare(common, SCHEMA, &MIGRATOR).await?;
+        let (pool, redis) = (base.pool.clone(), base.redis.clone());
+        let cards = service::Cards::new(
+            pool.clone(),
+            Authenticator::new(&common.jwt, Some(redis)),
+            config.cvv_key.clone(),
+            config.currencies.clone(),
+            ServiceToken::new(
+                TokenIssuer::new(&common.jwt),
+                "card-service",
+                &["users.read", "ledger.read"],
+            ),
+            SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),
+            UserServiceClient::new(platform::grpc::channel(&config.user_service_url)?),
+        );
+        events::topics::ensure_best_effort(&common.kafka_brokers).await;
+        let relay = events::OutboxRelay::new(
+            pool,
+            events::outbox::producer(&common.kafka_brokers)?,
+            SCHEMA,
+        );
+        Ok(Self { base, cards, relay })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.base.grpc_addr()
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.base.admin_addr()
+    }
+
+    /// Serves until `shutdown` fires.
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let routes =
+            tonic::service::Routes::new(CardServiceServer::new(grpc::Handlers::new(self.cards)));
+        let tasks = vec![platform::process::task(
+            "outbox relay",
+            self.relay.run(shutdown.clone()),
+        )];
+        self.base
+            .serve("card service", routes, tasks, shutdown)
+            .await
+    }
+}

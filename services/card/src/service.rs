@@ -1,0 +1,550 @@
+//! Use cases of the card service, with their SQL. Every change commits together with its
+//! outbox event; the saldo service opens and closes accounts from those events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, Utc};
+use events::payloads::card as ev;
+use events::{Envelope, topics};
+use hmac::{Hmac, Mac};
+use platform::auth::{Authenticator, Principal, ServiceToken};
+use platform::pagination::{LifecycleFilter, Page};
+use platform::{FieldViolation, Secret};
+use proto::saldo::v1::CardAccountRequest;
+use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
+use proto::user::v1::GetUserRequest;
+use proto::user::v1::user_service_client::UserServiceClient;
+use sha2::Sha256;
+use sqlx::{PgConnection, PgPool};
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::error::CardError;
+use crate::number;
+
+pub const CARDS_READ: &str = "cards.read";
+pub const CARDS_WRITE: &str = "cards.write";
+pub const CARDS_DELETE: &str = "cards.delete";
+
+const SOURCE: &str = "card-service";
+const CALL_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A card row.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct CardRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub number: String,
+    pub brand: String,
+    pub card_type: String,
+    pub currency: String,
+    pub expiry_month: i16,
+    pub expiry_year: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl CardRow {
+    /// Whether the card's expiry month has passed at `now` (a card is valid through the
+    /// last day of its expiry month).
+    pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
+        let (year, month) = (now.year(), now.month());
+        let expiry_month = u32::try_from(self.expiry_month).unwrap_or(0);
+        (self.expiry_year, expiry_month) < (year, month)
+    }
+
+    /// Not trashed and not expired.
+    pub fn usable(&self) -> bool {
+        self.deleted_at.is_none() && !self.expired_at(Utc::now())
+    }
+
+    fn event_data(&self) -> ev::CardData {
+        ev::CardData {
+            card_id: self.id,
+            user_id: self.user_id,
+            masked_number: number::mask(&self.number),
+            brand: self.brand.clone(),
+            card_type: self.card_type.clone(),
+            currency: self.currency.clone(),
+            expiry_month: u32::try_from(self.expiry_month).unwrap_or(0),
+            expiry_year: self.expiry_year,
+        }
+    }
+}
+
+const SELECT_CARD: &str = "SELECT id, user_id, number, brand, card_type, currency, expiry_month,
+        expiry_year, created_at, updated_at, deleted_at FROM cards";
+
+/// Input of create.
+#[derive(Debug)]
+pub struct NewCard {
+    pub user_id: Option<Uuid>,
+    pub brand: String,
+    pub card_type: String,
+    pub currency: String,
+    pub valid_years: u32,
+}
+
+/// Input of update.
+#[derive(Debug, Default)]
+pub struct CardChange {
+    pub card_type: Option<String>,
+    pub expiry: Option<(u32, i32)>,
+}
+
+/// Whose cards a list shows.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner {
+    /// The caller's.
+    Caller,
+    /// One user's.
+    User(Uuid),
+    /// Everyone's (admins).
+    Everyone,
+}
+
+/// The card service.
+#[derive(Clone)]
+pub struct Cards {
+    pool: PgPool,
+    authenticator: Authenticator,
+    cvv_key: Secret<String>,
+    currencies: Arc<Vec<String>>,
+    token: Arc<ServiceToken>,
+    saldo: SaldoServiceClient<Channel>,
+    users: UserServiceClient<Channel>,
+}
+
+impl Cards {
+    pub fn new(
+        pool: PgPool,
+        authenticator: Authenticator,
+        cvv_key: Secret<String>,
+        currencies: Vec<String>,
+        token: ServiceToken,
+        saldo: SaldoServiceClient<Channel>,
+        users: UserServiceClient<Channel>,
+    ) -> Self {
+        Self {
+            pool,
+            authenticator,
+            cvv_key,
+            currencies: Arc::new(currencies),
+            token: Arc::new(token),
+            saldo,
+            users,
+        }
+    }
+
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
+    }
+
+    fn cvv_hash(&self, card_id: Uuid, cvv: &str) -> Result<Vec<u8>, CardError> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.cvv_key.expose().as_bytes())
+            .map_err(|e| CardError::Internal(anyhow::anyhow!("cvv key: {e}")))?;
+        mac.update(card_id.as_bytes());
+        mac.update(cvv.as_bytes());
+        Ok(mac.finalize().into_bytes().to_vec())
+    }
+
+    fn bearer(&self) -> Result<String, CardError> {
+        self.token.bearer().map_err(CardError::Internal)
+    }
+
+    async fn ensure_user_exists(&self, user_id: Uuid) -> Result<(), CardError> {
+        let request = platform::grpc::outgoing(
+            GetUserRequest {
+                id: user_id.to_string(),
+            },
+            Some(&self.bearer()?),
+            CALL_DEADLINE,
+        );
+        match self.users.clone().get_user(request).await {
+            Ok(user) if user.get_ref().deleted_at.is_none() => Ok(()),
+            Ok(_) => Err(CardError::UserNotFound),
+            Err(s) if s.code() == tonic::Code::NotFound => Err(CardError::UserNotFound),
+            Err(s) => Err(CardError::Upstream("user service", s)),
+        }
+    }
+
+    /// Issues a card; returns it with its CVV (shown once).
+    pub async fn create(
+        &self,
+        caller: &Principal,
+        input: NewCard,
+    ) -> Result<(CardRow, String), CardError> {
+        let mut violations = Vec::new();
+        if !number::is_brand(&input.brand) {
+            violations.push(FieldViolation::new(
+                "brand",
+                format!(
+                    "must be one of {}",
+                    number::BRANDS
+                        .iter()
+                        .map(|(b, _)| *b)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        if !matches!(input.card_type.as_str(), "debit" | "credit") {
+            violations.push(FieldViolation::new("card_type", "must be debit or credit"));
+        }
+        if !self.currencies.contains(&input.currency) {
+            violations.push(FieldViolation::new(
+                "currency",
+                format!("must be one of {}", self.currencies.join(", ")),
+            ));
+        }
+        if !(1..=10).contains(&input.valid_years) {
+            violations.push(FieldViolation::new(
+                "valid_years",
+                "must be between 1 and 10",
+            ));
+        }
+        let owner = match (input.user_id, caller.user_id()) {
+            (Some(owner), me) if Some(owner) != me => {
+                caller.require(CARDS_WRITE)?;
+                owner
+            }
+            (Some(owner), _) => owner,
+            (None, Some(me)) => me,
+            (None, None) => {
+                violations.push(FieldViolation::new(
+                    "user_id",
+                    "is required when a service creates a card",
+                ));
+                Uuid::nil()
+            }
+        };
+        if !violations.is_empty() {
+            return Err(CardError::Invalid(violations));
+        }
+        if caller.user_id() != Some(owner) {
+            self.ensure_user_exists(owner).await?;
+        }
+
+        let now = Utc::now();
+        let expiry_year = now.year() + i32::try_from(input.valid_years).unwrap_or(5);
+        let expiry_month = i16::try_from(now.month()).unwrap_or(12);
+        let id = Uuid::now_v7();
+        let (numbers, cvv) = {
+            let mut rng = rand::thread_rng();
+            let numbers: Vec<String> = (0..5)
+                .filter_map(|_| number::generate(&input.brand, &mut rng))
+                .collect();
+            (numbers, number::generate_cvv(&mut rng))
+        };
+        let cvv_hash = self.cvv_hash(id, &cvv)?;
+        for candidate in numbers {
+            let mut tx = self.pool.begin().await?;
+            let inserted: Result<CardRow, sqlx::Error> = sqlx::query_as(
+                "INSERT INTO cards (id, user_id, number, brand, card_type, currency,
+                     expiry_month, expiry_year, cvv_hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 RETURNING id, user_id, number, brand, card_type, currency, expiry_month,
+                     expiry_year, created_at, updated_at, deleted_at",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(&candidate)
+            .bind(&input.brand)
+            .bind(&input.card_type)
+            .bind(&input.currency)
+            .bind(expiry_month)
+            .bind(expiry_year)
+            .bind(&cvv_hash)
+            .fetch_one(&mut *tx)
+            .await;
+            match inserted {
+                Ok(card) => {
+                    emit(&mut tx, ev::CREATED, &card).await?;
+                    tx.commit().await?;
+                    metrics::counter!("cards_created_total", "brand" => card.brand.clone())
+                        .increment(1);
+                    tracing::info!(card_id = %card.id, user_id = %card.user_id,
+                        number = %number::mask(&card.number), "card created");
+                    return Ok((card, cvv));
+                }
+                Err(e)
+                    if platform::db::unique_violation(&e).as_deref()
+                        == Some("cards_number_key") =>
+                {
+                    tracing::warn!("card number collision; retrying");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CardError::NumberExhausted)
+    }
+
+    async fn load(&self, conn: &mut PgConnection, id: Uuid) -> Result<CardRow, CardError> {
+        sqlx::query_as(&format!("{SELECT_CARD} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?
+            .ok_or(CardError::NotFound)
+    }
+
+    /// The card, if the caller owns it or holds `permission` (others get NOT_FOUND, so
+    /// card ids of other customers are not confirmed).
+    fn visible(caller: &Principal, card: CardRow, permission: &str) -> Result<CardRow, CardError> {
+        if caller.user_id() == Some(card.user_id) || caller.has(permission) {
+            Ok(card)
+        } else {
+            Err(CardError::NotFound)
+        }
+    }
+
+    pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<CardRow, CardError> {
+        let mut conn = self.pool.acquire().await?;
+        let card = self.load(&mut conn, id).await?;
+        Self::visible(caller, card, CARDS_READ)
+    }
+
+    pub async fn get_by_number(
+        &self,
+        caller: &Principal,
+        number: &str,
+    ) -> Result<CardRow, CardError> {
+        if !number::is_valid(number) {
+            return Err(FieldViolation::new("number", "must be a 16-digit card number").into());
+        }
+        let card: CardRow = sqlx::query_as(&format!("{SELECT_CARD} WHERE number = $1"))
+            .bind(number)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(CardError::NotFound)?;
+        Self::visible(caller, card, CARDS_READ)
+    }
+
+    pub async fn list(
+        &self,
+        caller: &Principal,
+        owner: Owner,
+        search: &str,
+        lifecycle: LifecycleFilter,
+        page: Page,
+    ) -> Result<(Vec<CardRow>, i64), CardError> {
+        let owner = match owner {
+            Owner::Caller => Some(caller.user_id().ok_or_else(|| {
+                CardError::from(FieldViolation::new("user_id", "is required for services"))
+            })?),
+            Owner::User(id) => {
+                caller.require_self_or(id, CARDS_READ)?;
+                Some(id)
+            }
+            Owner::Everyone => {
+                caller.require(CARDS_READ)?;
+                None
+            }
+        };
+        let search = search.trim();
+        let pattern = platform::db::like_pattern(search);
+        let filter = format!(
+            "WHERE {} AND ($1::uuid IS NULL OR user_id = $1)
+               AND ($2 = '' OR right(number, 4) = $2 OR brand ILIKE $3 OR currency ILIKE $3)",
+            lifecycle.sql_predicate()
+        );
+        let mut conn = self.pool.acquire().await?;
+        let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM cards {filter}"))
+            .bind(owner)
+            .bind(search)
+            .bind(&pattern)
+            .fetch_one(&mut *conn)
+            .await?;
+        let rows = sqlx::query_as(&format!(
+            "{SELECT_CARD} {filter} ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
+        ))
+        .bind(owner)
+        .bind(search)
+        .bind(&pattern)
+        .bind(page.limit())
+        .bind(page.offset())
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok((rows, total))
+    }
+
+    pub async fn update(
+        &self,
+        caller: &Principal,
+        id: Uuid,
+        change: CardChange,
+    ) -> Result<CardRow, CardError> {
+        let mut violations = Vec::new();
+        if let Some(t) = &change.card_type
+            && !matches!(t.as_str(), "debit" | "credit")
+        {
+            violations.push(FieldViolation::new("card_type", "must be debit or credit"));
+        }
+        if let Some((month, year)) = change.expiry {
+            let now = Utc::now();
+            if !(1..=12).contains(&month) {
+                violations.push(FieldViolation::new("expiry_month", "must be 1..=12"));
+            } else if (year, month) < (now.year(), now.month()) || year > now.year() + 10 {
+                violations.push(FieldViolation::new(
+                    "expiry_year",
+                    "expiry must be between this month and ten years ahead",
+                ));
+            }
+        }
+        if !violations.is_empty() {
+            return Err(CardError::Invalid(violations));
+        }
+        let mut tx = self.pool.begin().await?;
+        let card = self.load(&mut tx, id).await?;
+        let card = Self::visible(caller, card, CARDS_WRITE)?;
+        if card.deleted_at.is_some() {
+            return Err(CardError::NotFound);
+        }
+        let updated: CardRow = sqlx::query_as(
+            "UPDATE cards SET card_type = COALESCE($2, card_type),
+                 expiry_month = COALESCE($3, expiry_month), expiry_year = COALESCE($4, expiry_year),
+                 updated_at = now()
+             WHERE id = $1
+             RETURNING id, user_id, number, brand, card_type, currency, expiry_month,
+                 expiry_year, created_at, updated_at, deleted_at",
+        )
+        .bind(card.id)
+        .bind(change.card_type)
+        .bind(change.expiry.map(|(m, _)| i16::try_from(m).unwrap_or(1)))
+        .bind(change.expiry.map(|(_, y)| y))
+        .fetch_one(&mut *tx)
+        .await?;
+        emit(&mut tx, ev::UPDATED, &updated).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Trashes (`trash = true`) or restores a card.
+    pub async fn set_trashed(
+        &self,
+        caller: &Principal,
+        id: Uuid,
+        trash: bool,
+    ) -> Result<CardRow, CardError> {
+        let mut tx = self.pool.begin().await?;
+        let card = self.load(&mut tx, id).await?;
+        let card = Self::visible(caller, card, CARDS_DELETE)?;
+        if card.deleted_at.is_some() == trash {
+            return Ok(card);
+        }
+        let updated: CardRow = sqlx::query_as(
+            "UPDATE cards SET deleted_at = CASE WHEN $2 THEN now() END, updated_at = now()
+             WHERE id = $1
+             RETURNING id, user_id, number, brand, card_type, currency, expiry_month,
+                 expiry_year, created_at, updated_at, deleted_at",
+        )
+        .bind(id)
+        .bind(trash)
+        .fetch_one(&mut *tx)
+        .await?;
+        emit(
+            &mut tx,
+            if trash { ev::TRASHED } else { ev::RESTORED },
+            &updated,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// The balance of the card's ledger account (0 when no account was opened yet).
+    async fn balance(&self, card_id: Uuid) -> Result<i64, CardError> {
+        let request = platform::grpc::outgoing(
+            CardAccountRequest {
+                card_id: card_id.to_string(),
+            },
+            Some(&self.bearer()?),
+            CALL_DEADLINE,
+        );
+        match self.saldo.clone().get_card_account(request).await {
+            Ok(account) => Ok(account.into_inner().balance),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(0),
+            Err(s) => Err(CardError::Upstream("saldo service", s)),
+        }
+    }
+
+    async fn delete_trashed(&self, card: &CardRow) -> Result<bool, CardError> {
+        let balance = self.balance(card.id).await?;
+        if balance != 0 {
+            return Err(CardError::HasBalance(balance));
+        }
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM cards WHERE id = $1 AND deleted_at IS NOT NULL")
+            .bind(card.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 1 {
+            emit(&mut tx, ev::DELETED, card).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted == 1)
+    }
+
+    pub async fn delete(&self, caller: &Principal, id: Uuid) -> Result<(), CardError> {
+        let mut conn = self.pool.acquire().await?;
+        let card = self.load(&mut conn, id).await?;
+        drop(conn);
+        let card = Self::visible(caller, card, CARDS_DELETE)?;
+        if card.deleted_at.is_none() {
+            return Err(CardError::NotTrashed);
+        }
+        if self.delete_trashed(&card).await? {
+            tracing::info!(card_id = %card.id, "card deleted permanently");
+            Ok(())
+        } else {
+            Err(CardError::NotFound)
+        }
+    }
+
+    pub async fn restore_all(&self, caller: &Principal) -> Result<u64, CardError> {
+        caller.require(CARDS_DELETE)?;
+        let mut tx = self.pool.begin().await?;
+        let restored: Vec<CardRow> = sqlx::query_as(
+            "UPDATE cards SET deleted_at = NULL, updated_at = now() WHERE deleted_at IS NOT NULL
+             RETURNING id, user_id, number, brand, card_type, currency, expiry_month,
+                 expiry_year, created_at, updated_at, deleted_at",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for card in &restored {
+            emit(&mut tx, ev::RESTORED, card).await?;
+        }
+        tx.commit().await?;
+        Ok(restored.len() as u64)
+    }
+
+    /// Deletes every trashed card with an empty account; cards holding money stay trashed.
+    pub async fn delete_all_trashed(&self, caller: &Principal) -> Result<u64, CardError> {
+        caller.require(CARDS_DELETE)?;
+        let trashed: Vec<CardRow> =
+            sqlx::query_as(&format!("{SELECT_CARD} WHERE deleted_at IS NOT NULL"))
+                .fetch_all(&self.pool)
+                .await?;
+        let mut deleted = 0;
+        for card in &trashed {
+            match self.delete_trashed(card).await {
+                Ok(true) => deleted += 1,
+                Ok(false) => {}
+                Err(CardError::HasBalance(balance)) => {
+                    tracing::info!(card_id = %card.id, balance, "trashed card kept: it holds money");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+async fn emit(conn: &mut PgConnection, event_type: &str, card: &CardRow) -> Result<(), CardError> {
+    let event = Envelope::new(SOURCE, event_type, card.id, &card.event_data())
+        .map_err(|e| CardError::Internal(e.into()))?;
+    events::outbox::enqueue(conn, topics::CARD_EVENTS, &event).await?;
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! Errors of the saldo service.
+
+use platform::{DomainError, ErrorKind, FieldViolation};
+
+/// Everything that can go wrong in the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum SaldoError {
+    /// Invalid request fields.
+    #[error("invalid request: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldViolation>),
+    /// A card has no account (yet: accounts open from `card.created`).
+    #[error("no ledger account for card {0}")]
+    AccountNotFound(String),
+    /// No such posting.
+    #[error("posting not found")]
+    PostingNotFound,
+    /// The posting id was used before for a different movement.
+    #[error("posting id {0} was already used with different fields")]
+    PostingIdReused(String),
+    /// Authentication or authorization failure.
+    #[error(transparent)]
+    Auth(#[from] platform::auth::AuthError),
+    /// Database failure.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// Anything else unexpected.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl DomainError for SaldoError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Invalid(_) => ErrorKind::InvalidArgument,
+            Self::AccountNotFound(_) | Self::PostingNotFound => ErrorKind::NotFound,
+            Self::PostingIdReused(_) => ErrorKind::AlreadyExists,
+            Self::Auth(e) => e.kind(),
+            Self::Database(_) | Self::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "VALIDATION_FAILED",
+            Self::AccountNotFound(_) => "ACCOUNT_NOT_FOUND",
+            Self::PostingNotFound => "POSTING_NOT_FOUND",
+            Self::PostingIdReused(_) => "POSTING_ID_REUSED",
+            Self::Auth(e) => e.reason(),
+            Self::Database(_) | Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    fn field_violations(&self) -> Vec<FieldViolation> {
+        match self {
+            Self::Invalid(v) => v.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl From<SaldoError> for tonic::Status {
+    fn from(err: SaldoError) -> Self {
+        platform::error::to_status("saldo", &err)
+    }
+}
+
+impl From<FieldViolation> for SaldoError {
+    fn from(v: FieldViolation) -> Self {
+        Self::Invalid(vec![v])
+    }
+}

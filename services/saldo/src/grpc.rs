@@ -1,0 +1,263 @@
+//! The gRPC layer of the saldo service.
+
+use platform::FieldViolation;
+use platform::pagination::Page;
+use proto::saldo::v1 as pb;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::error::SaldoError;
+use crate::ledger::{AccountRef, KINDS, PostingRequest, PostingRow};
+use crate::service::{AccountFilter, AccountRow, LineRow, Saldo};
+
+/// Implements `SaldoService`.
+#[derive(Clone)]
+pub struct Handlers {
+    saldo: Saldo,
+}
+
+impl Handlers {
+    pub fn new(saldo: Saldo) -> Self {
+        Self { saldo }
+    }
+
+    async fn caller<T>(&self, request: &Request<T>) -> Result<platform::auth::Principal, Status> {
+        Ok(self.saldo.authenticator().require(request).await?)
+    }
+}
+
+fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, FieldViolation> {
+    raw.parse()
+        .map_err(|_| FieldViolation::new(field, "must be a UUID"))
+}
+
+fn account_ref(field: &str, side: Option<&pb::AccountRef>) -> Result<AccountRef, FieldViolation> {
+    match side.and_then(|s| s.target.as_ref()) {
+        Some(pb::account_ref::Target::CardId(id)) => Ok(AccountRef::Card(parse_uuid(field, id)?)),
+        Some(pb::account_ref::Target::System(purpose))
+            if !purpose.is_empty()
+                && purpose.len() <= 64
+                && purpose.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || ":-_ ".contains(c)
+                }) =>
+        {
+            Ok(AccountRef::System(purpose.clone()))
+        }
+        Some(pb::account_ref::Target::System(_)) => Err(FieldViolation::new(
+            field,
+            "system purpose must be 1-64 lower-case letters, digits, ':', '-', '_' or spaces",
+        )),
+        None => Err(FieldViolation::new(field, "is required")),
+    }
+}
+
+fn posting_request(r: pb::PostRequest) -> Result<PostingRequest, SaldoError> {
+    let mut violations = Vec::new();
+    let id = parse_uuid("posting_id", &r.posting_id).map_err(|v| violations.push(v));
+    if !KINDS.contains(&r.kind.as_str()) {
+        violations.push(FieldViolation::new(
+            "kind",
+            format!("must be one of {}", KINDS.join(", ")),
+        ));
+    }
+    let debit = account_ref("debit", r.debit.as_ref()).map_err(|v| violations.push(v));
+    let credit = account_ref("credit", r.credit.as_ref()).map_err(|v| violations.push(v));
+    if r.amount <= 0 {
+        violations.push(FieldViolation::new("amount", "must be positive"));
+    }
+    if r.currency.len() != 3 || !r.currency.chars().all(|c| c.is_ascii_uppercase()) {
+        violations.push(FieldViolation::new("currency", "must be an ISO 4217 code"));
+    }
+    if r.description.len() > 200 {
+        violations.push(FieldViolation::new("description", "at most 200 characters"));
+    }
+    match (id, debit, credit) {
+        (Ok(id), Ok(debit), Ok(credit)) if violations.is_empty() => {
+            if debit == credit {
+                return Err(FieldViolation::new("credit", "must differ from debit").into());
+            }
+            Ok(PostingRequest {
+                id,
+                kind: r.kind,
+                debit,
+                credit,
+                amount: r.amount,
+                currency: r.currency,
+                description: r.description,
+            })
+        }
+        _ => Err(SaldoError::Invalid(violations)),
+    }
+}
+
+fn posting_to_proto(p: PostingRow) -> pb::Posting {
+    pb::Posting {
+        id: p.id.to_string(),
+        kind: p.kind,
+        status: if p.status == "posted" {
+            pb::PostingStatus::Posted
+        } else {
+            pb::PostingStatus::Rejected
+        } as i32,
+        rejection_reason: p.rejection_reason.unwrap_or_default(),
+        debit_account_id: p.debit_account_id.to_string(),
+        credit_account_id: p.credit_account_id.to_string(),
+        amount: p.amount,
+        currency: p.currency,
+        description: p.description,
+        debit_balance_after: p.debit_balance_after.unwrap_or_default(),
+        credit_balance_after: p.credit_balance_after.unwrap_or_default(),
+        created_at: Some(platform::time::to_proto(p.created_at)),
+    }
+}
+
+fn kind_to_proto(kind: &str) -> pb::AccountKind {
+    match kind {
+        "card" => pb::AccountKind::Card,
+        "system" => pb::AccountKind::System,
+        "merchant" => pb::AccountKind::Merchant,
+        _ => pb::AccountKind::Unspecified,
+    }
+}
+
+fn account_to_proto(a: AccountRow) -> pb::Account {
+    pb::Account {
+        id: a.id.to_string(),
+        kind: kind_to_proto(&a.kind) as i32,
+        card_id: a.card_id.map(|id| id.to_string()).unwrap_or_default(),
+        owner_user_id: a.owner_user_id.map(|id| id.to_string()).unwrap_or_default(),
+        code: a.code.unwrap_or_default(),
+        currency: a.currency,
+        balance: a.balance,
+        open: a.is_open,
+        created_at: Some(platform::time::to_proto(a.created_at)),
+        updated_at: Some(platform::time::to_proto(a.updated_at)),
+    }
+}
+
+fn line_to_proto(l: LineRow) -> pb::StatementLine {
+    pb::StatementLine {
+        line_id: l.id,
+        posting_id: l.posting_id.to_string(),
+        kind: l.kind,
+        amount: l.amount,
+        balance_after: l.balance_after,
+        description: l.description,
+        counterparty_account_id: l.counterparty.map(|id| id.to_string()).unwrap_or_default(),
+        created_at: Some(platform::time::to_proto(l.created_at)),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::saldo_service_server::SaldoService for Handlers {
+    async fn post(
+        &self,
+        request: Request<pb::PostRequest>,
+    ) -> Result<Response<pb::Posting>, Status> {
+        let caller = self.caller(&request).await?;
+        let posting = posting_request(request.into_inner())?;
+        Ok(Response::new(posting_to_proto(
+            self.saldo.post(&caller, &posting).await?,
+        )))
+    }
+
+    async fn get_posting(
+        &self,
+        request: Request<pb::PostingIdRequest>,
+    ) -> Result<Response<pb::Posting>, Status> {
+        let caller = self.caller(&request).await?;
+        let id =
+            parse_uuid("posting_id", &request.get_ref().posting_id).map_err(SaldoError::from)?;
+        Ok(Response::new(posting_to_proto(
+            self.saldo.posting(&caller, id).await?,
+        )))
+    }
+
+    async fn get_card_account(
+        &self,
+        request: Request<pb::CardAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = parse_uuid("card_id", &request.get_ref().card_id).map_err(SaldoError::from)?;
+        Ok(Response::new(account_to_proto(
+            self.saldo.card_account(&caller, id).await?,
+        )))
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let page = Page::from_proto(r.page.as_ref()).map_err(SaldoError::from)?;
+        let kind = match pb::AccountKind::try_from(r.kind) {
+            Ok(pb::AccountKind::Card) => Some("card".to_owned()),
+            Ok(pb::AccountKind::System) => Some("system".to_owned()),
+            Ok(pb::AccountKind::Merchant) => Some("merchant".to_owned()),
+            _ => None,
+        };
+        let owner = if r.owner_user_id.is_empty() {
+            None
+        } else {
+            Some(parse_uuid("owner_user_id", &r.owner_user_id).map_err(SaldoError::from)?)
+        };
+        let filter = AccountFilter {
+            kind,
+            owner,
+            min_balance: (r.min_balance != 0).then_some(r.min_balance),
+        };
+        let (accounts, total) = self.saldo.list_accounts(&caller, filter, page).await?;
+        Ok(Response::new(pb::ListAccountsResponse {
+            accounts: accounts.into_iter().map(account_to_proto).collect(),
+            page_info: Some(page.info(total)),
+        }))
+    }
+
+    async fn get_statement(
+        &self,
+        request: Request<pb::StatementRequest>,
+    ) -> Result<Response<pb::StatementResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let card_id = parse_uuid("card_id", &r.card_id).map_err(SaldoError::from)?;
+        let page = Page::from_proto(r.page.as_ref()).map_err(SaldoError::from)?;
+        let (from, to) = platform::time::range_from_proto(r.from.as_ref(), r.to.as_ref())
+            .map_err(SaldoError::from)?;
+        let (account, lines, total) = self
+            .saldo
+            .statement(&caller, card_id, from, to, page)
+            .await?;
+        Ok(Response::new(pb::StatementResponse {
+            account: Some(account_to_proto(account)),
+            lines: lines.into_iter().map(line_to_proto).collect(),
+            page_info: Some(page.info(total)),
+        }))
+    }
+
+    async fn reconcile(
+        &self,
+        request: Request<pb::ReconcileRequest>,
+    ) -> Result<Response<pb::ReconcileReport>, Status> {
+        let caller = self.caller(&request).await?;
+        let report = self.saldo.reconcile(&caller).await?;
+        Ok(Response::new(pb::ReconcileReport {
+            balanced: report.balanced(),
+            journal_sum: report.journal_sum,
+            postings: u64::try_from(report.postings).unwrap_or(0),
+            journal_lines: u64::try_from(report.journal_lines).unwrap_or(0),
+            accounts: u64::try_from(report.accounts).unwrap_or(0),
+            unbalanced_postings: u64::try_from(report.unbalanced_postings).unwrap_or(0),
+            mismatches: report
+                .mismatches
+                .into_iter()
+                .map(|(id, cached, journal)| pb::AccountMismatch {
+                    account_id: id.to_string(),
+                    cached_balance: cached,
+                    journal_balance: journal,
+                })
+                .collect(),
+            negative_card_balances: u64::try_from(report.negative_card_balances).unwrap_or(0),
+        }))
+    }
+}

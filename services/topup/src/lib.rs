@@ -1,0 +1,130 @@
+//! The topup service (schema `topup_svc`): money entering the platform onto a card from a top-up method, through the ledger. The orchestration
+//! (idempotency, card checks, posting, recovery) is [`movement`]'s; this crate maps it to
+//! `payments.topup.v1`.
+
+use movement::app::{Application, Config};
+use movement::{Filter, Kind, Movement, MovementError, Movements, NewMovement};
+use platform::config::CommonConfig;
+use platform::pagination::Page;
+use proto::topup::v1 as pb;
+use proto::topup::v1::topup_service_server::TopupServiceServer;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+/// The database schema this service owns.
+pub const SCHEMA: &str = "topup_svc";
+
+/// The service's migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Reads the configuration from the environment.
+pub fn config() -> anyhow::Result<Config> {
+    Config::from_env(Kind::Topup, "0.0.0.0:50055", "0.0.0.0:9105")
+}
+
+/// Applies the schema's migrations.
+pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
+    platform::process::migrate(config, SCHEMA, &MIGRATOR).await
+}
+
+/// Builds the service.
+pub async fn build(config: Config) -> anyhow::Result<Application> {
+    Application::build(Kind::Topup, config, SCHEMA, &MIGRATOR).await
+}
+
+/// The gRPC routes of the service.
+pub fn routes(app: &Application) -> tonic::service::Routes {
+    tonic::service::Routes::new(TopupServiceServer::new(Handlers {
+        movements: app.movements(),
+    }))
+}
+
+/// Implements `TopupService`.
+#[derive(Clone)]
+pub struct Handlers {
+    movements: Movements,
+}
+
+fn to_proto(m: Movement) -> pb::Topup {
+    pb::Topup {
+        id: m.id.to_string(),
+        card_id: m.card_id.to_string(),
+        masked_card_number: m.masked_card_number,
+        user_id: m.user_id.to_string(),
+        method: m.method.unwrap_or_default(),
+        amount: m.amount,
+        currency: m.currency,
+        status: movement::status_to_proto(&m.status),
+        failure_reason: m.failure_reason.unwrap_or_default(),
+        created_at: Some(platform::time::to_proto(m.created_at)),
+        completed_at: platform::time::to_proto_opt(m.completed_at),
+    }
+}
+
+fn parse_uuid(field: &str, raw: &str) -> Result<Option<Uuid>, MovementError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    raw.parse()
+        .map(Some)
+        .map_err(|_| platform::FieldViolation::new(field, "must be a UUID").into())
+}
+
+#[tonic::async_trait]
+impl pb::topup_service_server::TopupService for Handlers {
+    async fn create_topup(
+        &self,
+        request: Request<pb::CreateTopupRequest>,
+    ) -> Result<Response<pb::Topup>, Status> {
+        let caller = self.movements.authenticator().require(&request).await?;
+        let r = request.into_inner();
+        let new = NewMovement {
+            idempotency_key: r.idempotency_key,
+            card_number: r.card_number.trim().to_owned(),
+            to_card_number: None,
+            method: Some(r.method.trim().to_lowercase()),
+            amount: r.amount,
+        };
+        Ok(Response::new(to_proto(
+            self.movements.create(&caller, new).await?,
+        )))
+    }
+
+    async fn get_topup(
+        &self,
+        request: Request<pb::TopupIdRequest>,
+    ) -> Result<Response<pb::Topup>, Status> {
+        let caller = self.movements.authenticator().require(&request).await?;
+        let id = parse_uuid("id", &request.get_ref().id)?.ok_or_else(|| {
+            MovementError::from(platform::FieldViolation::new("id", "is required"))
+        })?;
+        Ok(Response::new(to_proto(
+            self.movements.get(&caller, id).await?,
+        )))
+    }
+
+    async fn list_topups(
+        &self,
+        request: Request<pb::ListTopupsRequest>,
+    ) -> Result<Response<pb::ListTopupsResponse>, Status> {
+        let caller = self.movements.authenticator().require(&request).await?;
+        let r = request.into_inner();
+        let page = Page::from_proto(r.page.as_ref()).map_err(MovementError::from)?;
+        let (from, to) = platform::time::range_from_proto(r.from.as_ref(), r.to.as_ref())
+            .map_err(MovementError::from)?;
+        let filter = Filter {
+            status: movement::status_from_proto(r.status),
+            from,
+            to,
+            card_id: parse_uuid("card_id", &r.card_id)?,
+            user_id: parse_uuid("user_id", &r.user_id)?,
+            outgoing: None,
+            method: (!r.method.is_empty()).then(|| r.method.trim().to_lowercase()),
+        };
+        let (rows, total) = self.movements.list(&caller, filter, page).await?;
+        Ok(Response::new(pb::ListTopupsResponse {
+            topups: rows.into_iter().map(to_proto).collect(),
+            page_info: Some(page.info(total)),
+        }))
+    }
+}

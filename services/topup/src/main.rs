@@ -1,0 +1,17 @@
+//! `topup-service [serve|migrate]`
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _telemetry = platform::telemetry::init("topup-service")?;
+    let config = topup_service::config()?;
+    match std::env::args().nth(1).as_deref() {
+        None | Some("serve") => {
+            let app = topup_service::build(config).await?;
+            let routes = topup_service::routes(&app);
+            app.run(routes, platform::shutdown::Shutdown::on_os_signals())
+                .await
+        }
+        Some("migrate") => topup_service::migrate(&config.common).await,
+        Some(other) => anyhow::bail!("unknown command {other:?}; use serve or migrate"),
+    }
+}

@@ -1,0 +1,17 @@
+//! `withdraw-service [serve|migrate]`
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _telemetry = platform::telemetry::init("withdraw-service")?;
+    let config = withdraw_service::config()?;
+    match std::env::args().nth(1).as_deref() {
+        None | Some("serve") => {
+            let app = withdraw_service::build(config).await?;
+            let routes = withdraw_service::routes(&app);
+            app.run(routes, platform::shutdown::Shutdown::on_os_signals())
+                .await
+        }
+        Some("migrate") => withdraw_service::migrate(&config.common).await,
+        Some(other) => anyhow::bail!("unknown command {other:?}; use serve or migrate"),
+    }
+}
