@@ -54,3 +54,15 @@ pub mod transfer {
         tonic::include_proto!("payments.transfer.v1");
     }
 }
+
+pub mod merchant {
+    pub mod v1 {
+        tonic::include_proto!("payments.merchant.v1");
+    }
+}
+
+pub mod transaction {
+    pub mod v1 {
+        tonic::include_proto!("payments.transaction.v1");
+    }
+}

@@ -153,6 +153,9 @@ pub mod saldo {
         pub account_id: Uuid,
         /// The card, for card accounts.
         pub card_id: Option<Uuid>,
+        /// The merchant, for merchant settlement accounts.
+        #[serde(default)]
+        pub merchant_id: Option<Uuid>,
         /// The owner, for card and merchant accounts.
         pub owner_user_id: Option<Uuid>,
         /// ISO 4217.
@@ -166,6 +169,9 @@ pub mod saldo {
         pub account_id: Uuid,
         /// The card, for card accounts.
         pub card_id: Option<Uuid>,
+        /// The merchant, for merchant settlement accounts.
+        #[serde(default)]
+        pub merchant_id: Option<Uuid>,
         /// The owner, for card and merchant accounts.
         pub owner_user_id: Option<Uuid>,
         /// The posting that changed it.
@@ -222,6 +228,167 @@ pub mod movement {
         pub to_user_id: Option<Uuid>,
         /// The receiving card, masked.
         pub masked_to_card_number: Option<String>,
+        /// When it was requested.
+        pub created_at: DateTime<Utc>,
+        /// When it completed.
+        pub completed_at: DateTime<Utc>,
+    }
+}
+
+/// Events of the merchant service, on [`crate::topics::MERCHANT_EVENTS`], keyed by merchant
+/// id.
+pub mod merchant {
+    use super::*;
+
+    /// A user applied to become a merchant (status pending).
+    pub const APPLIED: &str = "merchant.applied";
+    /// Name, description or website changed.
+    pub const UPDATED: &str = "merchant.updated";
+    /// An admin approved, rejected, deactivated or reactivated the merchant.
+    pub const STATUS_CHANGED: &str = "merchant.status_changed";
+    /// Soft-deleted.
+    pub const TRASHED: &str = "merchant.trashed";
+    /// Restored from the trash.
+    pub const RESTORED: &str = "merchant.restored";
+    /// Permanently deleted.
+    pub const DELETED: &str = "merchant.deleted";
+    /// An API key was created (or created by a rotation).
+    pub const API_KEY_CREATED: &str = "merchant.api_key_created";
+    /// An API key was revoked.
+    pub const API_KEY_REVOKED: &str = "merchant.api_key_revoked";
+    /// A document was submitted (or changed and sent back to review).
+    pub const DOCUMENT_SUBMITTED: &str = "merchant_document.submitted";
+    /// A document was approved or rejected.
+    pub const DOCUMENT_REVIEWED: &str = "merchant_document.reviewed";
+    /// A document was trashed, restored or deleted.
+    pub const DOCUMENT_CHANGED: &str = "merchant_document.changed";
+
+    /// Data of merchant lifecycle and status events.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct MerchantData {
+        /// The merchant.
+        pub merchant_id: Uuid,
+        /// Its owner.
+        pub user_id: Uuid,
+        /// Its name.
+        pub name: String,
+        /// Settlement currency.
+        pub currency: String,
+        /// pending, active, rejected, inactive.
+        pub status: String,
+        /// The status before a status change.
+        pub previous_status: Option<String>,
+        /// Why it was rejected or deactivated.
+        pub reason: Option<String>,
+    }
+
+    /// Data of API-key events. Never the key itself.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct ApiKeyData {
+        /// The merchant.
+        pub merchant_id: Uuid,
+        /// The key.
+        pub key_id: Uuid,
+        /// Its visible prefix.
+        pub prefix: String,
+        /// The key a rotation replaced.
+        pub replaces_key_id: Option<Uuid>,
+    }
+
+    /// Data of document events.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct DocumentData {
+        /// The document.
+        pub document_id: Uuid,
+        /// Its merchant.
+        pub merchant_id: Uuid,
+        /// The merchant's owner.
+        pub user_id: Uuid,
+        /// The merchant's name.
+        pub merchant_name: String,
+        /// business_license, tax_id, ...
+        pub document_type: String,
+        /// pending, approved, rejected.
+        pub status: String,
+        /// The reviewer's note.
+        pub note: Option<String>,
+        /// trashed, restored or deleted, for `merchant_document.changed`.
+        pub change: Option<String>,
+    }
+}
+
+/// Events of the transaction service, on [`crate::topics::TRANSACTION_EVENTS`], keyed by
+/// payment id (refunds too, so a payment's history stays in order).
+pub mod transaction {
+    use super::*;
+
+    /// `payment.succeeded` / `payment.failed` / `refund.succeeded` / `refund.failed`.
+    pub fn event_type(kind: &str, succeeded: bool) -> String {
+        super::movement::event_type(kind, succeeded)
+    }
+
+    /// Data of a payment's completion event.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Payment {
+        /// The payment (also the ledger posting id).
+        pub id: Uuid,
+        /// succeeded or failed.
+        pub status: String,
+        /// Why it failed.
+        pub failure_reason: Option<String>,
+        /// The merchant paid.
+        pub merchant_id: Uuid,
+        /// Its name.
+        pub merchant_name: String,
+        /// The API key used.
+        pub api_key_id: Uuid,
+        /// The customer's card.
+        pub card_id: Uuid,
+        /// The card's owner.
+        pub user_id: Uuid,
+        /// The card, masked.
+        pub masked_card_number: String,
+        /// Minor units.
+        pub amount: i64,
+        /// ISO 4217.
+        pub currency: String,
+        /// Payment method.
+        pub method: String,
+        /// The merchant's description.
+        pub description: String,
+        /// When it was requested.
+        pub created_at: DateTime<Utc>,
+        /// When it completed.
+        pub completed_at: DateTime<Utc>,
+    }
+
+    /// Data of a refund's completion event.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Refund {
+        /// The refund (also the ledger posting id).
+        pub id: Uuid,
+        /// The refunded payment.
+        pub payment_id: Uuid,
+        /// succeeded or failed.
+        pub status: String,
+        /// Why it failed.
+        pub failure_reason: Option<String>,
+        /// The merchant.
+        pub merchant_id: Uuid,
+        /// Its name.
+        pub merchant_name: String,
+        /// The customer's card.
+        pub card_id: Uuid,
+        /// The card's owner.
+        pub user_id: Uuid,
+        /// The card, masked.
+        pub masked_card_number: String,
+        /// Minor units.
+        pub amount: i64,
+        /// ISO 4217.
+        pub currency: String,
+        /// Why the merchant refunded.
+        pub reason: String,
         /// When it was requested.
         pub created_at: DateTime<Utc>,
         /// When it completed.

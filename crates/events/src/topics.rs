@@ -31,6 +31,11 @@ pub const TOPUP_EVENTS: &str = "payments.topup.events";
 pub const WITHDRAW_EVENTS: &str = "payments.withdraw.events";
 /// Transfer completions, keyed by transfer id.
 pub const TRANSFER_EVENTS: &str = "payments.transfer.events";
+/// Merchant lifecycle, status, API-key and document events (`merchant.*`,
+/// `merchant_document.*`), keyed by merchant id.
+pub const MERCHANT_EVENTS: &str = "payments.merchant.events";
+/// Payment and refund completions (`payment.*`, `refund.*`), keyed by payment id.
+pub const TRANSACTION_EVENTS: &str = "payments.transaction.events";
 /// Messages a consumer could not process, with the reason in headers.
 pub const DEAD_LETTER: &str = "payments.dead-letter";
 
@@ -65,6 +70,14 @@ pub const ALL: &[Topic] = &[
         partitions: 6,
     },
     Topic {
+        name: MERCHANT_EVENTS,
+        partitions: 6,
+    },
+    Topic {
+        name: TRANSACTION_EVENTS,
+        partitions: 6,
+    },
+    Topic {
         name: DEAD_LETTER,
         partitions: 1,
     },
@@ -74,8 +87,11 @@ pub const ALL: &[Topic] = &[
 pub mod groups {
     /// The role service assigning default roles to new users.
     pub const ROLE_USER_EVENTS: &str = "role-service.user-events";
-    /// The saldo service opening and closing card accounts.
+    /// The saldo service opening and closing card accounts (card events) and merchant
+    /// settlement accounts (merchant events).
     pub const SALDO_CARD_EVENTS: &str = "saldo-service.card-events";
+    /// The email service.
+    pub const EMAIL: &str = "email-service";
 }
 
 /// Creates missing topics (existing ones are left alone).

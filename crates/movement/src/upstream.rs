@@ -29,11 +29,34 @@ pub struct CardInfo {
     pub expired: bool,
 }
 
+impl CardInfo {
+    /// From the card service's answer.
+    pub fn from_proto(card: &proto::card::v1::Card) -> Result<Self, MovementError> {
+        let parse = |raw: &str| {
+            raw.parse::<Uuid>().map_err(|e| {
+                MovementError::Internal(anyhow::anyhow!("card service sent {raw:?}: {e}"))
+            })
+        };
+        let now = Utc::now();
+        let expiry_year = i32::try_from(card.expiry_year).unwrap_or(0);
+        Ok(Self {
+            id: parse(&card.id)?,
+            user_id: parse(&card.user_id)?,
+            masked_number: card.masked_number.clone(),
+            currency: card.currency.clone(),
+            trashed: card.deleted_at.is_some(),
+            expired: (expiry_year, card.expiry_month) < (now.year(), now.month()),
+        })
+    }
+}
+
 /// One side of a posting.
 #[derive(Clone, Debug)]
 pub enum Side {
     Card(Uuid),
     System(String),
+    /// A merchant's settlement account.
+    Merchant(Uuid),
 }
 
 /// The ledger's answer.
@@ -84,21 +107,7 @@ impl Upstream {
             }
             Err(s) => return Err(MovementError::Upstream("card service", s)),
         };
-        let parse = |raw: &str| {
-            raw.parse::<Uuid>().map_err(|e| {
-                MovementError::Internal(anyhow::anyhow!("card service sent {raw:?}: {e}"))
-            })
-        };
-        let now = Utc::now();
-        let expiry_year = i32::try_from(card.expiry_year).unwrap_or(0);
-        Ok(CardInfo {
-            id: parse(&card.id)?,
-            user_id: parse(&card.user_id)?,
-            masked_number: card.masked_number,
-            currency: card.currency,
-            trashed: card.deleted_at.is_some(),
-            expired: (expiry_year, card.expiry_month) < (now.year(), now.month()),
-        })
+        CardInfo::from_proto(&card)
     }
 
     /// Posts (or replays) `posting_id`. An account that does not exist yet is
@@ -118,6 +127,7 @@ impl Upstream {
             target: Some(match s {
                 Side::Card(id) => Target::CardId(id.to_string()),
                 Side::System(purpose) => Target::System(purpose),
+                Side::Merchant(id) => Target::MerchantId(id.to_string()),
             }),
         };
         let request = platform::grpc::outgoing(

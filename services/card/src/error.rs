@@ -20,6 +20,12 @@ pub enum CardError {
     /// Permanent delete of a card whose account still holds money.
     #[error("card's account still holds {0} minor units; withdraw or transfer them first")]
     HasBalance(i64),
+    /// The CVV given does not match the card.
+    #[error("the CVV does not match the card; {remaining} attempt(s) left before the card is locked")]
+    CvvMismatch { remaining: i32 },
+    /// Too many CVV mismatches: checks are refused until `until`.
+    #[error("too many wrong CVVs: the card is locked for payments until {until}")]
+    CardLocked { until: chrono::DateTime<chrono::Utc> },
     /// A number collision kept happening (practically impossible).
     #[error("could not allocate a unique card number")]
     NumberExhausted,
@@ -43,6 +49,8 @@ impl DomainError for CardError {
             Self::Invalid(_) => ErrorKind::InvalidArgument,
             Self::NotFound | Self::UserNotFound => ErrorKind::NotFound,
             Self::NotTrashed | Self::HasBalance(_) => ErrorKind::FailedPrecondition,
+            Self::CvvMismatch { .. } => ErrorKind::PermissionDenied,
+            Self::CardLocked { .. } => ErrorKind::ResourceExhausted,
             Self::Auth(e) => e.kind(),
             Self::Upstream(..) => ErrorKind::Unavailable,
             Self::NumberExhausted | Self::Database(_) | Self::Internal(_) => ErrorKind::Internal,
@@ -56,6 +64,8 @@ impl DomainError for CardError {
             Self::UserNotFound => "USER_NOT_FOUND",
             Self::NotTrashed => "CARD_NOT_TRASHED",
             Self::HasBalance(_) => "CARD_HAS_BALANCE",
+            Self::CvvMismatch { .. } => "CVV_MISMATCH",
+            Self::CardLocked { .. } => "CARD_LOCKED",
             Self::Auth(e) => e.reason(),
             Self::Upstream(..) => "UPSTREAM_UNAVAILABLE",
             Self::NumberExhausted | Self::Database(_) | Self::Internal(_) => "INTERNAL",

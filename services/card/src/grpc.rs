@@ -151,6 +151,19 @@ impl pb::card_service_server::CardService for Handlers {
         Ok(Response::new(card_to_proto(card, true)))
     }
 
+    async fn verify_cvv(
+        &self,
+        request: Request<pb::VerifyCvvRequest>,
+    ) -> Result<Response<pb::Card>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.get_ref();
+        let card = self
+            .cards
+            .verify_cvv(&caller, r.number.trim(), r.cvv.trim())
+            .await?;
+        Ok(Response::new(card_to_proto(card, false)))
+    }
+
     async fn list_cards(
         &self,
         request: Request<pb::ListCardsRequest>,

@@ -36,6 +36,8 @@ pub struct Config {
     pub cvv_key: Secret<String>,
     /// Currencies cards may be issued in (`CARD_CURRENCIES`, comma-separated).
     pub currencies: Vec<String>,
+    /// `CARD_CVV_MAX_ATTEMPTS` (default 3) and `CARD_CVV_LOCK_SECS` (default 900).
+    pub cvv_lockout: service::CvvLockout,
 }
 
 impl Config {
@@ -62,6 +64,10 @@ impl Config {
                 .map(|c| c.trim().to_uppercase())
                 .filter(|c| !c.is_empty())
                 .collect(),
+            cvv_lockout: service::CvvLockout {
+                max_attempts: platform::config::parsed("CARD_CVV_MAX_ATTEMPTS", 3_i32)?.max(1),
+                lock_for: platform::config::seconds("CARD_CVV_LOCK_SECS", 900)?,
+            },
         })
     }
 }
@@ -89,6 +95,7 @@ impl Application {
             Authenticator::new(&common.jwt, Some(redis)),
             config.cvv_key.clone(),
             config.currencies.clone(),
+            config.cvv_lockout,
             ServiceToken::new(
                 TokenIssuer::new(&common.jwt),
                 "card-service",

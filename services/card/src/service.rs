@@ -26,6 +26,8 @@ use crate::number;
 pub const CARDS_READ: &str = "cards.read";
 pub const CARDS_WRITE: &str = "cards.write";
 pub const CARDS_DELETE: &str = "cards.delete";
+/// Services that take a customer's consent (the transaction service).
+pub const CARDS_VERIFY: &str = "cards.verify";
 
 const SOURCE: &str = "card-service";
 const CALL_DEADLINE: Duration = Duration::from_secs(5);
@@ -94,6 +96,13 @@ pub struct CardChange {
     pub expiry: Option<(u32, i32)>,
 }
 
+/// How many CVV mismatches lock a card, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct CvvLockout {
+    pub max_attempts: i32,
+    pub lock_for: Duration,
+}
+
 /// Whose cards a list shows.
 #[derive(Debug, Clone, Copy)]
 pub enum Owner {
@@ -112,6 +121,7 @@ pub struct Cards {
     authenticator: Authenticator,
     cvv_key: Secret<String>,
     currencies: Arc<Vec<String>>,
+    cvv_lockout: CvvLockout,
     token: Arc<ServiceToken>,
     saldo: SaldoServiceClient<Channel>,
     users: UserServiceClient<Channel>,
@@ -123,6 +133,7 @@ impl Cards {
         authenticator: Authenticator,
         cvv_key: Secret<String>,
         currencies: Vec<String>,
+        cvv_lockout: CvvLockout,
         token: ServiceToken,
         saldo: SaldoServiceClient<Channel>,
         users: UserServiceClient<Channel>,
@@ -132,6 +143,7 @@ impl Cards {
             authenticator,
             cvv_key,
             currencies: Arc::new(currencies),
+            cvv_lockout,
             token: Arc::new(token),
             saldo,
             users,
@@ -167,6 +179,84 @@ impl Cards {
             Ok(_) => Err(CardError::UserNotFound),
             Err(s) if s.code() == tonic::Code::NotFound => Err(CardError::UserNotFound),
             Err(s) => Err(CardError::Upstream("user service", s)),
+        }
+    }
+
+    /// The customer's consent to a payment: the card with `number` if `cvv` matches its hash.
+    /// Mismatches count per card; the `max_attempts`-th locks CVV checks for `lock_for`
+    /// (every check fails then, even with the right CVV) and resets the count.
+    pub async fn verify_cvv(
+        &self,
+        caller: &Principal,
+        number: &str,
+        cvv: &str,
+    ) -> Result<CardRow, CardError> {
+        caller.require(CARDS_VERIFY)?;
+        let mut violations = Vec::new();
+        if !number::is_valid(number) {
+            violations.push(FieldViolation::new("card_number", "must be a 16-digit card number"));
+        }
+        if !(cvv.len() == 3 && cvv.bytes().all(|b| b.is_ascii_digit())) {
+            violations.push(FieldViolation::new("cvv", "must be the card's 3-digit CVV"));
+        }
+        if !violations.is_empty() {
+            return Err(CardError::Invalid(violations));
+        }
+        let row: Option<(Uuid, Vec<u8>, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT id, cvv_hash, cvv_locked_until FROM cards WHERE number = $1",
+        )
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (id, stored, locked_until) = row.ok_or(CardError::NotFound)?;
+        if let Some(until) = locked_until
+            && until > Utc::now()
+        {
+            metrics::counter!("card_cvv_checks_total", "outcome" => "locked").increment(1);
+            return Err(CardError::CardLocked { until });
+        }
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.cvv_key.expose().as_bytes())
+            .map_err(|e| CardError::Internal(anyhow::anyhow!("cvv key: {e}")))?;
+        mac.update(id.as_bytes());
+        mac.update(cvv.as_bytes());
+        // verify_slice compares in constant time.
+        if mac.verify_slice(&stored).is_ok() {
+            sqlx::query(
+                "UPDATE cards SET cvv_failed_attempts = 0, cvv_locked_until = NULL
+                 WHERE id = $1 AND (cvv_failed_attempts <> 0 OR cvv_locked_until IS NOT NULL)",
+            )
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            metrics::counter!("card_cvv_checks_total", "outcome" => "matched").increment(1);
+            let mut conn = self.pool.acquire().await?;
+            return self.load(&mut conn, id).await;
+        }
+        let lock_secs = i64::try_from(self.cvv_lockout.lock_for.as_secs()).unwrap_or(i64::MAX);
+        let (attempts, locked_until): (i32, Option<DateTime<Utc>>) = sqlx::query_as(
+            "UPDATE cards SET
+                 cvv_failed_attempts = CASE WHEN cvv_failed_attempts + 1 >= $2 THEN 0
+                                            ELSE cvv_failed_attempts + 1 END,
+                 cvv_locked_until = CASE WHEN cvv_failed_attempts + 1 >= $2
+                                         THEN now() + make_interval(secs => $3)
+                                         ELSE cvv_locked_until END
+             WHERE id = $1
+             RETURNING cvv_failed_attempts, cvv_locked_until",
+        )
+        .bind(id)
+        .bind(self.cvv_lockout.max_attempts)
+        .bind(lock_secs as f64)
+        .fetch_one(&self.pool)
+        .await?;
+        metrics::counter!("card_cvv_checks_total", "outcome" => "mismatch").increment(1);
+        match locked_until {
+            Some(until) if attempts == 0 => {
+                tracing::warn!(card_id = %id, %until, "card locked after repeated CVV mismatches");
+                Err(CardError::CardLocked { until })
+            }
+            _ => Err(CardError::CvvMismatch {
+                remaining: self.cvv_lockout.max_attempts - attempts,
+            }),
         }
     }
 

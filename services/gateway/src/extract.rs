@@ -96,6 +96,34 @@ where
     }
 }
 
+/// Like [`ApiJson`], but a request without a body (and without a content type) gets
+/// `T::default()`: for bodies whose every field is optional.
+#[derive(Debug)]
+pub struct OptionalApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let has_type = req.headers().contains_key(header::CONTENT_TYPE);
+        let empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.trim() == "0");
+        if !has_type && empty {
+            return Ok(Self(T::default()));
+        }
+        ApiJson::from_request(req, state)
+            .await
+            .map(|ApiJson(value)| Self(value))
+    }
+}
+
 /// A query string deserialised with field-precise errors (unknown parameters refused).
 #[derive(Debug)]
 pub struct ApiQuery<T>(pub T);
@@ -220,5 +248,58 @@ pub fn timestamp_param(
                     "must be an RFC 3339 timestamp, e.g. 2026-01-31T00:00:00Z",
                 )
             }),
+    }
+}
+
+/// The header a merchant sends its API key in.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// Who calls a payment route: a merchant by `X-Api-Key`, or a user by access token.
+#[derive(Clone, Debug)]
+pub enum PaymentCaller {
+    Merchant(String),
+    User(Caller),
+}
+
+impl PaymentCaller {
+    /// The API key for the request message (empty for users).
+    pub fn api_key(&self) -> String {
+        match self {
+            Self::Merchant(key) => key.clone(),
+            Self::User(_) => String::new(),
+        }
+    }
+
+    /// The user to forward as bearer (none for merchants).
+    pub fn user(&self) -> Option<&Caller> {
+        match self {
+            Self::Merchant(_) => None,
+            Self::User(caller) => Some(caller),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PaymentCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let key = parts
+            .headers
+            .get(API_KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty());
+        match (key, parts.extensions.get::<Caller>()) {
+            (Some(_), Some(_)) => Err(ApiError::invalid_field(
+                "X-Api-Key",
+                "send either X-Api-Key (merchant) or Authorization (user), not both",
+            )),
+            (Some(key), None) => Ok(Self::Merchant(key.to_owned())),
+            (None, Some(caller)) => Ok(Self::User(caller.clone())),
+            (None, None) => Err(ApiError::unauthenticated(
+                "AUTHENTICATION_REQUIRED",
+                "send the merchant's X-Api-Key header or a user's access token",
+            )),
+        }
     }
 }

@@ -21,9 +21,12 @@ use axum::routing::{delete, get, post};
 use platform::auth::{Authenticator, JwtConfig};
 use platform::shutdown::Shutdown;
 use proto::card::v1::card_service_client::CardServiceClient;
+use proto::merchant::v1::merchant_document_service_client::MerchantDocumentServiceClient;
+use proto::merchant::v1::merchant_service_client::MerchantServiceClient;
 use proto::role::v1::role_service_client::RoleServiceClient;
 use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
 use proto::topup::v1::topup_service_client::TopupServiceClient;
+use proto::transaction::v1::transaction_service_client::TransactionServiceClient;
 use proto::transfer::v1::transfer_service_client::TransferServiceClient;
 use proto::user::v1::auth_service_client::AuthServiceClient;
 use proto::user::v1::user_service_client::UserServiceClient;
@@ -53,6 +56,10 @@ pub struct Config {
     pub withdraw_service_url: String,
     /// `TRANSFER_SERVICE_URL`.
     pub transfer_service_url: String,
+    /// `MERCHANT_SERVICE_URL`.
+    pub merchant_service_url: String,
+    /// `TRANSACTION_SERVICE_URL`.
+    pub transaction_service_url: String,
     /// `REDIS_URL`.
     pub redis_url: platform::Secret<String>,
     pub jwt: JwtConfig,
@@ -80,6 +87,11 @@ impl Config {
             topup_service_url: optional("TOPUP_SERVICE_URL", "http://127.0.0.1:50055"),
             withdraw_service_url: optional("WITHDRAW_SERVICE_URL", "http://127.0.0.1:50057"),
             transfer_service_url: optional("TRANSFER_SERVICE_URL", "http://127.0.0.1:50056"),
+            merchant_service_url: optional("MERCHANT_SERVICE_URL", "http://127.0.0.1:50058"),
+            transaction_service_url: optional(
+                "TRANSACTION_SERVICE_URL",
+                "http://127.0.0.1:50059",
+            ),
             redis_url: platform::Secret::new(optional("REDIS_URL", "redis://127.0.0.1:6379/0")),
             jwt: JwtConfig::from_env()?,
             rate_limit_per_minute: parsed("RATE_LIMIT_PER_MINUTE", 600)?,
@@ -104,11 +116,14 @@ pub struct AppState {
     pub topups: TopupServiceClient<Channel>,
     pub withdraws: WithdrawServiceClient<Channel>,
     pub transfers: TransferServiceClient<Channel>,
+    pub merchants: MerchantServiceClient<Channel>,
+    pub documents: MerchantDocumentServiceClient<Channel>,
+    pub transactions: TransactionServiceClient<Channel>,
 }
 
 /// The API router (without listeners), so tests and the binary build the same thing.
 pub fn router(state: AppState) -> Router {
-    use routes::{auth, cards, ledger, movements, roles, users};
+    use routes::{auth, cards, ledger, merchants, movements, payments, roles, users};
     let api = Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/verify-email", post(auth::verify_email))
@@ -176,6 +191,76 @@ pub fn router(state: AppState) -> Router {
             get(movements::list_transfers).post(movements::create_transfer),
         )
         .route("/transfers/{id}", get(movements::get_transfer))
+        .route("/merchants", get(merchants::list).post(merchants::apply))
+        .route("/merchants/restore-all", post(merchants::restore_all))
+        .route("/merchants/trash", delete(merchants::delete_all_trashed))
+        .route(
+            "/merchants/{id}",
+            get(merchants::get)
+                .patch(merchants::update)
+                .delete(merchants::delete),
+        )
+        .route("/merchants/{id}/status", post(merchants::set_status))
+        .route("/merchants/{id}/trash", post(merchants::trash))
+        .route("/merchants/{id}/restore", post(merchants::restore))
+        .route("/merchants/{id}/balance", get(merchants::balance))
+        .route("/merchants/{id}/statement", get(merchants::statement))
+        .route("/merchants/{id}/payments", get(payments::merchant_payments))
+        .route(
+            "/merchants/{id}/api-keys",
+            get(merchants::list_keys).post(merchants::create_key),
+        )
+        .route(
+            "/merchants/{id}/api-keys/{key_id}",
+            delete(merchants::revoke_key),
+        )
+        .route(
+            "/merchants/{id}/api-keys/{key_id}/rotate",
+            post(merchants::rotate_key),
+        )
+        .route(
+            "/merchants/{id}/documents",
+            get(merchants::merchant_documents).post(merchants::submit_document),
+        )
+        .route("/merchant-documents", get(merchants::list_documents))
+        .route(
+            "/merchant-documents/restore-all",
+            post(merchants::restore_all_documents),
+        )
+        .route(
+            "/merchant-documents/trash",
+            delete(merchants::delete_all_trashed_documents),
+        )
+        .route(
+            "/merchant-documents/{id}",
+            get(merchants::get_document)
+                .patch(merchants::update_document)
+                .delete(merchants::delete_document),
+        )
+        .route(
+            "/merchant-documents/{id}/review",
+            post(merchants::review_document),
+        )
+        .route(
+            "/merchant-documents/{id}/trash",
+            post(merchants::trash_document),
+        )
+        .route(
+            "/merchant-documents/{id}/restore",
+            post(merchants::restore_document),
+        )
+        .route(
+            "/payments",
+            get(payments::list_payments).post(payments::create_payment),
+        )
+        .route("/payments/{id}", get(payments::get_payment))
+        .route(
+            "/payments/{id}/refunds",
+            get(payments::payment_refunds).post(payments::create_refund),
+        )
+        .route("/refunds", get(payments::list_refunds))
+        .route("/refunds/{id}", get(payments::get_refund))
+        .route("/cards/{id}/payments", get(payments::card_payments))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::authenticate_and_limit,
@@ -222,6 +307,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let redis = platform::redis::pool(config.redis_url.expose())?;
         let user_channel = platform::grpc::channel(&config.user_service_url)?;
+        let merchant_channel = platform::grpc::channel(&config.merchant_service_url)?;
         let state = AppState {
             authenticator: Authenticator::new(&config.jwt, Some(redis.clone())),
             redis,
@@ -236,6 +322,11 @@ impl Application {
             )?),
             transfers: TransferServiceClient::new(platform::grpc::channel(
                 &config.transfer_service_url,
+            )?),
+            merchants: MerchantServiceClient::new(merchant_channel.clone()),
+            documents: MerchantDocumentServiceClient::new(merchant_channel),
+            transactions: TransactionServiceClient::new(platform::grpc::channel(
+                &config.transaction_service_url,
             )?),
             config: Arc::new(config),
         };

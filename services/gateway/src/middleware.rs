@@ -17,6 +17,9 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::Caller;
 
+/// Response header carrying the request's W3C trace id.
+pub const TRACE_ID_HEADER: &str = "x-trace-id";
+
 /// Request id, trace span and metrics around everything else.
 pub async fn observe(request: Request, next: Next) -> Response {
     let request_id = request
@@ -53,6 +56,12 @@ pub async fn observe(request: Request, next: Next) -> Response {
         response
             .headers_mut()
             .insert(platform::grpc::REQUEST_ID_HEADER, value);
+    }
+    // The trace id lets a client (or a test) follow one request through the services,
+    // Kafka and the consumers — down to the email it caused.
+    let trace_id = span.in_scope(platform::telemetry::current_trace_id);
+    if let Some(value) = trace_id.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        response.headers_mut().insert(TRACE_ID_HEADER, value);
     }
     response
         .headers_mut()
@@ -103,7 +112,20 @@ pub async fn authenticate_and_limit(
                 Err(e) => return ApiError::from(tonic::Status::from(e)).into_response(),
             }
         }
-        None => format!("ip:{}", client_ip(&request)),
+        // A merchant's API key is its principal; its hash (never the key) names the bucket.
+        None => match request
+            .headers()
+            .get(crate::extract::API_KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.trim().is_empty())
+        {
+            Some(key) => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(key.trim().as_bytes());
+                format!("key:{}", hex::encode(&digest[..12]))
+            }
+            None => format!("ip:{}", client_ip(&request)),
+        },
     };
     let limit = if principal_key.starts_with("ip:") {
         state.config.rate_limit_anonymous_per_minute

@@ -1,9 +1,12 @@
 //! The OpenAPI 3 document (`/api/v1/openapi.json`) and a Swagger UI page (`/api/v1/docs`).
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{auth, cards, ledger, money_views, movements, roles, users, views};
+use crate::routes::{
+    auth, cards, ledger, merchant_views, merchants, money_views, movements, payments, roles, users,
+    views,
+};
 
 struct BearerAuth;
 
@@ -18,6 +21,13 @@ impl Modify for BearerAuth {
                         .bearer_format("JWT")
                         .build(),
                 ),
+            );
+            components.add_security_scheme(
+                "api_key",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "X-Api-Key",
+                    "a merchant's API key",
+                ))),
             );
         }
     }
@@ -44,6 +54,17 @@ impl Modify for BearerAuth {
         movements::card_withdraws,
         movements::create_transfer, movements::get_transfer, movements::list_transfers,
         movements::card_transfers,
+        merchants::apply, merchants::list, merchants::get, merchants::update, merchants::set_status,
+        merchants::trash, merchants::restore, merchants::delete, merchants::restore_all,
+        merchants::delete_all_trashed, merchants::balance, merchants::statement,
+        merchants::create_key, merchants::list_keys, merchants::rotate_key, merchants::revoke_key,
+        merchants::submit_document, merchants::merchant_documents, merchants::list_documents,
+        merchants::get_document, merchants::update_document, merchants::review_document,
+        merchants::trash_document, merchants::restore_document, merchants::delete_document,
+        merchants::restore_all_documents, merchants::delete_all_trashed_documents,
+        payments::create_payment, payments::get_payment, payments::list_payments,
+        payments::card_payments, payments::merchant_payments, payments::create_refund,
+        payments::payment_refunds, payments::list_refunds, payments::get_refund,
     ),
     components(schemas(
         crate::error::ErrorBody, crate::error::ErrorObject, crate::error::FieldDetail,
@@ -57,10 +78,18 @@ impl Modify for BearerAuth {
         money_views::StatementView, money_views::PostingView, money_views::MismatchView,
         money_views::ReconcileView, money_views::CardMovementView, money_views::CardMovementPage,
         money_views::TransferView, money_views::TransferPage,
+        merchants::ApplyBody, merchants::UpdateMerchantBody, merchants::StatusBody,
+        merchants::RotateBody, merchants::DocumentBody, merchants::UpdateDocumentBody,
+        merchants::ReviewBody, payments::PaymentBody, payments::RefundBody,
+        merchant_views::MerchantView, merchant_views::MerchantPage, merchant_views::ApiKeyView,
+        merchant_views::CreatedApiKeyView, merchant_views::ApiKeyList,
+        merchant_views::DocumentView, merchant_views::DocumentPage, merchant_views::PaymentView,
+        merchant_views::PaymentPage, merchant_views::RefundView, merchant_views::RefundPage,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "users"), (name = "roles"), (name = "cards"), (name = "ledger"),
-        (name = "topups"), (name = "withdraws"), (name = "transfers"))
+        (name = "topups"), (name = "withdraws"), (name = "transfers"), (name = "merchants"),
+        (name = "merchant documents"), (name = "payments"))
 )]
 pub struct ApiDoc;
 

@@ -1,14 +1,16 @@
-//! Opens and closes card accounts from card events. Runs in the consumer's transaction with
+//! Opens and closes card accounts from card events, and opens merchant settlement accounts
+//! when a merchant is approved. Runs in the consumer's transaction with
 //! the processed-events record, and opening is `ON CONFLICT DO NOTHING` on the card id, so a
 //! duplicated or replayed `card.created` never opens a second account.
 
 use events::payloads::card as card_ev;
+use events::payloads::merchant as merchant_ev;
 use events::{Envelope, EventHandler, HandlerError};
 use sqlx::PgConnection;
 
 use crate::ledger::Ledger;
 
-/// Handler of `payments.card.events`.
+/// Handler of `payments.card.events` and `payments.merchant.events`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CardEvents;
 
@@ -35,6 +37,24 @@ impl EventHandler for CardEvents {
                     Some(0) | None => {}
                     Some(balance) => tracing::error!(card_id = %card.card_id, balance,
                         "deleted card's account closed while holding money; it stays on the books"),
+                }
+            }
+            merchant_ev::STATUS_CHANGED => {
+                let merchant: merchant_ev::MerchantData = event
+                    .data_as()
+                    .map_err(|e| HandlerError::Permanent(e.into()))?;
+                if merchant.status == "active" {
+                    let opened = Ledger::open_merchant_account(
+                        conn,
+                        merchant.merchant_id,
+                        merchant.user_id,
+                        &merchant.currency,
+                    )
+                    .await?;
+                    if opened {
+                        metrics::counter!("ledger_accounts_opened_total").increment(1);
+                        tracing::info!(merchant_id = %merchant.merchant_id, "merchant account opened");
+                    }
                 }
             }
             _ => {}

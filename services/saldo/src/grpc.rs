@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::error::SaldoError;
 use crate::ledger::{AccountRef, KINDS, PostingRequest, PostingRow};
-use crate::service::{AccountFilter, AccountRow, LineRow, Saldo};
+use crate::service::{AccountFilter, AccountRow, LineRow, Saldo, StatementOf};
 
 /// Implements `SaldoService`.
 #[derive(Clone)]
@@ -34,6 +34,9 @@ fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, FieldViolation> {
 fn account_ref(field: &str, side: Option<&pb::AccountRef>) -> Result<AccountRef, FieldViolation> {
     match side.and_then(|s| s.target.as_ref()) {
         Some(pb::account_ref::Target::CardId(id)) => Ok(AccountRef::Card(parse_uuid(field, id)?)),
+        Some(pb::account_ref::Target::MerchantId(id)) => {
+            Ok(AccountRef::Merchant(parse_uuid(field, id)?))
+        }
         Some(pb::account_ref::Target::System(purpose))
             if !purpose.is_empty()
                 && purpose.len() <= 64
@@ -125,6 +128,7 @@ fn account_to_proto(a: AccountRow) -> pb::Account {
         id: a.id.to_string(),
         kind: kind_to_proto(&a.kind) as i32,
         card_id: a.card_id.map(|id| id.to_string()).unwrap_or_default(),
+        merchant_id: a.merchant_id.map(|id| id.to_string()).unwrap_or_default(),
         owner_user_id: a.owner_user_id.map(|id| id.to_string()).unwrap_or_default(),
         code: a.code.unwrap_or_default(),
         currency: a.currency,
@@ -184,6 +188,18 @@ impl pb::saldo_service_server::SaldoService for Handlers {
         )))
     }
 
+    async fn get_merchant_account(
+        &self,
+        request: Request<pb::MerchantAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = parse_uuid("merchant_id", &request.get_ref().merchant_id)
+            .map_err(SaldoError::from)?;
+        Ok(Response::new(account_to_proto(
+            self.saldo.merchant_account(&caller, id).await?,
+        )))
+    }
+
     async fn list_accounts(
         &self,
         request: Request<pb::ListAccountsRequest>,
@@ -220,13 +236,19 @@ impl pb::saldo_service_server::SaldoService for Handlers {
     ) -> Result<Response<pb::StatementResponse>, Status> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let card_id = parse_uuid("card_id", &r.card_id).map_err(SaldoError::from)?;
+        let owner = if r.merchant_id.is_empty() {
+            StatementOf::Card(parse_uuid("card_id", &r.card_id).map_err(SaldoError::from)?)
+        } else {
+            StatementOf::Merchant(
+                parse_uuid("merchant_id", &r.merchant_id).map_err(SaldoError::from)?,
+            )
+        };
         let page = Page::from_proto(r.page.as_ref()).map_err(SaldoError::from)?;
         let (from, to) = platform::time::range_from_proto(r.from.as_ref(), r.to.as_ref())
             .map_err(SaldoError::from)?;
         let (account, lines, total) = self
             .saldo
-            .statement(&caller, card_id, from, to, page)
+            .statement(&caller, owner, from, to, page)
             .await?;
         Ok(Response::new(pb::StatementResponse {
             account: Some(account_to_proto(account)),

@@ -35,6 +35,8 @@ pub enum AccountRef {
     Card(Uuid),
     /// A system account by purpose (`topup:bca`); the currency completes its code.
     System(String),
+    /// A merchant's settlement account in the posting's currency.
+    Merchant(Uuid),
 }
 
 impl AccountRef {
@@ -42,6 +44,7 @@ impl AccountRef {
         match self {
             Self::Card(id) => format!("card:{id}"),
             Self::System(purpose) => format!("system:{purpose}"),
+            Self::Merchant(id) => format!("merchant:{id}"),
         }
     }
 }
@@ -93,6 +96,7 @@ struct LockedAccount {
     id: Uuid,
     kind: String,
     card_id: Option<Uuid>,
+    merchant_id: Option<Uuid>,
     owner_user_id: Option<Uuid>,
     code: Option<String>,
     currency: String,
@@ -147,10 +151,12 @@ impl Ledger {
     /// Applies (or replays) a posting. See the module docs.
     pub async fn post(&self, request: &PostingRequest) -> Result<PostingRow, SaldoError> {
         let mut card_ids = Vec::new();
+        let mut merchant_ids = Vec::new();
         let mut codes = Vec::new();
         for side in [&request.debit, &request.credit] {
             match side {
                 AccountRef::Card(id) => card_ids.push(*id),
+                AccountRef::Merchant(id) => merchant_ids.push(*id),
                 AccountRef::System(purpose) => {
                     let code = Self::system_code(purpose, &request.currency);
                     self.ensure_system_account(&code, &request.currency).await?;
@@ -161,17 +167,23 @@ impl Ledger {
 
         let mut tx = self.pool.begin().await?;
         let locked: Vec<LockedAccount> = sqlx::query_as(
-            "SELECT id, kind, card_id, owner_user_id, code, currency, balance, is_open
-             FROM accounts WHERE card_id = ANY($1) OR code = ANY($2)
+            "SELECT id, kind, card_id, merchant_id, owner_user_id, code, currency, balance,
+                 is_open
+             FROM accounts
+             WHERE card_id = ANY($1) OR code = ANY($2)
+                OR (merchant_id = ANY($3) AND currency = $4)
              ORDER BY id FOR UPDATE",
         )
         .bind(&card_ids)
         .bind(&codes)
+        .bind(&merchant_ids)
+        .bind(&request.currency)
         .fetch_all(&mut *tx)
         .await?;
         let find = |side: &AccountRef| {
             locked.iter().find(|a| match side {
                 AccountRef::Card(id) => a.card_id == Some(*id),
+                AccountRef::Merchant(id) => a.merchant_id == Some(*id),
                 AccountRef::System(purpose) => {
                     a.code.as_deref() == Some(&Self::system_code(purpose, &request.currency))
                 }
@@ -383,6 +395,43 @@ impl Ledger {
             let data = ev::AccountOpened {
                 account_id: id,
                 card_id: Some(card_id),
+                merchant_id: None,
+                owner_user_id: Some(owner),
+                currency: currency.to_owned(),
+            };
+            let event = Envelope::new(SOURCE, ev::ACCOUNT_OPENED, id, &data)
+                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            events::outbox::enqueue(conn, topics::SALDO_EVENTS, &event).await?;
+        }
+        Ok(opened)
+    }
+
+    /// Opens a merchant's settlement account in `currency` (idempotent); true when it was
+    /// opened now.
+    pub async fn open_merchant_account(
+        conn: &mut PgConnection,
+        merchant_id: Uuid,
+        owner: Uuid,
+        currency: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let id = Uuid::now_v7();
+        let opened = sqlx::query(
+            "INSERT INTO accounts (id, kind, merchant_id, owner_user_id, currency)
+             VALUES ($1, 'merchant', $2, $3, $4) ON CONFLICT (merchant_id, currency) DO NOTHING",
+        )
+        .bind(id)
+        .bind(merchant_id)
+        .bind(owner)
+        .bind(currency)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+            == 1;
+        if opened {
+            let data = ev::AccountOpened {
+                account_id: id,
+                card_id: None,
+                merchant_id: Some(merchant_id),
                 owner_user_id: Some(owner),
                 currency: currency.to_owned(),
             };
@@ -411,6 +460,7 @@ impl Ledger {
 fn not_found(side: &AccountRef) -> SaldoError {
     match side {
         AccountRef::Card(id) => SaldoError::AccountNotFound(id.to_string()),
+        AccountRef::Merchant(id) => SaldoError::AccountNotFound(format!("merchant {id}")),
         AccountRef::System(purpose) => {
             SaldoError::Internal(anyhow::anyhow!("system account {purpose} missing"))
         }
@@ -432,6 +482,7 @@ fn balance_changed(
     let data = ev::BalanceChanged {
         account_id: account.id,
         card_id: account.card_id,
+        merchant_id: account.merchant_id,
         owner_user_id: account.owner_user_id,
         posting_id: posting.id,
         kind: posting.kind.clone(),

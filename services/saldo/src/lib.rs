@@ -79,7 +79,7 @@ impl Application {
             events::ConsumerConfig::new(
                 &common.kafka_brokers,
                 &config.card_events_group,
-                &[events::topics::CARD_EVENTS],
+                &[events::topics::CARD_EVENTS, events::topics::MERCHANT_EVENTS],
             ),
             pool,
             consumer::CardEvents,
@@ -109,7 +109,7 @@ impl Application {
         let tasks = vec![
             platform::process::task("outbox relay", self.relay.run(shutdown.clone())),
             platform::process::fallible_task(
-                "card events consumer",
+                "account events consumer",
                 self.consumer.run(shutdown.clone()),
             ),
         ];

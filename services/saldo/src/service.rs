@@ -19,6 +19,7 @@ pub struct AccountRow {
     pub id: Uuid,
     pub kind: String,
     pub card_id: Option<Uuid>,
+    pub merchant_id: Option<Uuid>,
     pub owner_user_id: Option<Uuid>,
     pub code: Option<String>,
     pub currency: String,
@@ -28,8 +29,15 @@ pub struct AccountRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const SELECT_ACCOUNT: &str = "SELECT id, kind, card_id, owner_user_id, code, currency, balance,
+const SELECT_ACCOUNT: &str = "SELECT id, kind, card_id, merchant_id, owner_user_id, code, currency, balance,
         is_open, created_at, updated_at FROM accounts";
+
+/// Whose statement.
+#[derive(Clone, Copy, Debug)]
+pub enum StatementOf {
+    Card(Uuid),
+    Merchant(Uuid),
+}
 
 /// A statement line.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -135,6 +143,29 @@ impl Saldo {
         }
     }
 
+    /// The merchant's settlement account, if the caller owns the merchant or may read the
+    /// ledger.
+    pub async fn merchant_account(
+        &self,
+        caller: &Principal,
+        merchant_id: Uuid,
+    ) -> Result<AccountRow, SaldoError> {
+        let account: AccountRow = sqlx::query_as(&format!(
+            "{SELECT_ACCOUNT} WHERE merchant_id = $1 ORDER BY created_at LIMIT 1"
+        ))
+        .bind(merchant_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| SaldoError::AccountNotFound(format!("merchant {merchant_id}")))?;
+        if account.owner_user_id.is_some() && account.owner_user_id == caller.user_id()
+            || caller.has(LEDGER_READ)
+        {
+            Ok(account)
+        } else {
+            Err(SaldoError::AccountNotFound(format!("merchant {merchant_id}")))
+        }
+    }
+
     pub async fn list_accounts(
         &self,
         caller: &Principal,
@@ -171,12 +202,15 @@ impl Saldo {
     pub async fn statement(
         &self,
         caller: &Principal,
-        card_id: Uuid,
+        owner: StatementOf,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
         page: Page,
     ) -> Result<(AccountRow, Vec<LineRow>, i64), SaldoError> {
-        let account = self.card_account(caller, card_id).await?;
+        let account = match owner {
+            StatementOf::Card(id) => self.card_account(caller, id).await?,
+            StatementOf::Merchant(id) => self.merchant_account(caller, id).await?,
+        };
         let predicate = "WHERE l.account_id = $1
               AND ($2::timestamptz IS NULL OR l.created_at >= $2)
               AND ($3::timestamptz IS NULL OR l.created_at < $3)";

@@ -325,6 +325,7 @@ pub async fn statement(
             page: Some(page_request(query.page, query.page_size)),
             from: timestamp_param("from", query.from.as_deref())?,
             to: timestamp_param("to", query.to.as_deref())?,
+            merchant_id: String::new(),
         },
         Some(&caller),
     );

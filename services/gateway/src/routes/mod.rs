@@ -5,8 +5,11 @@
 pub mod auth;
 pub mod cards;
 pub mod ledger;
+pub mod merchant_views;
+pub mod merchants;
 pub mod money_views;
 pub mod movements;
+pub mod payments;
 pub mod roles;
 pub mod users;
 pub mod views;

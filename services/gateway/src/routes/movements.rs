@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, Caller, IdempotencyKey, timestamp_param};
 
-fn status_filter(value: Option<&str>) -> Result<i32, ApiError> {
+pub(crate) fn status_filter(value: Option<&str>) -> Result<i32, ApiError> {
     use proto::common::v1::MovementStatus;
     Ok(match value {
         None => MovementStatus::Unspecified,

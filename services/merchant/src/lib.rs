@@ -1,0 +1,132 @@
+//! The merchant service: merchant applications and their status workflow, hashed API keys
+//! with rotation, and review documents (schema `merchant_svc`). It authenticates API keys
+//! for the transaction service; its `merchant.status_changed` events make the saldo service
+//! open the settlement account and the email service tell the owner.
+
+pub mod documents;
+pub mod error;
+pub mod grpc;
+pub mod service;
+
+use std::net::SocketAddr;
+
+use platform::auth::{Authenticator, ServiceToken, TokenIssuer};
+use platform::config::CommonConfig;
+use platform::process::Foundation;
+use platform::shutdown::Shutdown;
+use proto::merchant::v1::merchant_document_service_server::MerchantDocumentServiceServer;
+use proto::merchant::v1::merchant_service_server::MerchantServiceServer;
+use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
+use proto::user::v1::user_service_client::UserServiceClient;
+
+/// The database schema this service owns.
+pub const SCHEMA: &str = "merchant_svc";
+
+/// The service's migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Settings of the merchant service.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// gRPC URL of the user service (`USER_SERVICE_URL`).
+    pub user_service_url: String,
+    /// gRPC URL of the saldo service (`SALDO_SERVICE_URL`).
+    pub saldo_service_url: String,
+    /// Settlement currencies merchants may choose (`MERCHANT_CURRENCIES`).
+    pub currencies: Vec<String>,
+}
+
+impl Config {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            common: CommonConfig::from_env("merchant-service", "0.0.0.0:50058", "0.0.0.0:9108")?,
+            user_service_url: platform::config::optional(
+                "USER_SERVICE_URL",
+                "http://127.0.0.1:50051",
+            ),
+            saldo_service_url: platform::config::optional(
+                "SALDO_SERVICE_URL",
+                "http://127.0.0.1:50054",
+            ),
+            currencies: platform::config::optional("MERCHANT_CURRENCIES", "IDR,USD,EUR,SGD")
+                .split(',')
+                .map(|c| c.trim().to_uppercase())
+                .filter(|c| !c.is_empty())
+                .collect(),
+        })
+    }
+}
+
+/// Applies the schema's migrations.
+pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
+    platform::process::migrate(config, SCHEMA, &MIGRATOR).await
+}
+
+/// A built, not yet running service.
+pub struct Application {
+    base: Foundation,
+    merchants: service::Merchants,
+    relay: events::OutboxRelay,
+}
+
+impl Application {
+    /// Migrates if configured, connects, ensures topics, and binds listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let common = &config.common;
+        let base = Foundation::prepare(common, SCHEMA, &MIGRATOR).await?;
+        let (pool, redis) = (base.pool.clone(), base.redis.clone());
+        let merchants = service::Merchants::new(
+            pool.clone(),
+            Authenticator::new(&common.jwt, Some(redis)),
+            config.currencies.clone(),
+            ServiceToken::new(
+                TokenIssuer::new(&common.jwt),
+                "merchant-service",
+                &["users.read", "ledger.read"],
+            ),
+            SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),
+            UserServiceClient::new(platform::grpc::channel(&config.user_service_url)?),
+        );
+        events::topics::ensure_best_effort(&common.kafka_brokers).await;
+        let relay = events::OutboxRelay::new(
+            pool,
+            events::outbox::producer(&common.kafka_brokers)?,
+            SCHEMA,
+        );
+        Ok(Self {
+            base,
+            merchants,
+            relay,
+        })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.base.grpc_addr()
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.base.admin_addr()
+    }
+
+    /// Serves until `shutdown` fires.
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let documents = documents::Documents::new(self.merchants.clone());
+        let routes = tonic::service::Routes::new(MerchantServiceServer::new(
+            grpc::MerchantHandlers::new(self.merchants),
+        ))
+        .add_service(MerchantDocumentServiceServer::new(
+            grpc::DocumentHandlers::new(documents),
+        ));
+        let tasks = vec![platform::process::task(
+            "outbox relay",
+            self.relay.run(shutdown.clone()),
+        )];
+        self.base
+            .serve("merchant service", routes, tasks, shutdown)
+            .await
+    }
+}

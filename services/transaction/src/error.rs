@@ -1,0 +1,126 @@
+//! Errors of merchant payments and refunds. Card, idempotency and ledger failures are the
+//! movement crate's (the same rules as transfers); the rest are payment-specific.
+
+use movement::MovementError;
+use platform::{DomainError, ErrorKind, FieldViolation};
+
+/// Everything that can go wrong with a payment or refund.
+#[derive(Debug, thiserror::Error)]
+pub enum TransactionError {
+    /// Card, idempotency, ledger and validation failures shared with transfers.
+    #[error(transparent)]
+    Movement(#[from] MovementError),
+    /// The API key is unknown, revoked or expired (reason from the merchant service).
+    #[error("{message}")]
+    ApiKey {
+        reason: &'static str,
+        message: String,
+    },
+    /// The merchant may not charge: it is pending, rejected or inactive.
+    #[error("the merchant is {0} and cannot take payments")]
+    MerchantNotActive(String),
+    /// The CVV does not match the card (nothing moved).
+    #[error("{0}")]
+    CvvMismatch(String),
+    /// Too many wrong CVVs: the card is locked for payments for a while.
+    #[error("{0}")]
+    CardLocked(String),
+    /// The card's currency differs from the merchant's settlement currency.
+    #[error("the card is in {card} but the merchant settles in {merchant}")]
+    CurrencyMismatch { card: String, merchant: String },
+    /// Only succeeded payments can be refunded.
+    #[error("payment is {0}; only succeeded payments can be refunded")]
+    NotRefundable(String),
+    /// The refund would take back more than was paid.
+    #[error("only {remaining} of {amount} minor units remain refundable")]
+    RefundExceedsPayment { amount: i64, remaining: i64 },
+    /// The API key belongs to another merchant than the payment's.
+    #[error("payment not found")]
+    PaymentNotFound,
+    /// No such refund, or not visible to the caller.
+    #[error("refund not found")]
+    RefundNotFound,
+}
+
+impl TransactionError {
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        Self::Movement(MovementError::Internal(e.into()))
+    }
+}
+
+impl From<sqlx::Error> for TransactionError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Movement(MovementError::Database(e))
+    }
+}
+
+impl From<platform::auth::AuthError> for TransactionError {
+    fn from(e: platform::auth::AuthError) -> Self {
+        Self::Movement(MovementError::Auth(e))
+    }
+}
+
+impl From<FieldViolation> for TransactionError {
+    fn from(v: FieldViolation) -> Self {
+        Self::Movement(MovementError::Invalid(vec![v]))
+    }
+}
+
+impl DomainError for TransactionError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Movement(e) => e.kind(),
+            Self::ApiKey { .. } => ErrorKind::Unauthenticated,
+            Self::MerchantNotActive(_) | Self::CvvMismatch(_) => ErrorKind::PermissionDenied,
+            Self::CardLocked(_) => ErrorKind::ResourceExhausted,
+            Self::CurrencyMismatch { .. }
+            | Self::NotRefundable(_)
+            | Self::RefundExceedsPayment { .. } => ErrorKind::FailedPrecondition,
+            Self::PaymentNotFound | Self::RefundNotFound => ErrorKind::NotFound,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Movement(e) => e.reason(),
+            Self::ApiKey { reason, .. } => reason,
+            Self::MerchantNotActive(status) => match status.as_str() {
+                "pending" => "MERCHANT_PENDING",
+                "rejected" => "MERCHANT_REJECTED",
+                _ => "MERCHANT_INACTIVE",
+            },
+            Self::CvvMismatch(_) => "CVV_MISMATCH",
+            Self::CardLocked(_) => "CARD_LOCKED",
+            Self::CurrencyMismatch { .. } => "CURRENCY_MISMATCH",
+            Self::NotRefundable(_) => "PAYMENT_NOT_REFUNDABLE",
+            Self::RefundExceedsPayment { .. } => "REFUND_EXCEEDS_PAYMENT",
+            Self::PaymentNotFound => "PAYMENT_NOT_FOUND",
+            Self::RefundNotFound => "REFUND_NOT_FOUND",
+        }
+    }
+
+    fn field_violations(&self) -> Vec<FieldViolation> {
+        match self {
+            Self::Movement(e) => e.field_violations(),
+            Self::CvvMismatch(_) => vec![FieldViolation::new("cvv", "does not match the card")],
+            Self::RefundExceedsPayment { remaining, .. } => vec![FieldViolation::new(
+                "amount",
+                format!("must be at most {remaining}"),
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Movement(e) => e.retry_after_secs(),
+            _ => None,
+        }
+    }
+}
+
+impl From<TransactionError> for tonic::Status {
+    fn from(err: TransactionError) -> Self {
+        platform::error::to_status("transaction", &err)
+    }
+}

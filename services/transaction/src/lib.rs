@@ -1,0 +1,168 @@
+//! The transaction service: merchant payments and refunds (schema `transaction_svc`).
+//! Merchants authenticate with API keys (resolved by the merchant service), customers consent
+//! with their CVV (checked by the card service), and money moves only through the ledger.
+
+pub mod error;
+pub mod grpc;
+pub mod payments;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use movement::Upstream;
+use platform::auth::{Authenticator, ServiceToken, TokenIssuer};
+use platform::config::CommonConfig;
+use platform::process::Foundation;
+use platform::shutdown::Shutdown;
+use proto::card::v1::card_service_client::CardServiceClient;
+use proto::merchant::v1::merchant_service_client::MerchantServiceClient;
+use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
+use proto::transaction::v1::transaction_service_server::TransactionServiceServer;
+
+/// The database schema this service owns.
+pub const SCHEMA: &str = "transaction_svc";
+
+/// The service's migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Settings of the transaction service.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `CARD_SERVICE_URL`.
+    pub card_service_url: String,
+    /// `SALDO_SERVICE_URL`.
+    pub saldo_service_url: String,
+    /// `MERCHANT_SERVICE_URL`.
+    pub merchant_service_url: String,
+    /// `PAYMENT_MIN_AMOUNT`, `PAYMENT_MAX_AMOUNT`, `PAYMENT_METHODS`.
+    pub rules: payments::Rules,
+    /// `RECOVERY_INTERVAL_SECS`.
+    pub recovery_interval: Duration,
+    /// `RECOVERY_GRACE_SECS`.
+    pub recovery_grace: Duration,
+}
+
+impl Config {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            common: CommonConfig::from_env(
+                "transaction-service",
+                "0.0.0.0:50059",
+                "0.0.0.0:9109",
+            )?,
+            card_service_url: platform::config::optional(
+                "CARD_SERVICE_URL",
+                "http://127.0.0.1:50053",
+            ),
+            saldo_service_url: platform::config::optional(
+                "SALDO_SERVICE_URL",
+                "http://127.0.0.1:50054",
+            ),
+            merchant_service_url: platform::config::optional(
+                "MERCHANT_SERVICE_URL",
+                "http://127.0.0.1:50058",
+            ),
+            rules: payments::Rules::from_env()?,
+            recovery_interval: platform::config::seconds("RECOVERY_INTERVAL_SECS", 5)?,
+            recovery_grace: platform::config::seconds("RECOVERY_GRACE_SECS", 15)?,
+        })
+    }
+}
+
+/// Applies the schema's migrations.
+pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
+    platform::process::migrate(config, SCHEMA, &MIGRATOR).await
+}
+
+/// A built, not yet running service.
+pub struct Application {
+    config: Config,
+    base: Foundation,
+    payments: payments::Payments,
+    relay: events::OutboxRelay,
+}
+
+impl Application {
+    /// Migrates if configured, connects, ensures topics, and binds listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let common = &config.common;
+        let base = Foundation::prepare(common, SCHEMA, &MIGRATOR).await?;
+        let cards = CardServiceClient::new(platform::grpc::channel(&config.card_service_url)?);
+        let token = || {
+            ServiceToken::new(
+                TokenIssuer::new(&common.jwt),
+                "transaction-service",
+                &[
+                    "cards.read",
+                    "cards.verify",
+                    "ledger.post",
+                    "merchants.authenticate",
+                ],
+            )
+        };
+        let upstream = Upstream::new(
+            cards.clone(),
+            SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),
+            token(),
+        );
+        let payments = payments::Payments::new(
+            base.pool.clone(),
+            Authenticator::new(&common.jwt, Some(base.redis.clone())),
+            upstream,
+            cards,
+            MerchantServiceClient::new(platform::grpc::channel(&config.merchant_service_url)?),
+            token(),
+            config.rules.clone(),
+        );
+        events::topics::ensure_best_effort(&common.kafka_brokers).await;
+        let relay = events::OutboxRelay::new(
+            base.pool.clone(),
+            events::outbox::producer(&common.kafka_brokers)?,
+            SCHEMA,
+        );
+        Ok(Self {
+            config,
+            base,
+            payments,
+            relay,
+        })
+    }
+
+    /// The orchestrator (tests drive recovery directly).
+    pub fn payments(&self) -> payments::Payments {
+        self.payments.clone()
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.base.grpc_addr()
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.base.admin_addr()
+    }
+
+    /// Serves until `shutdown` fires.
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let routes = tonic::service::Routes::new(TransactionServiceServer::new(
+            grpc::Handlers::new(self.payments.clone()),
+        ));
+        let tasks = vec![
+            platform::process::task("outbox relay", self.relay.run(shutdown.clone())),
+            platform::process::task(
+                "recovery",
+                self.payments.clone().run_recovery(
+                    self.config.recovery_interval,
+                    self.config.recovery_grace,
+                    shutdown.clone(),
+                ),
+            ),
+        ];
+        self.base
+            .serve("transaction service", routes, tasks, shutdown)
+            .await
+    }
+}
