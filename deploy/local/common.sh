@@ -73,6 +73,22 @@ ensure_commands() {
     export NGINX_BIN
 }
 
+# ensure_python_tools MODULE=PACKAGE... — installs missing PyPI tools (e.g. the SMTP server the
+# tests use) with the first python3 on PATH.
+ensure_python_tools() {
+    local python="${PAYMENTS_PYTHON:-python3}" spec module package missing=()
+    command -v "$python" >/dev/null || apt_install python3 python3-pip
+    for spec in "$@"; do
+        module="${spec%%=*}" package="${spec#*=}"
+        "$python" -c "import $module" 2>/dev/null || missing+=("$package")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        say "installing ${missing[*]} from PyPI"
+        "$python" -m pip install --quiet "${missing[@]}" >&2 \
+            || "$python" -m pip install --quiet --break-system-packages "${missing[@]}" >&2
+    fi
+}
+
 ensure_tansu() {
     if [ ! -x "$TANSU_BIN" ]; then
         say "installing tansu $TANSU_VERSION (Kafka-compatible broker) into $TOOLS_DIR (one time, ~10 min)"

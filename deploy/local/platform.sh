@@ -1,6 +1,6 @@
 # start_platform: everything `make run` starts, as native processes on loopback. Sourced by
 # run.sh and bench.sh after common.sh. Reads PROFILE, HTTP_PORT, GRPC_PORT, KAFKA_PORT,
-# DATABASE_NAME, ADMIN_EMAIL, ADMIN_PASSWORD, NGINX_RATE_PER_SECOND/BURST and
+# DATABASE_NAME, SMTP_PORT, ADMIN_EMAIL, ADMIN_PASSWORD, NGINX_RATE_PER_SECOND/BURST and
 # RATE_LIMIT_PER_MINUTE; appends every started process to PIDS and sets BIN.
 
 declare -A SERVICE_PIDS=()
@@ -8,6 +8,7 @@ declare -A SERVICE_PIDS=()
 start_platform() {
     ensure_commands
     ensure_tansu
+    ensure_python_tools aiosmtpd=aiosmtpd
     ensure_postgres "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
     ensure_redis "${REDIS_URL:-redis://127.0.0.1:6379/0}"
 
@@ -40,6 +41,19 @@ start_platform() {
     start_tansu "$KAFKA_PORT" "$STATE_DIR/tansu.db" "$STATE_DIR/logs/tansu.log"
     PIDS+=("$TANSU_PID")
 
+    # A local mail catcher: every email the platform sends lands in .state/mail/new (Maildir).
+    if port_open 127.0.0.1 "$SMTP_PORT"; then
+        say "using the SMTP server already on 127.0.0.1:$SMTP_PORT"
+    else
+        say "starting a mail catcher on 127.0.0.1:$SMTP_PORT (emails land in ${STATE_DIR#"$ROOT"/}/mail/new)"
+        "${PAYMENTS_PYTHON:-python3}" -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" \
+            -c aiosmtpd.handlers.Mailbox "$STATE_DIR/mail" >"$STATE_DIR/logs/smtp.log" 2>&1 &
+        PIDS+=("$!")
+        wait_port 127.0.0.1 "$SMTP_PORT" "mail catcher"
+    fi
+    export SMTP_HOST=127.0.0.1 SMTP_PORT SMTP_TLS=none
+    export EMAIL_LINK_BASE_URL="${EMAIL_LINK_BASE_URL:-http://127.0.0.1:$HTTP_PORT}"
+
     start() { # name binary admin-port env...
         local name="$1" bin="$2" admin="$3"
         shift 3
@@ -54,7 +68,8 @@ start_platform() {
     export USER_SERVICE_URL=http://127.0.0.1:50051 ROLE_SERVICE_URL=http://127.0.0.1:50052 \
         CARD_SERVICE_URL=http://127.0.0.1:50053 SALDO_SERVICE_URL=http://127.0.0.1:50054 \
         TOPUP_SERVICE_URL=http://127.0.0.1:50055 TRANSFER_SERVICE_URL=http://127.0.0.1:50056 \
-        WITHDRAW_SERVICE_URL=http://127.0.0.1:50057
+        WITHDRAW_SERVICE_URL=http://127.0.0.1:50057 MERCHANT_SERVICE_URL=http://127.0.0.1:50058 \
+        TRANSACTION_SERVICE_URL=http://127.0.0.1:50059
     start role role-service 9102 GRPC_ADDR=127.0.0.1:50052
     start user user-service 9101 GRPC_ADDR=127.0.0.1:50051
     start saldo saldo-service 9104 GRPC_ADDR=127.0.0.1:50054
@@ -62,6 +77,9 @@ start_platform() {
     start topup topup-service 9105 GRPC_ADDR=127.0.0.1:50055
     start transfer transfer-service 9106 GRPC_ADDR=127.0.0.1:50056
     start withdraw withdraw-service 9107 GRPC_ADDR=127.0.0.1:50057
+    start merchant merchant-service 9108 GRPC_ADDR=127.0.0.1:50058
+    start transaction transaction-service 9109 GRPC_ADDR=127.0.0.1:50059
+    start email email-service 9110 GRPC_ADDR=127.0.0.1:50060
     start gateway gateway 9100 HTTP_ADDR=127.0.0.1:8000
 
     say "ensuring the admin login"
@@ -73,7 +91,8 @@ start_platform() {
         GATEWAY_UPSTREAM=127.0.0.1:8000 USER_GRPC_UPSTREAM=127.0.0.1:50051 ROLE_GRPC_UPSTREAM=127.0.0.1:50052 \
         CARD_GRPC_UPSTREAM=127.0.0.1:50053 SALDO_GRPC_UPSTREAM=127.0.0.1:50054 \
         TOPUP_GRPC_UPSTREAM=127.0.0.1:50055 TRANSFER_GRPC_UPSTREAM=127.0.0.1:50056 \
-        WITHDRAW_GRPC_UPSTREAM=127.0.0.1:50057
+        WITHDRAW_GRPC_UPSTREAM=127.0.0.1:50057 MERCHANT_GRPC_UPSTREAM=127.0.0.1:50058 \
+        TRANSACTION_GRPC_UPSTREAM=127.0.0.1:50059
     mkdir -p "$STATE_DIR/nginx"
     render_nginx "$STATE_DIR/nginx/nginx.conf"
     "$NGINX_BIN" -p "$STATE_DIR/nginx" -c "$STATE_DIR/nginx/nginx.conf" -g 'daemon off;' &

@@ -8,6 +8,7 @@ TEST_KAFKA_PORT="${TEST_KAFKA_PORT:-19092}"
 
 ensure_commands
 ensure_tansu
+ensure_python_tools aiosmtpd=aiosmtpd
 ensure_postgres "${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 ensure_redis "${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 export TEST_DATABASE_URL="$PG_ADMIN_URL" TEST_REDIS_URL="$REDIS_READY_URL"

@@ -46,6 +46,8 @@ pub struct Config {
     pub templates_dir: Option<PathBuf>,
     /// `EMAIL_EVENTS_GROUP`.
     pub group: String,
+    /// `DEAD_LETTER_TOPIC` (default: the platform's).
+    pub dead_letter_topic: Option<String>,
     /// `EMAIL_RETRY_INITIAL_MS` (default 1000): first retry delay, doubling.
     pub retry_initial: Duration,
     /// `EMAIL_RETRY_MAX_SECS` (default 300): longest retry delay.
@@ -75,6 +77,7 @@ impl Config {
             },
             templates_dir: (!templates_dir.is_empty()).then(|| PathBuf::from(templates_dir)),
             group: platform::config::optional("EMAIL_EVENTS_GROUP", events::topics::groups::EMAIL),
+            dead_letter_topic: None,
             retry_initial: Duration::from_millis(platform::config::parsed(
                 "EMAIL_RETRY_INITIAL_MS",
                 1000_u64,
@@ -119,6 +122,9 @@ impl Application {
             .saturating_add(1);
         consumer_config.initial_backoff = config.retry_initial;
         consumer_config.max_backoff = config.retry_max;
+        if let Some(topic) = &config.dead_letter_topic {
+            consumer_config.dead_letter_topic.clone_from(topic);
+        }
         let consumer = events::Consumer::new(consumer_config, base.pool.clone(), handler)?;
         Ok(Self { base, consumer })
     }

@@ -137,6 +137,10 @@ async fn world() -> World {
         saldo_service_url: saldo_url.clone(),
         cvv_key: platform::Secret::new(CVV_KEY.to_owned()),
         currencies: vec!["IDR".into()],
+        cvv_lockout: card_service::service::CvvLockout {
+            max_attempts: 3,
+            lock_for: std::time::Duration::from_secs(600),
+        },
     })
     .await
     .unwrap();

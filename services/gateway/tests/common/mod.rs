@@ -31,6 +31,10 @@ pub const CVV_KEY: &str = "test-cvv-key-test-cvv-key-0123456789";
 pub struct Options {
     pub rate_limit_per_minute: u64,
     pub login_max_failures: u32,
+    /// SMTP attempts per email before it is dead-lettered.
+    pub email_max_attempts: i32,
+    /// The dead-letter topic of the email consumer (tests that read it use their own).
+    pub dead_letter_topic: Option<String>,
 }
 
 impl Default for Options {
@@ -38,6 +42,8 @@ impl Default for Options {
         Self {
             rate_limit_per_minute: 1_000_000,
             login_max_failures: 5,
+            email_max_attempts: 50,
+            dead_letter_topic: None,
         }
     }
 }
@@ -69,6 +75,9 @@ pub fn movement_config(
 
 pub struct Platform {
     pub nginx: testkit::Nginx,
+    pub smtp: testkit::Smtp,
+    pub merchant_grpc: String,
+    pub transaction_grpc: String,
     pub base: String,
     pub http: reqwest::Client,
     pub user_grpc: String,
@@ -106,7 +115,10 @@ impl Platform {
     }
 
     pub async fn start_with(options: Options) -> Self {
-        let _ = platform::telemetry::install_metrics();
+        // Tracing as in the binaries, so trace ids exist and propagate (one per process).
+        static TELEMETRY: std::sync::OnceLock<Option<platform::telemetry::TelemetryGuard>> =
+            std::sync::OnceLock::new();
+        TELEMETRY.get_or_init(|| platform::telemetry::init("platform-tests").ok());
         let database_url = testkit::fresh_database().await.unwrap();
         let shutdown = Shutdown::new();
         let (user_port, role_port) = (testkit::free_port(), testkit::free_port());
@@ -148,6 +160,10 @@ impl Platform {
         let url = |port: u16| format!("http://127.0.0.1:{port}");
         let (card_url, saldo_url) = (url(card_port), url(saldo_port));
 
+        let smtp = testkit::Smtp::start().await.unwrap();
+        let [merchant_port, transaction_port, email_port] =
+            std::array::from_fn(|_| testkit::free_port());
+
         let saldo = saldo_service::Application::build(saldo_service::Config {
             common: common("saldo-service", &database_url, saldo_port),
             card_events_group: testkit::unique("saldo-card-events"),
@@ -162,10 +178,70 @@ impl Platform {
             saldo_service_url: saldo_url.clone(),
             cvv_key: platform::Secret::new(CVV_KEY.to_owned()),
             currencies: vec!["IDR".into(), "USD".into()],
+            cvv_lockout: card_service::service::CvvLockout {
+                max_attempts: 3,
+                lock_for: Duration::from_secs(600),
+            },
         })
         .await
         .unwrap();
         tokio::spawn(card.run(shutdown.clone()));
+
+        let merchant = merchant_service::Application::build(merchant_service::Config {
+            common: common("merchant-service", &database_url, merchant_port),
+            user_service_url: user_url.clone(),
+            saldo_service_url: saldo_url.clone(),
+            currencies: vec!["IDR".into(), "USD".into()],
+        })
+        .await
+        .unwrap();
+        tokio::spawn(merchant.run(shutdown.clone()));
+
+        let transaction = transaction_service::Application::build(transaction_service::Config {
+            common: common("transaction-service", &database_url, transaction_port),
+            card_service_url: card_url.clone(),
+            saldo_service_url: saldo_url.clone(),
+            merchant_service_url: url(merchant_port),
+            rules: transaction_service::payments::Rules {
+                min_amount: 100,
+                max_amount: 100_000_000,
+                methods: movement::DEFAULT_METHODS
+                    .iter()
+                    .map(|m| (*m).to_owned())
+                    .collect(),
+            },
+            recovery_interval: Duration::from_millis(500),
+            recovery_grace: Duration::from_secs(2),
+        })
+        .await
+        .unwrap();
+        tokio::spawn(transaction.run(shutdown.clone()));
+
+        let email = email_service::Application::build(email_service::Config {
+            common: common("email-service", &database_url, email_port),
+            user_service_url: user_url.clone(),
+            smtp: email_service::mailer::SmtpConfig {
+                host: "127.0.0.1".into(),
+                port: smtp.port(),
+                tls: email_service::mailer::TlsMode::None,
+                credentials: None,
+                timeout: Duration::from_secs(5),
+                from: "Payments <no-reply@payments.test>".into(),
+            },
+            settings: email_service::handler::Settings {
+                brand: "Payments".into(),
+                base_url: "http://payments.test".into(),
+                max_attempts: options.email_max_attempts,
+            },
+            templates_dir: None,
+            group: testkit::unique("email"),
+            dead_letter_topic: options.dead_letter_topic.clone(),
+            retry_initial: Duration::from_millis(200),
+            retry_max: Duration::from_secs(1),
+        })
+        .await
+        .unwrap();
+        tokio::spawn(email.run(shutdown.clone()));
 
         let topup = topup_service::build(movement_config(
             movement::Kind::Topup,
@@ -211,6 +287,8 @@ impl Platform {
             topup_service_url: url(topup_port),
             withdraw_service_url: url(withdraw_port),
             transfer_service_url: url(transfer_port),
+            merchant_service_url: url(merchant_port),
+            transaction_service_url: url(transaction_port),
             redis_url: platform::Secret::new(testkit::redis_url()),
             jwt: jwt(),
             rate_limit_per_minute: options.rate_limit_per_minute,
@@ -239,6 +317,14 @@ impl Platform {
                     "TRANSFER_GRPC_UPSTREAM",
                     format!("127.0.0.1:{transfer_port}"),
                 ),
+                (
+                    "MERCHANT_GRPC_UPSTREAM",
+                    format!("127.0.0.1:{merchant_port}"),
+                ),
+                (
+                    "TRANSACTION_GRPC_UPSTREAM",
+                    format!("127.0.0.1:{transaction_port}"),
+                ),
             ],
         )
         .await
@@ -246,6 +332,9 @@ impl Platform {
         let base = format!("{}/api/v1", nginx.url());
         Self {
             nginx,
+            smtp,
+            merchant_grpc: url(merchant_port),
+            transaction_grpc: url(transaction_port),
             base,
             http: reqwest::Client::new(),
             user_grpc: user_url,
@@ -391,6 +480,15 @@ pub fn email(prefix: &str) -> String {
     format!("{}@example.com", testkit::unique(prefix))
 }
 
+/// A merchant as the tests use it.
+#[derive(Clone, Debug)]
+pub struct Merchant {
+    pub id: String,
+    pub name: String,
+    pub key: String,
+    pub key_id: String,
+}
+
 /// A card as the tests use it.
 #[derive(Clone, Debug)]
 pub struct Card {
@@ -402,6 +500,12 @@ pub struct Card {
 impl Platform {
     /// An admin-created, verified customer; returns (user id, access token).
     pub async fn customer(&self, admin: &str) -> (String, String) {
+        let (id, token, _) = self.customer_with_email(admin).await;
+        (id, token)
+    }
+
+    /// Like [`Self::customer`], with the customer's email address.
+    pub async fn customer_with_email(&self, admin: &str) -> (String, String, String) {
         let email = email("customer");
         let (status, body) = self
             .post(
@@ -417,7 +521,103 @@ impl Platform {
             .as_str()
             .unwrap()
             .to_owned();
-        (id, token)
+        (id, token, email)
+    }
+
+    /// A merchant of the user behind `owner_token`, approved by `admin`, with its settlement
+    /// account open and one API key.
+    pub async fn active_merchant(&self, admin: &str, owner_token: &str, currency: &str) -> Merchant {
+        let merchant = self.apply_merchant(owner_token, currency).await;
+        let (status, body) = self
+            .post(
+                &format!("/merchants/{}/status", merchant.id),
+                Some(admin),
+                json!({"status": "active"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        testkit::eventually(Duration::from_secs(20), "merchant account opened", || async {
+            let (status, _) = self
+                .get(&format!("/merchants/{}/balance", merchant.id), Some(owner_token))
+                .await;
+            (status == StatusCode::OK).then_some(())
+        })
+        .await;
+        merchant
+    }
+
+    /// A pending merchant with one API key.
+    pub async fn apply_merchant(&self, owner_token: &str, currency: &str) -> Merchant {
+        let name = format!("Shop {}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let (status, body) = self
+            .post(
+                "/merchants",
+                Some(owner_token),
+                json!({"name": name, "currency": currency, "website": "https://shop.example"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["status"], "pending");
+        let id = body["id"].as_str().unwrap().to_owned();
+        let (status, key) = self
+            .post(&format!("/merchants/{id}/api-keys"), Some(owner_token), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{key}");
+        Merchant {
+            id,
+            name,
+            key: key["api_key"].as_str().unwrap().to_owned(),
+            key_id: key["key"]["id"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A payment by a merchant's key; returns the status, body and response headers.
+    pub async fn pay(
+        &self,
+        api_key: &str,
+        idempotency_key: &str,
+        body: Value,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let response = self
+            .http
+            .post(format!("{}/payments", self.base))
+            .header("X-Api-Key", api_key)
+            .header("Idempotency-Key", idempotency_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
+    }
+
+    /// A refund by a merchant's key.
+    pub async fn refund(
+        &self,
+        api_key: &str,
+        payment_id: &str,
+        idempotency_key: &str,
+        amount: i64,
+    ) -> (StatusCode, Value) {
+        self.call_with(
+            "POST",
+            &format!("/payments/{payment_id}/refunds"),
+            None,
+            Some(json!({"amount": amount, "reason": "customer returned the goods"})),
+            &[("X-Api-Key", api_key), ("Idempotency-Key", idempotency_key)],
+        )
+        .await
+    }
+
+    /// The merchant's settlement balance.
+    pub async fn merchant_balance(&self, token: &str, merchant_id: &str) -> i64 {
+        let (status, body) = self
+            .get(&format!("/merchants/{merchant_id}/balance"), Some(token))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["balance"].as_i64().unwrap()
     }
 
     /// Creates a card and waits until its ledger account is open (via Kafka).

@@ -1,0 +1,305 @@
+//! The email service against a real SMTP server (aiosmtpd): each lifecycle event mails the
+//! right person with the right subject and content; an SMTP outage is retried and ends in
+//! exactly one delivery; malformed events go to the dead-letter topic without stopping the
+//! consumer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{Options, PASSWORD, Platform, email};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Every message carries its event id; no event may have caused two.
+fn assert_no_duplicates(p: &Platform) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for message in p.smtp.messages() {
+        if let Some(line) = message.lines().find(|l| l.starts_with("X-Event-Id: ")) {
+            *seen.entry(line.to_owned()).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "events mailed more than once: {twice:?}");
+}
+
+#[tokio::test]
+async fn every_lifecycle_event_mails_the_right_person() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+
+    // Registration → verification link; verification → confirmation.
+    let address = email("mailme");
+    let (_, tokens) = p.verified_customer(&address).await;
+    let mail = p.smtp.wait_for(&address, "Subject: Verify your email address", WAIT).await.unwrap();
+    assert!(mail.contains("http://payments.test/verify-email?token="), "{mail}");
+    assert!(mail.contains("Hello Ana"), "{mail}");
+    p.smtp
+        .wait_for(&address, "Subject: Your email address is verified", WAIT)
+        .await
+        .unwrap();
+
+    // Password reset → link; reset → "changed".
+    let (status, _) = p.post("/auth/forgot-password", None, json!({"email": address})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let mail = p.smtp.wait_for(&address, "Subject: Reset your password", WAIT).await.unwrap();
+    assert!(mail.contains("http://payments.test/reset-password?token="), "{mail}");
+    let token = p.token_from_event("user.password_reset_requested", &address).await;
+    let (status, body) = p
+        .post("/auth/reset-password", None,
+            json!({"token": token, "new_password": "Another-Secret-77"}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    p.smtp.wait_for(&address, "Subject: Your password was changed", WAIT).await.unwrap();
+    drop(tokens);
+    let customer = p.login(&address, "Another-Secret-77").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Money: top-up, withdraw (succeeded and failed), transfer.
+    let card = p.card(&customer, "IDR").await;
+    let (_, friend) = p.customer(&admin).await;
+    let friend_card = p.card(&friend, "IDR").await;
+    p.topup(&customer, &card.number, 50_000).await;
+    let mail = p
+        .smtp
+        .wait_for(&address, "Subject: Top-up of IDR 500.00 succeeded", WAIT)
+        .await
+        .unwrap();
+    assert!(mail.contains("via bca"), "{mail}");
+    p.withdraw(&customer, &card.number, 10_000).await;
+    p.smtp
+        .wait_for(&address, "Subject: Withdrawal of IDR 100.00 succeeded", WAIT)
+        .await
+        .unwrap();
+    let (status, _) = p.withdraw(&customer, &card.number, 999_900).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let mail = p
+        .smtp
+        .wait_for(&address, "Subject: Withdrawal of IDR 9,999.00 failed", WAIT)
+        .await
+        .unwrap();
+    assert!(mail.contains("INSUFFICIENT_FUNDS"), "{mail}");
+    p.transfer(&customer, &card.number, &friend_card.number, 5_000).await;
+    p.smtp
+        .wait_for(&address, "Subject: Transfer of IDR 50.00 succeeded", WAIT)
+        .await
+        .unwrap();
+
+    // Merchant status changes and document reviews reach the owner.
+    let (_, owner, owner_email) = p.customer_with_email(&admin).await;
+    let merchant = p.active_merchant(&admin, &owner, "IDR").await;
+    p.smtp
+        .wait_for(&owner_email, &format!("Subject: Your merchant {} is approved", merchant.name), WAIT)
+        .await
+        .unwrap();
+    let (status, _) = p
+        .post(&format!("/merchants/{}/status", merchant.id), Some(&admin),
+            json!({"status": "inactive", "reason": "unusual refund rate"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mail = p
+        .smtp
+        .wait_for(&owner_email, &format!("Subject: Your merchant {} was deactivated", merchant.name), WAIT)
+        .await
+        .unwrap();
+    assert!(mail.contains("unusual refund rate"), "{mail}");
+    p.post(&format!("/merchants/{}/status", merchant.id), Some(&admin), json!({"status": "active"}))
+        .await;
+    p.smtp
+        .wait_for(&owner_email, &format!("Subject: Your merchant {} is active again", merchant.name), WAIT)
+        .await
+        .unwrap();
+    let rejected = p.apply_merchant(&owner, "IDR").await;
+    p.post(&format!("/merchants/{}/status", rejected.id), Some(&admin),
+        json!({"status": "rejected", "reason": "duplicate business"}))
+        .await;
+    let mail = p
+        .smtp
+        .wait_for(&owner_email, &format!("application for {} was rejected", rejected.name), WAIT)
+        .await
+        .unwrap();
+    assert!(mail.contains("duplicate business"), "{mail}");
+    let (_, doc) = p
+        .post(&format!("/merchants/{}/documents", merchant.id), Some(&owner),
+            json!({"document_type": "business_license", "document_url": "https://files.example/l.pdf"}))
+        .await;
+    p.post(&format!("/merchant-documents/{}/review", doc["id"].as_str().unwrap()), Some(&admin),
+        json!({"status": "rejected", "note": "the scan is unreadable"}))
+        .await;
+    let mail = p
+        .smtp
+        .wait_for(&owner_email, "Subject: Your business license document for", WAIT)
+        .await
+        .unwrap();
+    assert!(mail.contains("was rejected") && mail.contains("the scan is unreadable"), "{mail}");
+
+    // Payments: a failed one (no money on the card) and a refund.
+    let empty = p.card(&customer, "IDR").await;
+    let (status, body, _) = p
+        .pay(&merchant.key, &key(), json!({"card_number": empty.number, "cvv": empty.cvv,
+            "amount": 2_500, "method": "visa"}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let mail = p
+        .smtp
+        .wait_for(&address, &format!("Subject: Payment to {} failed", merchant.name), WAIT)
+        .await
+        .unwrap();
+    assert!(mail.contains("Nothing was charged"), "{mail}");
+    let (status, payment, _) = p
+        .pay(&merchant.key, &key(), json!({"card_number": card.number, "cvv": card.cvv,
+            "amount": 2_500, "method": "visa"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
+    p.smtp
+        .wait_for(&address, &format!("Subject: Payment of IDR 25.00 to {}", merchant.name), WAIT)
+        .await
+        .unwrap();
+    let (status, _) = p.refund(&merchant.key, payment["id"].as_str().unwrap(), &key(), 2_500).await;
+    assert_eq!(status, StatusCode::CREATED);
+    p.smtp
+        .wait_for(&address, &format!("Subject: Refund of IDR 25.00 from {}", merchant.name), WAIT)
+        .await
+        .unwrap();
+
+    // Nothing went to the wrong person, nothing twice.
+    assert!(p.smtp.find(&owner_email, "Top-up").is_empty());
+    assert_no_duplicates(&p);
+    let _ = PASSWORD;
+}
+
+#[tokio::test]
+async fn an_smtp_outage_is_retried_and_the_email_delivered_exactly_once() {
+    let mut p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, customer, address) = p.customer_with_email(&admin).await;
+    let card = p.card(&customer, "IDR").await;
+    let db = sqlx::PgPool::connect(&p.database_url).await.unwrap();
+
+    p.smtp.stop().await;
+    let (status, topup) = p.topup(&customer, &card.number, 7_700).await;
+    assert_eq!(status, StatusCode::CREATED, "{topup}");
+    let topup_id = topup["id"].as_str().unwrap().to_owned();
+    // The consumer keeps trying with backoff, counting attempts in the delivery log.
+    testkit::eventually(WAIT, "failed delivery attempts", || async {
+        let attempts: Option<i32> = sqlx::query_scalar(
+            "SELECT max(attempts) FROM email_svc.deliveries WHERE status = 'failed'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        attempts.filter(|a| *a >= 2).map(|_| ())
+    })
+    .await;
+    assert!(p.smtp.messages().is_empty());
+
+    p.smtp.resume().await.unwrap();
+    let mail = p
+        .smtp
+        .wait_for(&address, &format!("Reference: {topup_id}"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(mail.contains("Subject: Top-up of IDR 77.00 succeeded"), "{mail}");
+    // Give a duplicate every chance to show up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(p.smtp.find(&address, &format!("Reference: {topup_id}")).len(), 1);
+    let (status, attempts): (String, i32) = sqlx::query_as(
+        "SELECT status, attempts FROM email_svc.deliveries WHERE recipient = $1",
+    )
+    .bind(&address)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(status, "sent");
+    assert!(attempts >= 2, "delivered on retry {attempts}");
+    assert_no_duplicates(&p);
+}
+
+#[tokio::test]
+async fn malformed_events_are_dead_lettered_and_the_next_event_is_still_mailed() {
+    use rdkafka::Message;
+    use rdkafka::message::Headers;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let dead_letters = testkit::unique("email-dlq");
+    events::topics::ensure_named(&testkit::kafka_brokers(), &dead_letters, 1)
+        .await
+        .unwrap();
+    let p = Platform::start_with(Options {
+        dead_letter_topic: Some(dead_letters.clone()),
+        ..Options::default()
+    })
+    .await;
+    let admin = p.admin_token().await;
+    let (_, customer, address) = p.customer_with_email(&admin).await;
+    let card = p.card(&customer, "IDR").await;
+
+    // Two bad messages on a topic the email service reads: not JSON at all, and a
+    // well-formed envelope whose data lacks the fields of its type.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", testkit::kafka_brokers())
+        .create()
+        .unwrap();
+    let marker = testkit::unique("poison");
+    let garbage = format!("not an event {marker}");
+    let bad_data = json!({
+        "id": uuid::Uuid::new_v4(), "type": "topup.succeeded", "version": 1,
+        "occurred_at": "2026-01-01T00:00:00Z", "source": "test", "subject": marker,
+        "data": {"id": "not-a-uuid"}
+    })
+    .to_string();
+    for payload in [&garbage, &bad_data] {
+        producer
+            .send(
+                FutureRecord::to(events::topics::TOPUP_EVENTS)
+                    .key(marker.as_str())
+                    .payload(payload.as_str()),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+
+    // The next good event is still mailed.
+    let (_, topup) = p.topup(&customer, &card.number, 4_200).await;
+    p.smtp
+        .wait_for(&address, &format!("Reference: {}", topup["id"].as_str().unwrap()), WAIT)
+        .await
+        .unwrap();
+
+    // Both bad messages are on the dead-letter topic, with the reason.
+    let reader = testkit::topic_reader(&dead_letters).unwrap();
+    let mut reasons = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while reasons.len() < 2 && std::time::Instant::now() < deadline {
+        let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(5), rdkafka::consumer::StreamConsumer::recv(&reader)).await else {
+            continue;
+        };
+        let payload = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
+        if !payload.contains(&marker) {
+            continue;
+        }
+        let reason = message
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "dlq-reason"))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        reasons.push((payload, reason));
+    }
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons.iter().any(|(payload, reason)| payload == &garbage && reason.contains("malformed")), "{reasons:?}");
+    assert!(reasons.iter().any(|(payload, reason)| payload == &bad_data && reason.contains("malformed topup.succeeded data")), "{reasons:?}");
+}
