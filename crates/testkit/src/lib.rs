@@ -87,8 +87,8 @@ where
 /// on a crash), and a port locked by another process — or already picked by this one — is
 /// skipped.
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
     static STATE: AtomicU64 = AtomicU64::new(0);
     static HELD: Mutex<Vec<(u16, std::fs::File)>> = Mutex::new(Vec::new());
     let seed = u64::from(std::process::id())
@@ -344,7 +344,10 @@ impl Smtp {
             .await
             .is_err()
         {
-            anyhow::ensure!(Instant::now() < deadline, "aiosmtpd did not start listening");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "aiosmtpd did not start listening"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(())
@@ -398,7 +401,11 @@ impl Smtp {
                 "no email to {recipient} containing {needle:?} within {timeout:?}; received: {:#?}",
                 self.messages()
                     .iter()
-                    .map(|m| m.lines().filter(|l| l.starts_with("Subject:") || l.starts_with("To:")).collect::<Vec<_>>().join(" | "))
+                    .map(|m| m
+                        .lines()
+                        .filter(|l| l.starts_with("Subject:") || l.starts_with("To:"))
+                        .collect::<Vec<_>>()
+                        .join(" | "))
                     .collect::<Vec<_>>()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -21,11 +21,15 @@ pub enum CardError {
     #[error("card's account still holds {0} minor units; withdraw or transfer them first")]
     HasBalance(i64),
     /// The CVV given does not match the card.
-    #[error("the CVV does not match the card; {remaining} attempt(s) left before the card is locked")]
+    #[error(
+        "the CVV does not match the card; {remaining} attempt(s) left before the card is locked"
+    )]
     CvvMismatch { remaining: i32 },
     /// Too many CVV mismatches: checks are refused until `until`.
     #[error("too many wrong CVVs: the card is locked for payments until {until}")]
-    CardLocked { until: chrono::DateTime<chrono::Utc> },
+    CardLocked {
+        until: chrono::DateTime<chrono::Utc>,
+    },
     /// A number collision kept happening (practically impossible).
     #[error("could not allocate a unique card number")]
     NumberExhausted,

@@ -357,7 +357,8 @@ impl EmailEvents {
             .templates
             .render(email.template, &context)
             .map_err(|e| {
-                metrics::counter!("emails_dead_lettered_total", "reason" => "template").increment(1);
+                metrics::counter!("emails_dead_lettered_total", "reason" => "template")
+                    .increment(1);
                 HandlerError::Permanent(e)
             })?;
         let trace_id = platform::telemetry::current_trace_id();
@@ -431,7 +432,7 @@ mod tests {
 
     #[test]
     fn amounts_read_like_money() {
-        assert_eq!(format_amount(150_000_00, "IDR"), "IDR 150,000.00");
+        assert_eq!(format_amount(15_000_000, "IDR"), "IDR 150,000.00");
         assert_eq!(format_amount(5, "USD"), "USD 0.05");
         assert_eq!(format_amount(-123_456_789, "EUR"), "EUR -1,234,567.89");
         assert_eq!(format_amount(100, "SGD"), "SGD 1.00");

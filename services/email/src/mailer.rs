@@ -87,19 +87,15 @@ impl Mailer {
             TlsMode::None => {
                 AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.as_str())
             }
-            TlsMode::StartTls => {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host)
-                    .context("SMTP STARTTLS set-up")?
-            }
+            TlsMode::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host)
+                .context("SMTP STARTTLS set-up")?,
             TlsMode::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&config.host)
                 .context("SMTP TLS set-up")?,
         };
         let mut builder = builder.port(config.port).timeout(Some(config.timeout));
         if let Some((user, password)) = &config.credentials {
-            builder = builder.credentials(Credentials::new(
-                user.clone(),
-                password.expose().clone(),
-            ));
+            builder =
+                builder.credentials(Credentials::new(user.clone(), password.expose().clone()));
         }
         Ok(Self {
             transport: builder.build(),

@@ -9,28 +9,76 @@ use minijinja::Environment;
 /// Every template file, as built into the binary.
 const BUILT_IN: &[(&str, &str)] = &[
     ("layout.html", include_str!("../templates/layout.html")),
-    ("verify_email.txt", include_str!("../templates/verify_email.txt")),
-    ("verify_email.html", include_str!("../templates/verify_email.html")),
-    ("account_created.txt", include_str!("../templates/account_created.txt")),
-    ("account_created.html", include_str!("../templates/account_created.html")),
-    ("email_verified.txt", include_str!("../templates/email_verified.txt")),
-    ("email_verified.html", include_str!("../templates/email_verified.html")),
-    ("password_reset.txt", include_str!("../templates/password_reset.txt")),
-    ("password_reset.html", include_str!("../templates/password_reset.html")),
-    ("password_changed.txt", include_str!("../templates/password_changed.txt")),
-    ("password_changed.html", include_str!("../templates/password_changed.html")),
+    (
+        "verify_email.txt",
+        include_str!("../templates/verify_email.txt"),
+    ),
+    (
+        "verify_email.html",
+        include_str!("../templates/verify_email.html"),
+    ),
+    (
+        "account_created.txt",
+        include_str!("../templates/account_created.txt"),
+    ),
+    (
+        "account_created.html",
+        include_str!("../templates/account_created.html"),
+    ),
+    (
+        "email_verified.txt",
+        include_str!("../templates/email_verified.txt"),
+    ),
+    (
+        "email_verified.html",
+        include_str!("../templates/email_verified.html"),
+    ),
+    (
+        "password_reset.txt",
+        include_str!("../templates/password_reset.txt"),
+    ),
+    (
+        "password_reset.html",
+        include_str!("../templates/password_reset.html"),
+    ),
+    (
+        "password_changed.txt",
+        include_str!("../templates/password_changed.txt"),
+    ),
+    (
+        "password_changed.html",
+        include_str!("../templates/password_changed.html"),
+    ),
     ("movement.txt", include_str!("../templates/movement.txt")),
     ("movement.html", include_str!("../templates/movement.html")),
     ("payment.txt", include_str!("../templates/payment.txt")),
     ("payment.html", include_str!("../templates/payment.html")),
     ("refund.txt", include_str!("../templates/refund.txt")),
     ("refund.html", include_str!("../templates/refund.html")),
-    ("merchant_applied.txt", include_str!("../templates/merchant_applied.txt")),
-    ("merchant_applied.html", include_str!("../templates/merchant_applied.html")),
-    ("merchant_status.txt", include_str!("../templates/merchant_status.txt")),
-    ("merchant_status.html", include_str!("../templates/merchant_status.html")),
-    ("document_reviewed.txt", include_str!("../templates/document_reviewed.txt")),
-    ("document_reviewed.html", include_str!("../templates/document_reviewed.html")),
+    (
+        "merchant_applied.txt",
+        include_str!("../templates/merchant_applied.txt"),
+    ),
+    (
+        "merchant_applied.html",
+        include_str!("../templates/merchant_applied.html"),
+    ),
+    (
+        "merchant_status.txt",
+        include_str!("../templates/merchant_status.txt"),
+    ),
+    (
+        "merchant_status.html",
+        include_str!("../templates/merchant_status.html"),
+    ),
+    (
+        "document_reviewed.txt",
+        include_str!("../templates/document_reviewed.txt"),
+    ),
+    (
+        "document_reviewed.html",
+        include_str!("../templates/document_reviewed.html"),
+    ),
 ];
 
 /// A rendered email.
@@ -112,15 +160,26 @@ mod tests {
             "status": "active", "previous": "pending", "document_type": "tax_id", "note": "",
         });
         for name in [
-            "verify_email", "account_created", "email_verified", "password_reset",
-            "password_changed", "movement", "payment", "refund", "merchant_applied",
-            "merchant_status", "document_reviewed",
+            "verify_email",
+            "account_created",
+            "email_verified",
+            "password_reset",
+            "password_changed",
+            "movement",
+            "payment",
+            "refund",
+            "merchant_applied",
+            "merchant_status",
+            "document_reviewed",
         ] {
             let rendered = templates.render(name, &context).unwrap();
             assert!(!rendered.subject.is_empty(), "{name}");
             assert!(rendered.text.contains("Ann"), "{name}: {}", rendered.text);
             assert!(rendered.html.contains("Ann"), "{name}");
-            assert!(!rendered.html.contains("Shop <b>"), "{name}: html must escape");
+            assert!(
+                !rendered.html.contains("Shop <b>"),
+                "{name}: html must escape"
+            );
         }
     }
 }

@@ -88,10 +88,7 @@ impl Config {
             withdraw_service_url: optional("WITHDRAW_SERVICE_URL", "http://127.0.0.1:50057"),
             transfer_service_url: optional("TRANSFER_SERVICE_URL", "http://127.0.0.1:50056"),
             merchant_service_url: optional("MERCHANT_SERVICE_URL", "http://127.0.0.1:50058"),
-            transaction_service_url: optional(
-                "TRANSACTION_SERVICE_URL",
-                "http://127.0.0.1:50059",
-            ),
+            transaction_service_url: optional("TRANSACTION_SERVICE_URL", "http://127.0.0.1:50059"),
             redis_url: platform::Secret::new(optional("REDIS_URL", "redis://127.0.0.1:6379/0")),
             jwt: JwtConfig::from_env()?,
             rate_limit_per_minute: parsed("RATE_LIMIT_PER_MINUTE", 600)?,

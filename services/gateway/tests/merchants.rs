@@ -65,7 +65,11 @@ async fn a_merchant_charges_a_customer_and_refunds_part_with_emails_for_each_ste
             json!({"status": "approved"}),
         )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "owners do not review: {body}");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "owners do not review: {body}"
+    );
     let (status, body) = p
         .post(
             &format!("/merchant-documents/{doc_id}/review"),
@@ -80,7 +84,10 @@ async fn a_merchant_charges_a_customer_and_refunds_part_with_emails_for_each_ste
         .wait_for(&owner_email, "document for", wait)
         .await
         .unwrap();
-    assert!(mail.contains("was approved") && mail.contains("matches the registry"), "{mail}");
+    assert!(
+        mail.contains("was approved") && mail.contains("matches the registry"),
+        "{mail}"
+    );
 
     // Approval opens the settlement account and tells the owner.
     let (status, body) = p
@@ -92,7 +99,11 @@ async fn a_merchant_charges_a_customer_and_refunds_part_with_emails_for_each_ste
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     p.smtp
-        .wait_for(&owner_email, &format!("Your merchant {} is approved", merchant.name), wait)
+        .wait_for(
+            &owner_email,
+            &format!("Your merchant {} is approved", merchant.name),
+            wait,
+        )
         .await
         .unwrap();
     testkit::eventually(wait, "merchant account", || async {
@@ -108,7 +119,9 @@ async fn a_merchant_charges_a_customer_and_refunds_part_with_emails_for_each_ste
     let (status, body) = p.topup(&customer, &card.number, 100_000).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let pay_key = key();
-    let (status, payment, headers) = p.pay(&merchant.key, &pay_key, payment_body(&card, 30_000)).await;
+    let (status, payment, headers) = p
+        .pay(&merchant.key, &pay_key, payment_body(&card, 30_000))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{payment}");
     assert_eq!(payment["status"], "succeeded");
     assert_eq!(payment["merchant_id"], merchant.id.as_str());
@@ -119,7 +132,9 @@ async fn a_merchant_charges_a_customer_and_refunds_part_with_emails_for_each_ste
     assert_eq!(p.merchant_balance(&owner, &merchant.id).await, 30_000);
 
     // A replay returns the same payment and moves nothing.
-    let (status, replay, _) = p.pay(&merchant.key, &pay_key, payment_body(&card, 30_000)).await;
+    let (status, replay, _) = p
+        .pay(&merchant.key, &pay_key, payment_body(&card, 30_000))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{replay}");
     assert_eq!(replay["id"], payment["id"]);
     assert_eq!(p.balance(&customer, &card.id).await, 70_000);
@@ -135,20 +150,33 @@ async fn a_merchant_charges_a_customer_and_refunds_part_with_emails_for_each_ste
     assert_eq!(p.merchant_balance(&owner, &merchant.id).await, 18_000);
 
     // Every party sees it: the customer, the owner (JWT), the merchant (key), statements.
-    let (status, seen) = p.get(&format!("/payments/{payment_id}"), Some(&customer)).await;
+    let (status, seen) = p
+        .get(&format!("/payments/{payment_id}"), Some(&customer))
+        .await;
     assert_eq!(status, StatusCode::OK, "{seen}");
     assert_eq!(seen["refunded_amount"], 12_000);
     let (status, list) = p
-        .get(&format!("/merchants/{}/payments", merchant.id), Some(&owner))
+        .get(
+            &format!("/merchants/{}/payments", merchant.id),
+            Some(&owner),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["page"]["total_items"], 1);
     let (status, list) = p
-        .call_with("GET", "/payments", None, None, &[("X-Api-Key", &merchant.key)])
+        .call_with(
+            "GET",
+            "/payments",
+            None,
+            None,
+            &[("X-Api-Key", &merchant.key)],
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["items"][0]["id"], payment_id.as_str());
-    let (status, list) = p.get(&format!("/cards/{}/payments", card.id), Some(&customer)).await;
+    let (status, list) = p
+        .get(&format!("/cards/{}/payments", card.id), Some(&customer))
+        .await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["page"]["total_items"], 1);
     let (status, refunds) = p
@@ -157,7 +185,10 @@ async fn a_merchant_charges_a_customer_and_refunds_part_with_emails_for_each_ste
     assert_eq!(status, StatusCode::OK, "{refunds}");
     assert_eq!(refunds["items"][0]["amount"], 12_000);
     let (status, statement) = p
-        .get(&format!("/merchants/{}/statement", merchant.id), Some(&owner))
+        .get(
+            &format!("/merchants/{}/statement", merchant.id),
+            Some(&owner),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{statement}");
     let lines: Vec<(String, i64, i64)> = statement["items"]
@@ -174,7 +205,10 @@ async fn a_merchant_charges_a_customer_and_refunds_part_with_emails_for_each_ste
         .collect();
     assert_eq!(
         lines,
-        vec![("refund".into(), -12_000, 18_000), ("payment".into(), 30_000, 30_000)]
+        vec![
+            ("refund".into(), -12_000, 18_000),
+            ("payment".into(), 30_000, 30_000)
+        ]
     );
     let (status, statement) = p
         .get(&format!("/cards/{}/statement", card.id), Some(&customer))
@@ -190,10 +224,15 @@ async fn a_merchant_charges_a_customer_and_refunds_part_with_emails_for_each_ste
 
     // Another customer sees nothing of it.
     let (_, stranger) = p.customer(&admin).await;
-    let (status, _) = p.get(&format!("/payments/{payment_id}"), Some(&stranger)).await;
+    let (status, _) = p
+        .get(&format!("/payments/{payment_id}"), Some(&stranger))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = p
-        .get(&format!("/merchants/{}/balance", merchant.id), Some(&stranger))
+        .get(
+            &format!("/merchants/{}/balance", merchant.id),
+            Some(&stranger),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
@@ -241,7 +280,9 @@ async fn concurrent_refunds_never_exceed_the_payment() {
     let merchant = p.active_merchant(&admin, &owner, "IDR").await;
     let card = p.card(&customer, "IDR").await;
     p.topup(&customer, &card.number, 50_000).await;
-    let (status, payment, _) = p.pay(&merchant.key, &key(), payment_body(&card, 10_000)).await;
+    let (status, payment, _) = p
+        .pay(&merchant.key, &key(), payment_body(&card, 10_000))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{payment}");
     let payment_id = payment["id"].as_str().unwrap().to_owned();
 
@@ -257,13 +298,16 @@ async fn concurrent_refunds_never_exceed_the_payment() {
     let refused = results
         .iter()
         .filter(|(s, b)| {
-            *s == StatusCode::UNPROCESSABLE_ENTITY && b["error"]["reason"] == "REFUND_EXCEEDS_PAYMENT"
+            *s == StatusCode::UNPROCESSABLE_ENTITY
+                && b["error"]["reason"] == "REFUND_EXCEEDS_PAYMENT"
         })
         .count();
     assert_eq!((succeeded, refused), (10, 10), "{results:?}");
     assert_eq!(p.balance(&customer, &card.id).await, 50_000);
     assert_eq!(p.merchant_balance(&owner, &merchant.id).await, 0);
-    let (_, seen) = p.get(&format!("/payments/{payment_id}"), Some(&customer)).await;
+    let (_, seen) = p
+        .get(&format!("/payments/{payment_id}"), Some(&customer))
+        .await;
     assert_eq!(seen["refunded_amount"], 10_000);
 
     // Nothing is left for another refund.
@@ -290,12 +334,18 @@ async fn charges_that_are_not_allowed_move_nothing_and_say_why() {
 
     // A pending merchant's key.
     let pending = p.apply_merchant(&owner, "IDR").await;
-    let (s, b, _) = p.pay(&pending.key, &key(), payment_body(&card, 1_000)).await;
+    let (s, b, _) = p
+        .pay(&pending.key, &key(), payment_body(&card, 1_000))
+        .await;
     refused(s, &b, StatusCode::FORBIDDEN, "MERCHANT_PENDING");
 
     // Rejected (a reason is required).
     let (s, b) = p
-        .post(&format!("/merchants/{}/status", pending.id), Some(&admin), json!({"status": "rejected"}))
+        .post(
+            &format!("/merchants/{}/status", pending.id),
+            Some(&admin),
+            json!({"status": "rejected"}),
+        )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     assert_eq!(b["error"]["details"][0]["field"], "reason");
@@ -307,12 +357,23 @@ async fn charges_that_are_not_allowed_move_nothing_and_say_why() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let (s, b, _) = p.pay(&pending.key, &key(), payment_body(&card, 1_000)).await;
+    let (s, b, _) = p
+        .pay(&pending.key, &key(), payment_body(&card, 1_000))
+        .await;
     refused(s, &b, StatusCode::FORBIDDEN, "MERCHANT_REJECTED");
     let (s, b) = p
-        .post(&format!("/merchants/{}/status", pending.id), Some(&admin), json!({"status": "active"}))
+        .post(
+            &format!("/merchants/{}/status", pending.id),
+            Some(&admin),
+            json!({"status": "active"}),
+        )
         .await;
-    refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_STATUS_TRANSITION");
+    refused(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_STATUS_TRANSITION",
+    );
 
     // Deactivated.
     let merchant = p.active_merchant(&admin, &owner, "IDR").await;
@@ -324,10 +385,16 @@ async fn charges_that_are_not_allowed_move_nothing_and_say_why() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let (s, b, _) = p.pay(&merchant.key, &key(), payment_body(&card, 1_000)).await;
+    let (s, b, _) = p
+        .pay(&merchant.key, &key(), payment_body(&card, 1_000))
+        .await;
     refused(s, &b, StatusCode::FORBIDDEN, "MERCHANT_INACTIVE");
     let (s, b) = p
-        .post(&format!("/merchants/{}/status", merchant.id), Some(&admin), json!({"status": "active"}))
+        .post(
+            &format!("/merchants/{}/status", merchant.id),
+            Some(&admin),
+            json!({"status": "active"}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
 
@@ -336,13 +403,18 @@ async fn charges_that_are_not_allowed_move_nothing_and_say_why() {
     refused(s, &b, StatusCode::UNAUTHORIZED, "INVALID_API_KEY");
     let (s, rotated) = p
         .post(
-            &format!("/merchants/{}/api-keys/{}/rotate", merchant.id, merchant.key_id),
+            &format!(
+                "/merchants/{}/api-keys/{}/rotate",
+                merchant.id, merchant.key_id
+            ),
             Some(&owner),
             json!({"overlap_seconds": 0}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{rotated}");
-    let (s, b, _) = p.pay(&merchant.key, &key(), payment_body(&card, 1_000)).await;
+    let (s, b, _) = p
+        .pay(&merchant.key, &key(), payment_body(&card, 1_000))
+        .await;
     refused(s, &b, StatusCode::UNAUTHORIZED, "API_KEY_EXPIRED");
     let new_key = rotated["api_key"].as_str().unwrap().to_owned();
     let new_key_id = rotated["key"]["id"].as_str().unwrap();
@@ -359,14 +431,22 @@ async fn charges_that_are_not_allowed_move_nothing_and_say_why() {
     let (s, b, _) = p.pay(&new_key, &key(), payment_body(&card, 1_000)).await;
     refused(s, &b, StatusCode::UNAUTHORIZED, "API_KEY_REVOKED");
     let (s, fresh) = p
-        .post(&format!("/merchants/{}/api-keys", merchant.id), Some(&owner), json!({}))
+        .post(
+            &format!("/merchants/{}/api-keys", merchant.id),
+            Some(&owner),
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{fresh}");
     let live_key = fresh["api_key"].as_str().unwrap().to_owned();
 
     // Bad input names the field; a user token cannot create payments.
     let (s, b, _) = p
-        .pay(&live_key, &key(), json!({"card_number": card.number, "amount": 1_000, "method": "visa", "cvv": ""}))
+        .pay(
+            &live_key,
+            &key(),
+            json!({"card_number": card.number, "amount": 1_000, "method": "visa", "cvv": ""}),
+        )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     assert_eq!(b["error"]["details"][0]["field"], "cvv", "{b}");
@@ -397,7 +477,12 @@ async fn charges_that_are_not_allowed_move_nothing_and_say_why() {
     // More than the balance is a recorded failure, not a debit.
     let other = p.card(&customer, "IDR").await;
     let (s, b, _) = p.pay(&live_key, &key(), payment_body(&other, 1_000)).await;
-    refused(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "INSUFFICIENT_FUNDS");
+    refused(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INSUFFICIENT_FUNDS",
+    );
 
     assert_eq!(p.balance(&customer, &card.id).await, 20_000);
     assert_eq!(p.balance(&customer, &other.id).await, 0);
@@ -418,19 +503,37 @@ async fn merchant_admin_lifecycle() {
 
     let (s, list) = p.get("/merchants?status=pending", Some(&admin)).await;
     assert_eq!(s, StatusCode::OK, "{list}");
-    assert!(list["items"].as_array().unwrap().iter().any(|m| m["id"] == pending.id.as_str()));
-    assert!(!list["items"].as_array().unwrap().iter().any(|m| m["id"] == merchant.id.as_str()));
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == pending.id.as_str())
+    );
+    assert!(
+        !list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == merchant.id.as_str())
+    );
     let (s, list) = p.get("/merchants", Some(&owner)).await;
     assert_eq!(s, StatusCode::OK, "{list}");
     assert_eq!(list["page"]["total_items"], 2);
     let (s, _) = p.get("/merchants?user_id=*", Some(&owner)).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, list) = p.get(&format!("/merchants?user_id={owner_id}"), Some(&admin)).await;
+    let (s, list) = p
+        .get(&format!("/merchants?user_id={owner_id}"), Some(&admin))
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list["page"]["total_items"], 2);
     let (s, b) = p
-        .call("PATCH", &format!("/merchants/{}", merchant.id), Some(&owner),
-            Some(json!({"description": "Fresh bread daily"})))
+        .call(
+            "PATCH",
+            &format!("/merchants/{}", merchant.id),
+            Some(&owner),
+            Some(json!({"description": "Fresh bread daily"})),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["description"], "Fresh bread daily");
@@ -438,30 +541,82 @@ async fn merchant_admin_lifecycle() {
     // Money in the account blocks permanent deletion.
     let card = p.card(&customer, "IDR").await;
     p.topup(&customer, &card.number, 5_000).await;
-    let (s, b, _) = p.pay(&merchant.key, &key(), payment_body(&card, 2_000)).await;
+    let (s, b, _) = p
+        .pay(&merchant.key, &key(), payment_body(&card, 2_000))
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let (s, b) = p.post(&format!("/merchants/{}/trash", merchant.id), Some(&owner), json!({})).await;
+    let (s, b) = p
+        .post(
+            &format!("/merchants/{}/trash", merchant.id),
+            Some(&owner),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "only admins trash merchants: {b}");
-    let (s, b) = p.post(&format!("/merchants/{}/trash", merchant.id), Some(&admin), json!({})).await;
+    let (s, b) = p
+        .post(
+            &format!("/merchants/{}/trash", merchant.id),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let (s, b, _) = p.pay(&merchant.key, &key(), payment_body(&card, 1_000)).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED, "a trashed merchant's key is invalid: {b}");
-    let (s, b) = p.call("DELETE", &format!("/merchants/{}", merchant.id), Some(&admin), None).await;
+    let (s, b, _) = p
+        .pay(&merchant.key, &key(), payment_body(&card, 1_000))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "a trashed merchant's key is invalid: {b}"
+    );
+    let (s, b) = p
+        .call(
+            "DELETE",
+            &format!("/merchants/{}", merchant.id),
+            Some(&admin),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert_eq!(b["error"]["reason"], "MERCHANT_HAS_BALANCE");
-    let (s, b) = p.post("/merchants/restore-all", Some(&admin), json!({})).await;
+    let (s, b) = p
+        .post("/merchants/restore-all", Some(&admin), json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert!(b["affected"].as_u64().unwrap() >= 1);
 
     // An empty, trashed merchant can be deleted.
-    let (s, _) = p.post(&format!("/merchants/{}/trash", pending.id), Some(&admin), json!({})).await;
+    let (s, _) = p
+        .post(
+            &format!("/merchants/{}/trash", pending.id),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, b) = p.call("DELETE", &format!("/merchants/{}", pending.id), Some(&admin), None).await;
+    let (s, b) = p
+        .call(
+            "DELETE",
+            &format!("/merchants/{}", pending.id),
+            Some(&admin),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
-    let (s, _) = p.get(&format!("/merchants/{}", pending.id), Some(&admin)).await;
+    let (s, _) = p
+        .get(&format!("/merchants/{}", pending.id), Some(&admin))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, b) = p.get(&format!("/merchants/{}/api-keys", merchant.id), Some(&owner)).await;
+    let (s, b) = p
+        .get(
+            &format!("/merchants/{}/api-keys", merchant.id),
+            Some(&owner),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["items"][0]["status"], "active");
-    assert!(b["items"][0].get("api_key").is_none(), "lists never show secrets: {b}");
+    assert!(
+        b["items"][0].get("api_key").is_none(),
+        "lists never show secrets: {b}"
+    );
 }

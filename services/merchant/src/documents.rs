@@ -261,7 +261,9 @@ impl Documents {
             return Err(FieldViolation::new("status", "must be APPROVED or REJECTED").into());
         }
         if status == "rejected" && note.is_empty() {
-            return Err(FieldViolation::new("note", "is required when rejecting a document").into());
+            return Err(
+                FieldViolation::new("note", "is required when rejecting a document").into(),
+            );
         }
         if note.chars().count() > 1000 {
             return Err(FieldViolation::new("note", "must be at most 1000 characters").into());

@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use crate::documents::{DocumentRow, Documents};
 use crate::error::MerchantError;
-use crate::service::{ApiKeyRow, MerchantChange, MerchantFilter, MerchantRow, Merchants, NewMerchant};
+use crate::service::{
+    ApiKeyRow, MerchantChange, MerchantFilter, MerchantRow, Merchants, NewMerchant,
+};
 
 fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, MerchantError> {
     raw.trim()
@@ -79,7 +81,10 @@ fn key_to_proto(k: ApiKeyRow) -> pb::ApiKey {
         created_at: Some(platform::time::to_proto(k.created_at)),
         expires_at: platform::time::to_proto_opt(k.expires_at),
         revoked_at: platform::time::to_proto_opt(k.revoked_at),
-        replaces_key_id: k.replaces_key_id.map(|id| id.to_string()).unwrap_or_default(),
+        replaces_key_id: k
+            .replaces_key_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
     }
 }
 

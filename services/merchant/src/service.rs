@@ -521,12 +521,11 @@ impl Merchants {
             return Err(MerchantError::HasBalance(balance));
         }
         let mut tx = self.pool.begin().await?;
-        let deleted =
-            sqlx::query("DELETE FROM merchants WHERE id = $1 AND deleted_at IS NOT NULL")
-                .bind(merchant.id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        let deleted = sqlx::query("DELETE FROM merchants WHERE id = $1 AND deleted_at IS NOT NULL")
+            .bind(merchant.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if deleted == 1 {
             emit(&mut tx, ev::DELETED, merchant, None).await?;
         }
@@ -759,22 +758,19 @@ impl Merchants {
         if !key.starts_with(KEY_PREFIX) || key.len() != KEY_PREFIX.len() + 48 {
             return Err(MerchantError::InvalidKey);
         }
-        let row: Option<(Uuid, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Uuid)> =
-            sqlx::query_as(
-                "SELECT k.merchant_id, k.revoked_at, k.expires_at, k.id
-                 FROM api_keys k WHERE k.key_hash = $1",
-            )
-            .bind(hash_key(key))
-            .fetch_optional(&self.pool)
-            .await?;
-        let (merchant_id, revoked_at, expires_at, key_id) =
-            row.ok_or(MerchantError::InvalidKey)?;
-        if revoked_at.is_some() {
-            return Err(MerchantError::KeyRevoked);
+        let key_row: ApiKeyRow = sqlx::query_as(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
+        ))
+        .bind(hash_key(key))
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(MerchantError::InvalidKey)?;
+        match key_row.status(Utc::now()) {
+            "revoked" => return Err(MerchantError::KeyRevoked),
+            "expired" => return Err(MerchantError::KeyExpired),
+            _ => {}
         }
-        if expires_at.is_some_and(|at| at <= Utc::now()) {
-            return Err(MerchantError::KeyExpired);
-        }
+        let (merchant_id, key_id) = (key_row.merchant_id, key_row.id);
         let mut conn = self.pool.acquire().await?;
         let merchant = Self::load(&mut conn, merchant_id, false).await?;
         if merchant.deleted_at.is_some() {

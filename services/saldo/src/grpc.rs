@@ -193,8 +193,8 @@ impl pb::saldo_service_server::SaldoService for Handlers {
         request: Request<pb::MerchantAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
         let caller = self.caller(&request).await?;
-        let id = parse_uuid("merchant_id", &request.get_ref().merchant_id)
-            .map_err(SaldoError::from)?;
+        let id =
+            parse_uuid("merchant_id", &request.get_ref().merchant_id).map_err(SaldoError::from)?;
         Ok(Response::new(account_to_proto(
             self.saldo.merchant_account(&caller, id).await?,
         )))
@@ -246,10 +246,7 @@ impl pb::saldo_service_server::SaldoService for Handlers {
         let page = Page::from_proto(r.page.as_ref()).map_err(SaldoError::from)?;
         let (from, to) = platform::time::range_from_proto(r.from.as_ref(), r.to.as_ref())
             .map_err(SaldoError::from)?;
-        let (account, lines, total) = self
-            .saldo
-            .statement(&caller, owner, from, to, page)
-            .await?;
+        let (account, lines, total) = self.saldo.statement(&caller, owner, from, to, page).await?;
         Ok(Response::new(pb::StatementResponse {
             account: Some(account_to_proto(account)),
             lines: lines.into_iter().map(line_to_proto).collect(),

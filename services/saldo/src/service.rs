@@ -29,7 +29,8 @@ pub struct AccountRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const SELECT_ACCOUNT: &str = "SELECT id, kind, card_id, merchant_id, owner_user_id, code, currency, balance,
+const SELECT_ACCOUNT: &str =
+    "SELECT id, kind, card_id, merchant_id, owner_user_id, code, currency, balance,
         is_open, created_at, updated_at FROM accounts";
 
 /// Whose statement.
@@ -162,7 +163,9 @@ impl Saldo {
         {
             Ok(account)
         } else {
-            Err(SaldoError::AccountNotFound(format!("merchant {merchant_id}")))
+            Err(SaldoError::AccountNotFound(format!(
+                "merchant {merchant_id}"
+            )))
         }
     }
 

@@ -47,11 +47,7 @@ impl Config {
     /// Reads the configuration from the environment.
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            common: CommonConfig::from_env(
-                "transaction-service",
-                "0.0.0.0:50059",
-                "0.0.0.0:9109",
-            )?,
+            common: CommonConfig::from_env("transaction-service", "0.0.0.0:50059", "0.0.0.0:9109")?,
             card_service_url: platform::config::optional(
                 "CARD_SERVICE_URL",
                 "http://127.0.0.1:50053",

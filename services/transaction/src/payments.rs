@@ -57,14 +57,12 @@ impl Rules {
             0 < min_amount && min_amount <= max_amount,
             "PAYMENT_MIN_AMOUNT must be positive and not above PAYMENT_MAX_AMOUNT"
         );
-        let methods = platform::config::optional(
-            "PAYMENT_METHODS",
-            &movement::DEFAULT_METHODS.join(","),
-        )
-        .split(',')
-        .map(|m| m.trim().to_lowercase())
-        .filter(|m| !m.is_empty())
-        .collect();
+        let methods =
+            platform::config::optional("PAYMENT_METHODS", &movement::DEFAULT_METHODS.join(","))
+                .split(',')
+                .map(|m| m.trim().to_lowercase())
+                .filter(|m| !m.is_empty())
+                .collect();
         Ok(Self {
             min_amount,
             max_amount,
@@ -129,6 +127,19 @@ pub struct RefundRow {
 const REFUND_COLUMNS: &str = "id, payment_id, requested_by, idempotency_key, fingerprint,
     merchant_id, card_id, user_id, masked_card_number, amount, currency, reason, status,
     failure_reason, created_at, completed_at";
+
+/// What a refund needs of its payment.
+#[derive(Debug, sqlx::FromRow)]
+struct RefundTarget {
+    id: Uuid,
+    status: String,
+    amount: i64,
+    merchant_id: Uuid,
+    card_id: Uuid,
+    masked_card_number: String,
+    currency: String,
+    user_id: Uuid,
+}
 
 /// A payment request as the merchant sent it.
 #[derive(Clone, Debug, Default)]
@@ -270,17 +281,16 @@ impl Payments {
                         ))
                     })
                 };
-                let status =
-                    proto::merchant::v1::MerchantStatus::try_from(merchant.status).map_or(
-                        "unknown",
-                        |s| match s {
-                            proto::merchant::v1::MerchantStatus::Active => "active",
-                            proto::merchant::v1::MerchantStatus::Pending => "pending",
-                            proto::merchant::v1::MerchantStatus::Rejected => "rejected",
-                            proto::merchant::v1::MerchantStatus::Inactive => "inactive",
-                            proto::merchant::v1::MerchantStatus::Unspecified => "unknown",
-                        },
-                    );
+                let status = proto::merchant::v1::MerchantStatus::try_from(merchant.status).map_or(
+                    "unknown",
+                    |s| match s {
+                        proto::merchant::v1::MerchantStatus::Active => "active",
+                        proto::merchant::v1::MerchantStatus::Pending => "pending",
+                        proto::merchant::v1::MerchantStatus::Rejected => "rejected",
+                        proto::merchant::v1::MerchantStatus::Inactive => "inactive",
+                        proto::merchant::v1::MerchantStatus::Unspecified => "unknown",
+                    },
+                );
                 Ok(Caller::Merchant {
                     merchant_id: parse(&merchant.id)?,
                     merchant_name: merchant.name,
@@ -323,7 +333,12 @@ impl Payments {
         );
         match self.merchants.clone().get_merchant(request).await {
             Ok(_) => Ok(true),
-            Err(s) if matches!(s.code(), tonic::Code::NotFound | tonic::Code::PermissionDenied) => {
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::NotFound | tonic::Code::PermissionDenied
+                ) =>
+            {
                 Ok(false)
             }
             Err(s) => Err(MovementError::Upstream("merchant service", s).into()),
@@ -346,7 +361,7 @@ impl Payments {
                 "is required: the card's 3-digit CVV, as the customer's consent",
             ));
         }
-        if !self.rules.methods.iter().any(|m| *m == request.method) {
+        if !self.rules.methods.contains(&request.method) {
             violations.push(FieldViolation::new(
                 "method",
                 format!("must be one of {}", self.rules.methods.join(", ")),
@@ -357,8 +372,7 @@ impl Payments {
                 "amount",
                 "must be a positive number of minor units",
             ));
-        } else if request.amount < self.rules.min_amount || request.amount > self.rules.max_amount
-        {
+        } else if request.amount < self.rules.min_amount || request.amount > self.rules.max_amount {
             violations.push(FieldViolation::new(
                 "amount",
                 format!(
@@ -602,7 +616,14 @@ impl Payments {
         )
         .map_err(TransactionError::internal)?;
         let done = self
-            .complete("payments", pending.id, status, &reason, completed_at, &event)
+            .complete(
+                "payments",
+                pending.id,
+                status,
+                &reason,
+                completed_at,
+                &event,
+            )
             .await?;
         if done {
             metrics::counter!("movements_total", "kind" => "payment", "status" => status)
@@ -794,7 +815,10 @@ impl Payments {
         .await?)
     }
 
-    fn settle_refund(existing: RefundRow, fingerprint: &[u8]) -> Result<RefundRow, TransactionError> {
+    fn settle_refund(
+        existing: RefundRow,
+        fingerprint: &[u8],
+    ) -> Result<RefundRow, TransactionError> {
         if existing.fingerprint != fingerprint {
             return Err(MovementError::KeyReused.into());
         }
@@ -834,7 +858,10 @@ impl Payments {
             ));
         }
         if request.reason.chars().count() > 255 {
-            violations.push(FieldViolation::new("reason", "must be at most 255 characters"));
+            violations.push(FieldViolation::new(
+                "reason",
+                "must be at most 255 characters",
+            ));
         }
         if !violations.is_empty() {
             return Err(MovementError::Invalid(violations).into());
@@ -875,20 +902,25 @@ impl Payments {
         // Reserve the amount under the payment's row lock: concurrent refunds of one payment
         // queue here, each sees the others' pending and succeeded refunds.
         let mut tx = self.pool.begin().await?;
-        let payment: Option<(Uuid, String, i64, Uuid, Uuid, String, String, Uuid)> =
-            sqlx::query_as(
-                "SELECT id, status, amount, merchant_id, card_id, masked_card_number, currency,
-                        user_id
-                 FROM payments WHERE id = $1 FOR UPDATE",
-            )
-            .bind(request.payment_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((payment_id, status, amount, merchant_id, card_id, masked, currency, user_id)) =
-            payment
-        else {
-            return Err(TransactionError::PaymentNotFound);
-        };
+        let payment: RefundTarget = sqlx::query_as(
+            "SELECT id, status, amount, merchant_id, card_id, masked_card_number, currency,
+                    user_id
+             FROM payments WHERE id = $1 FOR UPDATE",
+        )
+        .bind(request.payment_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(TransactionError::PaymentNotFound)?;
+        let RefundTarget {
+            id: payment_id,
+            status,
+            amount,
+            merchant_id,
+            card_id,
+            masked_card_number: masked,
+            currency,
+            user_id,
+        } = payment;
         if let Caller::Merchant {
             merchant_id: mine, ..
         } = caller
@@ -1008,11 +1040,13 @@ impl Payments {
     }
 
     async fn load_refund(&self, id: Uuid) -> Result<RefundRow, TransactionError> {
-        sqlx::query_as(&format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(TransactionError::RefundNotFound)
+        sqlx::query_as(&format!(
+            "SELECT {REFUND_COLUMNS} FROM refunds WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(TransactionError::RefundNotFound)
     }
 
     pub async fn get_refund(
@@ -1076,8 +1110,8 @@ impl Payments {
     /// Finishes payments and refunds left pending longer than `grace`: each is re-posted
     /// under its own id and completed with whatever the ledger says.
     pub async fn recover_once(&self, grace: Duration) -> Result<usize, TransactionError> {
-        let cutoff = Utc::now()
-            - chrono::Duration::from_std(grace).map_err(TransactionError::internal)?;
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(grace).map_err(TransactionError::internal)?;
         let mut completed = 0;
         let payments: Vec<PaymentRow> = sqlx::query_as(&format!(
             "SELECT {PAYMENT_BASE}, {REFUNDED} FROM payments p

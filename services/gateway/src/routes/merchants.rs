@@ -236,7 +236,12 @@ macro_rules! merchant_by_id {
 
 merchant_by_id!(get, get_merchant, "/api/v1/merchants/{id}", get);
 merchant_by_id!(trash, trash_merchant, "/api/v1/merchants/{id}/trash", post);
-merchant_by_id!(restore, restore_merchant, "/api/v1/merchants/{id}/restore", post);
+merchant_by_id!(
+    restore,
+    restore_merchant,
+    "/api/v1/merchants/{id}/restore",
+    post
+);
 
 #[utoipa::path(patch, path = "/api/v1/merchants/{id}", tag = "merchants", params(("id" = String, Path)),
     request_body = UpdateMerchantBody,
@@ -356,7 +361,10 @@ pub async fn balance(
     caller: Caller,
     Path(merchant_id): Path<String>,
 ) -> Result<Json<AccountView>, ApiError> {
-    let request = state.request(saldo_pb::MerchantAccountRequest { merchant_id }, Some(&caller));
+    let request = state.request(
+        saldo_pb::MerchantAccountRequest { merchant_id },
+        Some(&caller),
+    );
     Ok(Json(
         state
             .saldo
@@ -572,9 +580,24 @@ macro_rules! document_by_id {
     };
 }
 
-document_by_id!(get_document, get_document, "/api/v1/merchant-documents/{id}", get);
-document_by_id!(trash_document, trash_document, "/api/v1/merchant-documents/{id}/trash", post);
-document_by_id!(restore_document, restore_document, "/api/v1/merchant-documents/{id}/restore", post);
+document_by_id!(
+    get_document,
+    get_document,
+    "/api/v1/merchant-documents/{id}",
+    get
+);
+document_by_id!(
+    trash_document,
+    trash_document,
+    "/api/v1/merchant-documents/{id}/trash",
+    post
+);
+document_by_id!(
+    restore_document,
+    restore_document,
+    "/api/v1/merchant-documents/{id}/restore",
+    post
+);
 
 #[utoipa::path(patch, path = "/api/v1/merchant-documents/{id}", tag = "merchant documents",
     params(("id" = String, Path)), request_body = UpdateDocumentBody,

@@ -526,7 +526,12 @@ impl Platform {
 
     /// A merchant of the user behind `owner_token`, approved by `admin`, with its settlement
     /// account open and one API key.
-    pub async fn active_merchant(&self, admin: &str, owner_token: &str, currency: &str) -> Merchant {
+    pub async fn active_merchant(
+        &self,
+        admin: &str,
+        owner_token: &str,
+        currency: &str,
+    ) -> Merchant {
         let merchant = self.apply_merchant(owner_token, currency).await;
         let (status, body) = self
             .post(
@@ -536,12 +541,19 @@ impl Platform {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        testkit::eventually(Duration::from_secs(20), "merchant account opened", || async {
-            let (status, _) = self
-                .get(&format!("/merchants/{}/balance", merchant.id), Some(owner_token))
-                .await;
-            (status == StatusCode::OK).then_some(())
-        })
+        testkit::eventually(
+            Duration::from_secs(20),
+            "merchant account opened",
+            || async {
+                let (status, _) = self
+                    .get(
+                        &format!("/merchants/{}/balance", merchant.id),
+                        Some(owner_token),
+                    )
+                    .await;
+                (status == StatusCode::OK).then_some(())
+            },
+        )
         .await;
         merchant
     }
@@ -560,7 +572,11 @@ impl Platform {
         assert_eq!(body["status"], "pending");
         let id = body["id"].as_str().unwrap().to_owned();
         let (status, key) = self
-            .post(&format!("/merchants/{id}/api-keys"), Some(owner_token), json!({}))
+            .post(
+                &format!("/merchants/{id}/api-keys"),
+                Some(owner_token),
+                json!({}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{key}");
         Merchant {
@@ -590,7 +606,11 @@ impl Platform {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            headers,
+        )
     }
 
     /// A refund by a merchant's key.
