@@ -2,7 +2,8 @@
 //!
 //! [`compose`](EmailEvents::compose) picks the template and the recipient: user events carry
 //! the address; money, payment and merchant events carry a user id, looked up in the user
-//! service. Events that mail nobody (card.*, role.*, ...) are skipped.
+//! service. Either way the user must still exist there. Events that mail nobody (card.*,
+//! role.*, ...) are skipped.
 //!
 //! Delivery is at most once per event id, through the `deliveries` log:
 //! 1. claim: insert the row as `sending` (committed at once, outside the consumer's
@@ -147,50 +148,59 @@ impl EmailEvents {
                 let raw: Value = data(event)?;
                 if raw.get("token").is_some() {
                     let issued: user::TokenIssued = data(event)?;
-                    Some(Email {
-                        template: "verify_email",
-                        to: issued.user.email,
-                        context: json!({
+                    self.to_user_as_sent(
+                        issued.user.user_id,
+                        issued.user.email,
+                        "verify_email",
+                        json!({
                             "name": issued.user.first_name,
                             "link": self.link("verify-email", &issued.token),
                             "expires_at": when(issued.expires_at),
                         }),
-                    })
+                    )
+                    .await?
                 } else {
                     let u: user::UserData = data(event)?;
-                    Some(Email {
-                        template: "account_created",
-                        to: u.email,
-                        context: json!({
+                    self.to_user_as_sent(
+                        u.user_id,
+                        u.email,
+                        "account_created",
+                        json!({
                             "name": u.first_name,
                             "link": format!("{}/login", self.settings.base_url.trim_end_matches('/')),
                         }),
-                    })
+                    )
+                    .await?
                 }
             }
             user::VERIFIED | user::PASSWORD_CHANGED => {
                 let u: user::UserData = data(event)?;
-                Some(Email {
-                    template: if t == user::VERIFIED {
-                        "email_verified"
-                    } else {
-                        "password_changed"
-                    },
-                    to: u.email,
-                    context: json!({ "name": u.first_name }),
-                })
+                let template = if t == user::VERIFIED {
+                    "email_verified"
+                } else {
+                    "password_changed"
+                };
+                self.to_user_as_sent(
+                    u.user_id,
+                    u.email,
+                    template,
+                    json!({ "name": u.first_name }),
+                )
+                .await?
             }
             user::PASSWORD_RESET_REQUESTED => {
                 let issued: user::TokenIssued = data(event)?;
-                Some(Email {
-                    template: "password_reset",
-                    to: issued.user.email,
-                    context: json!({
+                self.to_user_as_sent(
+                    issued.user.user_id,
+                    issued.user.email,
+                    "password_reset",
+                    json!({
                         "name": issued.user.first_name,
                         "link": self.link("reset-password", &issued.token),
                         "expires_at": when(issued.expires_at),
                     }),
-                })
+                )
+                .await?
             }
             "topup.succeeded" | "topup.failed" | "withdraw.succeeded" | "withdraw.failed"
             | "transfer.succeeded" | "transfer.failed" => {
@@ -283,6 +293,26 @@ impl EmailEvents {
             _ => None,
         };
         Ok(email)
+    }
+
+    /// An email to the address the event carries (the one the token was issued for), if the
+    /// user still exists: a user deleted before the email went out gets none.
+    async fn to_user_as_sent(
+        &self,
+        user_id: Uuid,
+        to: String,
+        template: &'static str,
+        context: Value,
+    ) -> Result<Option<Email>, HandlerError> {
+        if self.recipient(user_id).await?.is_none() {
+            tracing::info!(%user_id, template, "user no longer exists; no email");
+            return Ok(None);
+        }
+        Ok(Some(Email {
+            template,
+            to,
+            context,
+        }))
     }
 
     async fn to_user(
