@@ -42,9 +42,15 @@ wait_port() {
 }
 
 # wait_http URL WHAT [SECONDS] — until the URL answers 2xx.
+# wait_http URL NAME [SECONDS] [PID LOG] — waits for URL to answer 2xx; with PID and LOG, stops
+# waiting as soon as that process exits and shows the end of its log.
 wait_http() {
-    local deadline=$((SECONDS + ${3:-60}))
+    local deadline=$((SECONDS + ${3:-60})) pid="${4:-}" log="${5:-}"
     until curl -fsS -o /dev/null "$1" 2>/dev/null; do
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            [ -n "$log" ] && grep -v '^ *at \|^ *[0-9]*: ' "$log" | tail -n 8 >&2
+            die "$2 exited during start-up (log: $log)"
+        fi
         [ "$SECONDS" -lt "$deadline" ] || die "$2 did not become ready ($1)"
         sleep 0.3
     done

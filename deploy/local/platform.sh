@@ -60,7 +60,7 @@ start_platform() {
         env "$@" ADMIN_ADDR="127.0.0.1:$admin" "$BIN/$bin" >"$STATE_DIR/logs/$name.log" 2>&1 &
         PIDS+=("$!")
         SERVICE_PIDS["$name"]="$!"
-        wait_http "http://127.0.0.1:$admin/readyz" "$name" 90
+        wait_http "http://127.0.0.1:$admin/readyz" "$name" 90 "$!" "$STATE_DIR/logs/$name.log"
         say "$name ready (log: ${STATE_DIR#"$ROOT"/}/logs/$name.log)"
     }
 

@@ -353,7 +353,8 @@ impl Smtp {
         Ok(())
     }
 
-    /// Every message received so far, raw (headers and body), oldest first.
+    /// Every message received so far (headers and body, quoted-printable soft line breaks
+    /// and `=XX` escapes undone so assertions can search the text), oldest first.
     pub fn messages(&self) -> Vec<String> {
         let mut files: Vec<(std::time::SystemTime, String)> =
             std::fs::read_dir(self.maildir.join("new"))
@@ -363,7 +364,7 @@ impl Smtp {
                 .filter_map(|entry| {
                     let modified = entry.metadata().ok()?.modified().ok()?;
                     let text = std::fs::read_to_string(entry.path()).ok()?;
-                    Some((modified, text))
+                    Some((modified, decode_quoted_printable(&text)))
                 })
                 .collect();
         files.sort_by_key(|(modified, _)| *modified);
@@ -411,6 +412,32 @@ impl Smtp {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Undoes quoted-printable soft line breaks (`=` at a line end) and `=XX` escapes.
+fn decode_quoted_printable(text: &str) -> String {
+    let text = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| {
+            (b as char)
+                .to_digit(16)
+                .filter(|_| b.is_ascii_uppercase() || b.is_ascii_digit())
+        };
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Drop for Smtp {
