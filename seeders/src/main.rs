@@ -1,10 +1,20 @@
 //! `seed admin` — ensure the bootstrap admin exists (`ADMIN_EMAIL`, `ADMIN_PASSWORD`).
+//! `seed topics` — create the platform's Kafka topics (`KAFKA_BROKERS`, `KAFKA_REPLICATION`).
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let target = seeders::Target::from_env()?;
     match std::env::args().nth(1).as_deref() {
+        Some("topics") => {
+            let brokers = platform::config::optional("KAFKA_BROKERS", "127.0.0.1:9092");
+            let replication = platform::config::parsed("KAFKA_REPLICATION", 1_i32)?;
+            events::topics::ensure(&brokers, events::topics::ALL, replication).await?;
+            for topic in events::topics::ALL {
+                println!("topic {} ({} partitions)", topic.name, topic.partitions);
+            }
+            Ok(())
+        }
         Some("admin") | None => {
+            let target = seeders::Target::from_env()?;
             let email = platform::config::optional("ADMIN_EMAIL", "admin@payments.local");
             let password = platform::config::required("ADMIN_PASSWORD")?;
             match seeders::ensure_admin(&target, &email, &password).await? {
@@ -15,6 +25,6 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(other) => anyhow::bail!("unknown seed {other:?}; available: admin"),
+        Some(other) => anyhow::bail!("unknown seed {other:?}; available: admin, topics"),
     }
 }

