@@ -2,7 +2,13 @@
 .DEFAULT_GOAL := help
 SHELL := /usr/bin/env bash
 
-.PHONY: help run test bench reconcile fmt lint build migrate
+.PHONY: help run test bench reconcile seed fmt lint build migrate docker-build docker-up docker-down \
+	kube-start kube-secrets kube-build kube-up kube-seed kube-status kube-forward kube-down
+
+SERVICES := user role card saldo topup withdraw transfer merchant transaction email
+IMAGE := payments-platform:dev
+KUBE_NS := payments
+SEED_SIZE ?= small
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -29,10 +35,53 @@ build: ## Build every binary (release)
 	cargo build --release --bins
 
 migrate: ## Apply every service's migrations to DATABASE_URL
-	cargo run -q --bin user-service -- migrate
-	cargo run -q --bin role-service -- migrate
-	cargo run -q --bin card-service -- migrate
-	cargo run -q --bin saldo-service -- migrate
-	cargo run -q --bin topup-service -- migrate
-	cargo run -q --bin withdraw-service -- migrate
-	cargo run -q --bin transfer-service -- migrate
+	cargo build -q --bins
+	@for s in $(SERVICES); do echo "migrating $$s"; target/debug/$$s-service migrate || exit 1; done
+
+seed: ## Demo data into the running platform (`make run` first); SEED_SIZE=small|large
+	cargo run -q --bin seed -- demo --size $(SEED_SIZE)
+
+docker-build: ## Build the platform image (all binaries) with Docker
+	docker build -f deploy/Dockerfile -t $(IMAGE) .
+
+docker-up: ## The whole platform with Docker Compose (NGINX :8080, Grafana :3000, mail :8025)
+	@deploy/k8s/make-secrets.sh
+	docker compose -f deploy/docker-compose.yml up -d --build
+	@echo "API http://127.0.0.1:8080/api/v1  Grafana http://127.0.0.1:3000  mail http://127.0.0.1:8025"
+
+docker-down: ## Stop Docker Compose (volumes are kept; add -v by hand to drop them)
+	docker compose -f deploy/docker-compose.yml down
+
+kube-start: ## Start Minikube with a CNI that enforces NetworkPolicies, and metrics for HPAs
+	minikube start --cpus=4 --memory=8g --cni=calico
+	minikube addons enable metrics-server
+
+kube-secrets: ## Generate k8s/config/secrets.env (random, git-ignored) unless it exists
+	@deploy/k8s/make-secrets.sh
+
+kube-build: ## Build the platform image inside Minikube
+	minikube image build -t $(IMAGE) -f deploy/Dockerfile .
+
+kube-up: kube-secrets ## Apply k8s/ and wait for every Deployment and Job
+	kubectl apply -k k8s
+	kubectl -n $(KUBE_NS) rollout status statefulset/postgres statefulset/redis statefulset/kafka --timeout=300s
+	kubectl -n $(KUBE_NS) wait --for=condition=complete job/migrate job/kafka-topics --timeout=600s
+	kubectl -n $(KUBE_NS) wait --for=condition=available deployment --all --timeout=600s
+	@echo "API: http://$$(minikube ip):30080/api/v1  (or make kube-forward → http://127.0.0.1:8080)"
+
+kube-seed: ## (Re)run the demo-data Job and follow it
+	kubectl -n $(KUBE_NS) delete job seed --ignore-not-found
+	kubectl apply -k k8s
+	kubectl -n $(KUBE_NS) wait --for=condition=complete job/seed --timeout=900s
+	kubectl -n $(KUBE_NS) logs job/seed --tail=20
+
+kube-status: ## Pods, HPAs, Jobs and Services of the platform
+	kubectl -n $(KUBE_NS) get pods,hpa,jobs,svc,pvc
+
+kube-forward: ## Forward NGINX to 127.0.0.1:8080/8081 and the mail UI to 127.0.0.1:8025
+	kubectl -n $(KUBE_NS) port-forward svc/mailpit 8025:8025 >/dev/null & \
+	kubectl -n $(KUBE_NS) port-forward svc/nginx 8080:8080 8081:8081
+
+kube-down: ## Delete the platform from the cluster (PVCs too)
+	kubectl delete -k k8s --ignore-not-found
+	kubectl -n $(KUBE_NS) delete pvc --all --ignore-not-found

@@ -95,6 +95,41 @@ def check_jobs(docs):
     print("k8s check: every Job runs binaries of this workspace")
 
 
+def check_compose():
+    """deploy/docker-compose.yml (no Docker engine here to run it): its platform containers
+    run binaries of this workspace with the listen addresses of the k8s manifests, and NGINX
+    gets every variable of the template."""
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    for name, svc in services.items():
+        command = svc.get("command")
+        if isinstance(command, list) and command[0].startswith("/usr/local/bin/"):
+            if not (BIN_DIR / Path(command[0]).name).exists():
+                fail(f"compose service {name} runs {command[0]}, not a binary of this workspace")
+        for env_file in svc.get("env_file", []):
+            if not (ROOT / "deploy" / env_file).exists():
+                fail(f"compose service {name}: env file {env_file} does not exist")
+    template = (ROOT / "nginx" / "nginx.conf.template").read_text()
+    wanted = set(re.findall(r"\$\{([A-Z_]+)\}", template))
+    missing = wanted - set(services["nginx"]["environment"])
+    if missing:
+        fail(f"compose nginx lacks template variables {sorted(missing)}")
+    for k8s_file in (ROOT / "k8s" / "apps").glob("*.yaml"):
+        for doc in yaml.safe_load_all(k8s_file.read_text()):
+            if not doc or doc["kind"] != "Deployment":
+                continue
+            name = doc["metadata"]["name"]
+            container = doc["spec"]["template"]["spec"]["containers"][0]
+            k8s_env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            svc = services.get(f"{name}-service") or services.get(name)
+            if svc is None:
+                fail(f"compose has no service for the k8s Deployment {name}")
+            for key in ("GRPC_ADDR", "HTTP_ADDR", "ADMIN_ADDR"):
+                if key in k8s_env and str(svc.get("environment", {}).get(key)) != k8s_env[key]:
+                    fail(f"compose {name}: {key} differs from k8s ({k8s_env[key]})")
+    print("k8s check: docker-compose.yml agrees with the binaries, the template and k8s")
+
+
 def local_url(value, test):
     """Maps a cluster address in `value` to this machine."""
     value = value.replace("kafka:9092", test["kafka"])
@@ -222,6 +257,7 @@ def main():
     docs = validate(render())
     check_nginx(docs)
     check_jobs(docs)
+    check_compose()
     boot(docs, test)
     print("k8s check: ok")
 

@@ -79,7 +79,8 @@ impl Application {
             ServiceToken::new(
                 TokenIssuer::new(&common.jwt),
                 &format!("{}-service", kind.name()),
-                &["cards.read", "ledger.post"],
+                // ledger.backdate: forwarded only for callers that hold it themselves.
+                &["cards.read", "ledger.post", "ledger.backdate"],
             ),
         );
         let movements = Movements::new(

@@ -132,3 +132,12 @@ impl From<FieldViolation> for MovementError {
         Self::Invalid(vec![v])
     }
 }
+
+impl From<platform::error::BackdateError> for MovementError {
+    fn from(e: platform::error::BackdateError) -> Self {
+        match e {
+            platform::error::BackdateError::Auth(e) => e.into(),
+            platform::error::BackdateError::Invalid(v) => v.into(),
+        }
+    }
+}

@@ -181,11 +181,13 @@ pub struct Movement {
     pub failure_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// Recorded with a past `effective_at` (an import): the ledger keeps that time too.
+    pub backdated: bool,
 }
 
 const COLUMNS: &str = "id, requested_by, idempotency_key, fingerprint, user_id, card_id,
     masked_card_number, method, to_card_id, to_user_id, masked_to_card_number, amount,
-    currency, status, failure_reason, created_at, completed_at";
+    currency, status, failure_reason, created_at, completed_at, backdated";
 
 /// A create request, as the caller sent it.
 #[derive(Clone, Debug, Default)]
@@ -198,6 +200,8 @@ pub struct NewMovement {
     /// Topups and withdraws.
     pub method: Option<String>,
     pub amount: i64,
+    /// Backdated imports and demo data (`ledger.backdate`): when it happened; `None` = now.
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 /// Filters of a list.
@@ -459,8 +463,9 @@ impl Movements {
         let inserted: Option<Movement> = sqlx::query_as(&format!(
             "INSERT INTO {} (id, requested_by, idempotency_key, fingerprint, user_id, card_id,
                  masked_card_number, method, to_card_id, to_user_id, masked_to_card_number,
-                 amount, currency)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 amount, currency, created_at, backdated)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                     COALESCE($14, now()), $14 IS NOT NULL)
              ON CONFLICT (requested_by, idempotency_key) DO NOTHING
              RETURNING {COLUMNS}",
             self.kind.table()
@@ -478,6 +483,7 @@ impl Movements {
         .bind(receiver.as_ref().map(|r| r.masked_number.clone()))
         .bind(request.amount)
         .bind(&card.currency)
+        .bind(request.effective_at)
         .fetch_optional(&self.pool)
         .await?;
         let Some(pending) = inserted else {
@@ -550,6 +556,7 @@ impl Movements {
                 m.amount,
                 &m.currency,
                 description,
+                m.backdated.then_some(m.created_at),
             )
             .await
     }
@@ -565,7 +572,12 @@ impl Movements {
             Outcome::Posted => ("succeeded", None),
             Outcome::Rejected(reason) => ("failed", Some(reason.clone())),
         };
-        let completed_at = Utc::now();
+        // A backdated movement completes at its own time, so its history reads in order.
+        let completed_at = if pending.backdated {
+            pending.created_at
+        } else {
+            Utc::now()
+        };
         let mut done = pending.clone();
         done.status = status.to_owned();
         done.failure_reason = reason.clone();

@@ -122,6 +122,7 @@ impl Upstream {
         amount: i64,
         currency: &str,
         description: String,
+        effective_at: Option<chrono::DateTime<Utc>>,
     ) -> Result<Outcome, MovementError> {
         let side = |s: Side| saldo_pb::AccountRef {
             target: Some(match s {
@@ -139,6 +140,7 @@ impl Upstream {
                 amount,
                 currency: currency.to_owned(),
                 description,
+                effective_at: effective_at.map(platform::time::to_proto),
             },
             Some(&self.bearer()?),
             DEADLINE,

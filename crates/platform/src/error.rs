@@ -197,3 +197,18 @@ mod tests {
         assert_eq!(status.message(), "internal error");
     }
 }
+
+/// Why an `effective_at` was refused: the caller may not backdate, or the time is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum BackdateError {
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    #[error("{0}")]
+    Invalid(FieldViolation),
+}
+
+impl From<FieldViolation> for BackdateError {
+    fn from(v: FieldViolation) -> Self {
+        Self::Invalid(v)
+    }
+}

@@ -43,3 +43,31 @@ pub fn range_from_proto(
     }
     Ok((from, to))
 }
+
+/// Permission to record money movements at a past time (imports, demo data). Only service
+/// tokens minted for those tools carry it; no role grants it.
+pub const LEDGER_BACKDATE: &str = "ledger.backdate";
+
+/// The `effective_at` of a create request: `None` (now) when absent; otherwise the caller must
+/// hold [`LEDGER_BACKDATE`] and the time must lie within the last five years, not in the future.
+pub fn effective_at(
+    caller: &crate::auth::Principal,
+    ts: Option<&prost_types::Timestamp>,
+) -> Result<Option<DateTime<Utc>>, crate::error::BackdateError> {
+    let Some(ts) = ts else {
+        return Ok(None);
+    };
+    caller.require(LEDGER_BACKDATE)?;
+    let at = from_proto(ts).ok_or_else(|| {
+        crate::FieldViolation::new("effective_at", "is not a valid timestamp")
+    })?;
+    let now = Utc::now();
+    if at > now || at < now - chrono::Duration::days(5 * 366) {
+        return Err(crate::FieldViolation::new(
+            "effective_at",
+            "must lie within the last five years and not in the future",
+        )
+        .into());
+    }
+    Ok(Some(at))
+}

@@ -69,3 +69,12 @@ impl From<FieldViolation> for SaldoError {
         Self::Invalid(vec![v])
     }
 }
+
+impl From<platform::error::BackdateError> for SaldoError {
+    fn from(e: platform::error::BackdateError) -> Self {
+        match e {
+            platform::error::BackdateError::Auth(e) => e.into(),
+            platform::error::BackdateError::Invalid(v) => v.into(),
+        }
+    }
+}

@@ -54,7 +54,11 @@ fn account_ref(field: &str, side: Option<&pb::AccountRef>) -> Result<AccountRef,
     }
 }
 
-fn posting_request(r: pb::PostRequest) -> Result<PostingRequest, SaldoError> {
+fn posting_request(
+    caller: &platform::auth::Principal,
+    r: pb::PostRequest,
+) -> Result<PostingRequest, SaldoError> {
+    let effective_at = platform::time::effective_at(caller, r.effective_at.as_ref())?;
     let mut violations = Vec::new();
     let id = parse_uuid("posting_id", &r.posting_id).map_err(|v| violations.push(v));
     if !KINDS.contains(&r.kind.as_str()) {
@@ -87,6 +91,7 @@ fn posting_request(r: pb::PostRequest) -> Result<PostingRequest, SaldoError> {
                 amount: r.amount,
                 currency: r.currency,
                 description: r.description,
+                effective_at,
             })
         }
         _ => Err(SaldoError::Invalid(violations)),
@@ -159,7 +164,7 @@ impl pb::saldo_service_server::SaldoService for Handlers {
         request: Request<pb::PostRequest>,
     ) -> Result<Response<pb::Posting>, Status> {
         let caller = self.caller(&request).await?;
-        let posting = posting_request(request.into_inner())?;
+        let posting = posting_request(&caller, request.into_inner())?;
         Ok(Response::new(posting_to_proto(
             self.saldo.post(&caller, &posting).await?,
         )))

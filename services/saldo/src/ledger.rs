@@ -59,6 +59,8 @@ pub struct PostingRequest {
     pub amount: i64,
     pub currency: String,
     pub description: String,
+    /// Backdated postings (imports, demo data): their time; `None` = now.
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 /// A stored posting.
@@ -238,7 +240,7 @@ impl Ledger {
             description: request.description.clone(),
             debit_balance_after: debit_after,
             credit_balance_after: credit_after,
-            created_at: Utc::now(),
+            created_at: request.effective_at.unwrap_or_else(Utc::now),
         };
         let inserted = match (debit_after, credit_after) {
             (Some(debit_after), Some(credit_after)) => {

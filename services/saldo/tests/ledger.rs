@@ -48,6 +48,7 @@ fn transfer(from: Uuid, to: Uuid, amount: i64) -> PostingRequest {
         amount,
         currency: "IDR".into(),
         description: String::new(),
+        effective_at: None,
     }
 }
 
@@ -60,6 +61,7 @@ fn topup(card: Uuid, amount: i64) -> PostingRequest {
         amount,
         currency: "IDR".into(),
         description: String::new(),
+        effective_at: None,
     }
 }
 

@@ -84,6 +84,8 @@ impl pb::topup_service_server::TopupService for Handlers {
             to_card_number: None,
             method: Some(r.method.trim().to_lowercase()),
             amount: r.amount,
+            effective_at: platform::time::effective_at(&caller, r.effective_at.as_ref())
+                .map_err(movement::MovementError::from)?,
         };
         Ok(Response::new(to_proto(
             self.movements.create(&caller, new).await?,

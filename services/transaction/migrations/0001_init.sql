@@ -25,6 +25,8 @@ CREATE TABLE payments (
     failure_reason     TEXT,
     created_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
     completed_at       TIMESTAMPTZ,
+    -- imported with a past time (`ledger.backdate`): the ledger posting keeps that time
+    backdated          BOOLEAN NOT NULL DEFAULT false,
     UNIQUE (requested_by, idempotency_key),
     CONSTRAINT completed_has_time CHECK ((status = 'pending') = (completed_at IS NULL)),
     CONSTRAINT failed_has_reason CHECK ((status = 'failed') = (failure_reason IS NOT NULL))
@@ -55,6 +57,9 @@ CREATE TABLE refunds (
     failure_reason     TEXT,
     created_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
     completed_at       TIMESTAMPTZ,
+    -- imported with a past time (`ledger.backdate`): the ledger posting keeps that time
+    backdated          BOOLEAN NOT NULL DEFAULT false,
+    backdated          BOOLEAN NOT NULL DEFAULT false,
     UNIQUE (requested_by, idempotency_key),
     CONSTRAINT completed_has_time CHECK ((status = 'pending') = (completed_at IS NULL)),
     CONSTRAINT failed_has_reason CHECK ((status = 'failed') = (failure_reason IS NOT NULL))

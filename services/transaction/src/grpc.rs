@@ -69,6 +69,27 @@ impl Handlers {
     pub fn new(payments: Payments) -> Self {
         Self { payments }
     }
+
+    /// A backdated create (imports, demo data) carries, beside the merchant's API key, a
+    /// bearer token holding `ledger.backdate`.
+    async fn effective_at<T>(
+        &self,
+        request: &Request<T>,
+        ts: Option<&prost_types::Timestamp>,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, Status> {
+        if ts.is_none() {
+            return Ok(None);
+        }
+        let principal = self
+            .payments
+            .authenticator()
+            .require(request)
+            .await
+            .map_err(TransactionError::from)?;
+        Ok(platform::time::effective_at(&principal, ts)
+            .map_err(movement::MovementError::from)
+            .map_err(TransactionError::from)?)
+    }
 }
 
 #[tonic::async_trait]
@@ -81,6 +102,9 @@ impl pb::transaction_service_server::TransactionService for Handlers {
             .payments
             .caller(&request, &request.get_ref().api_key)
             .await?;
+        let effective_at = self
+            .effective_at(&request, request.get_ref().effective_at.as_ref())
+            .await?;
         let r = request.into_inner();
         let input = NewPayment {
             idempotency_key: r.idempotency_key,
@@ -89,6 +113,7 @@ impl pb::transaction_service_server::TransactionService for Handlers {
             amount: r.amount,
             method: r.method.trim().to_lowercase(),
             description: r.description.trim().to_owned(),
+            effective_at,
         };
         Ok(Response::new(payment_to_proto(
             self.payments.create_payment(&caller, input).await?,
@@ -149,12 +174,16 @@ impl pb::transaction_service_server::TransactionService for Handlers {
             .payments
             .caller(&request, &request.get_ref().api_key)
             .await?;
+        let effective_at = self
+            .effective_at(&request, request.get_ref().effective_at.as_ref())
+            .await?;
         let r = request.into_inner();
         let input = NewRefund {
             idempotency_key: r.idempotency_key,
             payment_id: parse_uuid("payment_id", &r.payment_id)?,
             amount: r.amount,
             reason: r.reason,
+            effective_at,
         };
         Ok(Response::new(refund_to_proto(
             self.payments.create_refund(&caller, input).await?,

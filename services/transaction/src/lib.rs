@@ -95,6 +95,8 @@ impl Application {
                     "cards.verify",
                     "ledger.post",
                     "merchants.authenticate",
+                    // forwarded only for callers that hold it themselves
+                    "ledger.backdate",
                 ],
             )
         };

@@ -92,13 +92,14 @@ pub struct PaymentRow {
     pub failure_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    pub backdated: bool,
     pub refunded_amount: i64,
 }
 
 const PAYMENT_BASE: &str = "p.id, p.requested_by, p.idempotency_key, p.fingerprint,
     p.merchant_id, p.merchant_name, p.api_key_id, p.card_id, p.user_id, p.masked_card_number,
     p.amount, p.currency, p.method, p.description, p.status, p.failure_reason, p.created_at,
-    p.completed_at";
+    p.completed_at, p.backdated";
 
 const REFUNDED: &str = "COALESCE((SELECT sum(r.amount) FROM refunds r
     WHERE r.payment_id = p.id AND r.status = 'succeeded'), 0)::bigint AS refunded_amount";
@@ -122,11 +123,12 @@ pub struct RefundRow {
     pub failure_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    pub backdated: bool,
 }
 
 const REFUND_COLUMNS: &str = "id, payment_id, requested_by, idempotency_key, fingerprint,
     merchant_id, card_id, user_id, masked_card_number, amount, currency, reason, status,
-    failure_reason, created_at, completed_at";
+    failure_reason, created_at, completed_at, backdated";
 
 /// What a refund needs of its payment.
 #[derive(Debug, sqlx::FromRow)]
@@ -150,6 +152,8 @@ pub struct NewPayment {
     pub amount: i64,
     pub method: String,
     pub description: String,
+    /// Imports and demo data (`ledger.backdate`): when it happened; `None` = now.
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 /// A refund request.
@@ -159,6 +163,8 @@ pub struct NewRefund {
     pub payment_id: Uuid,
     pub amount: i64,
     pub reason: String,
+    /// As for payments.
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 /// Who is asking: a merchant by API key, or a user / service by token.
@@ -241,6 +247,10 @@ impl Payments {
             token: Arc::new(token),
             rules: Arc::new(rules),
         }
+    }
+
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
     }
 
     fn bearer(&self) -> Result<String, TransactionError> {
@@ -521,8 +531,10 @@ impl Payments {
             "WITH p AS (
                  INSERT INTO payments (id, requested_by, idempotency_key, fingerprint,
                      merchant_id, merchant_name, api_key_id, card_id, user_id,
-                     masked_card_number, amount, currency, method, description)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                     masked_card_number, amount, currency, method, description, created_at,
+                     backdated)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                     COALESCE($15, now()), $15 IS NOT NULL)
                  ON CONFLICT (requested_by, idempotency_key) DO NOTHING
                  RETURNING *)
              SELECT {PAYMENT_BASE}, 0::bigint AS refunded_amount FROM p"
@@ -541,6 +553,7 @@ impl Payments {
         .bind(&card_info.currency)
         .bind(&request.method)
         .bind(&request.description)
+        .bind(request.effective_at)
         .fetch_optional(&self.pool)
         .await?;
         let Some(pending) = inserted else {
@@ -580,6 +593,7 @@ impl Payments {
                 p.amount,
                 &p.currency,
                 format!("payment to {}", p.merchant_name),
+                p.backdated.then_some(p.created_at),
             )
             .await
     }
@@ -590,7 +604,11 @@ impl Payments {
         outcome: &Outcome,
     ) -> Result<PaymentRow, TransactionError> {
         let (status, reason) = outcome_status(outcome);
-        let completed_at = Utc::now();
+        let completed_at = if pending.backdated {
+            pending.created_at
+        } else {
+            Utc::now()
+        };
         let data = ev::Payment {
             id: pending.id,
             status: status.to_owned(),
@@ -944,8 +962,10 @@ impl Payments {
         }
         let inserted: Option<RefundRow> = sqlx::query_as(&format!(
             "INSERT INTO refunds (id, payment_id, requested_by, idempotency_key, fingerprint,
-                 merchant_id, card_id, user_id, masked_card_number, amount, currency, reason)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 merchant_id, card_id, user_id, masked_card_number, amount, currency, reason,
+                 created_at, backdated)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                 COALESCE($13, now()), $13 IS NOT NULL)
              ON CONFLICT (requested_by, idempotency_key) DO NOTHING
              RETURNING {REFUND_COLUMNS}"
         ))
@@ -961,6 +981,7 @@ impl Payments {
         .bind(request.amount)
         .bind(&currency)
         .bind(request.reason.trim())
+        .bind(request.effective_at)
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -987,6 +1008,7 @@ impl Payments {
                 r.amount,
                 &r.currency,
                 format!("refund of payment {}", r.payment_id),
+                r.backdated.then_some(r.created_at),
             )
             .await
     }
@@ -997,7 +1019,11 @@ impl Payments {
         outcome: &Outcome,
     ) -> Result<RefundRow, TransactionError> {
         let (status, reason) = outcome_status(outcome);
-        let completed_at = Utc::now();
+        let completed_at = if pending.backdated {
+            pending.created_at
+        } else {
+            Utc::now()
+        };
         let merchant_name: String =
             sqlx::query_scalar("SELECT merchant_name FROM payments WHERE id = $1")
                 .bind(pending.payment_id)

@@ -86,6 +86,8 @@ impl pb::transfer_service_server::TransferService for Handlers {
             to_card_number: Some(r.to_card_number.trim().to_owned()),
             method: None,
             amount: r.amount,
+            effective_at: platform::time::effective_at(&caller, r.effective_at.as_ref())
+                .map_err(movement::MovementError::from)?,
         };
         Ok(Response::new(to_proto(
             self.movements.create(&caller, new).await?,

@@ -214,6 +214,7 @@ async fn world() -> World {
                 amount: 100_000,
                 currency: "IDR".into(),
                 description: "test funding".into(),
+                effective_at: None,
             },
             &poster,
         ))
@@ -261,6 +262,7 @@ impl World {
             from_card_number: self.from.1.clone(),
             to_card_number: self.to.1.clone(),
             amount,
+            effective_at: None,
         }
     }
 

@@ -125,6 +125,8 @@ pub async fn create_topup(
             card_number: body.card_number,
             method: body.method,
             amount: body.amount,
+            // backdating is for import tools over gRPC, not for HTTP callers
+            effective_at: None,
         },
         Some(&caller),
     );
@@ -219,6 +221,8 @@ pub async fn create_withdraw(
             card_number: body.card_number,
             method: body.method,
             amount: body.amount,
+            // backdating is for import tools over gRPC, not for HTTP callers
+            effective_at: None,
         },
         Some(&caller),
     );
@@ -313,6 +317,8 @@ pub async fn create_transfer(
             from_card_number: body.from_card_number,
             to_card_number: body.to_card_number,
             amount: body.amount,
+            // backdating is for import tools over gRPC, not for HTTP callers
+            effective_at: None,
         },
         Some(&caller),
     );

@@ -99,6 +99,8 @@ pub async fn create_payment(
             amount: body.amount,
             method: body.method,
             description: body.description.unwrap_or_default(),
+            // backdating is for import tools over gRPC, not for HTTP callers
+            effective_at: None,
         },
         caller.user(),
     );
@@ -221,6 +223,8 @@ pub async fn create_refund(
             payment_id,
             amount: body.amount,
             reason: body.reason.unwrap_or_default(),
+            // backdating is for import tools over gRPC, not for HTTP callers
+            effective_at: None,
         },
         caller.user(),
     );
