@@ -26,6 +26,7 @@ CUSTOMERS="${BENCH_CUSTOMERS:-40}"
 ADMIN_EMAIL="${ADMIN_EMAIL:-admin@payments.local}"
 ADMIN_PASSWORD="${ADMIN_PASSWORD:-Demo-Platform-2026!}"
 DATABASE_NAME=payments_bench
+SEED_DEMO=0
 export STATE_DIR="$STATE_DIR/bench"
 # No per-request info logs, no rate limits: measure the platform, not its log volume.
 export RUST_LOG="${RUST_LOG:-warn}" RATE_LIMIT_PER_MINUTE=100000000 \

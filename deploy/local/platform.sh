@@ -82,8 +82,13 @@ start_platform() {
     start email email-service 9110 GRPC_ADDR=127.0.0.1:50060
     start gateway gateway 9100 HTTP_ADDR=127.0.0.1:8000
 
-    say "ensuring the admin login"
-    ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/seed" admin >&2
+    if [ "${SEED_DEMO:-1}" = 1 ]; then
+        say "seeding the admin login and the small demo data set (once; later runs skip it)"
+        ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/seed" demo --size small >&2
+    else
+        say "ensuring the admin login"
+        ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/seed" admin >&2
+    fi
 
     export NGINX_HTTP_PORT="$HTTP_PORT" NGINX_GRPC_PORT="$GRPC_PORT" NGINX_WORKER_PROCESSES=auto \
         NGINX_PID_FILE="$STATE_DIR/nginx/nginx.pid" NGINX_ERROR_LOG="$STATE_DIR/logs/nginx-error.log" \

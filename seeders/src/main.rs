@@ -1,5 +1,6 @@
 //! `seed admin` — ensure the bootstrap admin exists (`ADMIN_EMAIL`, `ADMIN_PASSWORD`).
 //! `seed topics` — create the platform's Kafka topics (`KAFKA_BROKERS`, `KAFKA_REPLICATION`).
+//! `seed demo [--size small|large]` — the admin, then demo data (see `seeders::demo`).
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -10,6 +11,34 @@ async fn main() -> anyhow::Result<()> {
             events::topics::ensure(&brokers, events::topics::ALL, replication).await?;
             for topic in events::topics::ALL {
                 println!("topic {} ({} partitions)", topic.name, topic.partitions);
+            }
+            Ok(())
+        }
+        Some("demo") => {
+            let mut size = seeders::demo::Size::Small;
+            let mut args = std::env::args().skip(2);
+            while let Some(flag) = args.next() {
+                match (flag.as_str(), args.next()) {
+                    ("--size", Some(value)) => size = value.parse()?,
+                    _ => anyhow::bail!("usage: seed demo [--size small|large]"),
+                }
+            }
+            let services = seeders::demo::Services::from_env()?;
+            let email = platform::config::optional("ADMIN_EMAIL", "admin@payments.local");
+            let password = platform::config::required("ADMIN_PASSWORD")?;
+            seeders::ensure_admin(&services.target, &email, &password).await?;
+            let summary = seeders::demo::run(&services, size).await?;
+            if !summary.already_present {
+                println!(
+                    "demo data: {} customers (customer0001@demo.payments.local …), {} merchants \
+                     (merchant001@demo.payments.local …), {} operations ({} refused as the \
+                     data intends, e.g. insufficient funds); password {}",
+                    summary.customers,
+                    summary.merchants,
+                    summary.operations,
+                    summary.failed_as_planned,
+                    seeders::demo::DEMO_PASSWORD
+                );
             }
             Ok(())
         }
@@ -25,6 +54,6 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(other) => anyhow::bail!("unknown seed {other:?}; available: admin, topics"),
+        Some(other) => anyhow::bail!("unknown seed {other:?}; available: admin, topics, demo"),
     }
 }

@@ -178,7 +178,8 @@ impl<H: EventHandler> Consumer<H> {
             };
             tracing::Span::current().record("event_type", envelope.event_type.as_str());
             // Event-time lag: how far behind the producer this consumer is working.
-            let lag = (chrono::Utc::now() - envelope.occurred_at).num_milliseconds() as f64 / 1000.0;
+            let lag =
+                (chrono::Utc::now() - envelope.occurred_at).num_milliseconds() as f64 / 1000.0;
             metrics::gauge!("consumer_lag_seconds", "group" => self.config.group.clone())
                 .set(lag.max(0.0));
             let mut backoff = self.config.initial_backoff;

@@ -58,9 +58,8 @@ pub fn effective_at(
         return Ok(None);
     };
     caller.require(LEDGER_BACKDATE)?;
-    let at = from_proto(ts).ok_or_else(|| {
-        crate::FieldViolation::new("effective_at", "is not a valid timestamp")
-    })?;
+    let at = from_proto(ts)
+        .ok_or_else(|| crate::FieldViolation::new("effective_at", "is not a valid timestamp"))?;
     let now = Utc::now();
     if at > now || at < now - chrono::Duration::days(5 * 366) {
         return Err(crate::FieldViolation::new(

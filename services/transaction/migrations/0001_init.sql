@@ -59,7 +59,6 @@ CREATE TABLE refunds (
     completed_at       TIMESTAMPTZ,
     -- imported with a past time (`ledger.backdate`): the ledger posting keeps that time
     backdated          BOOLEAN NOT NULL DEFAULT false,
-    backdated          BOOLEAN NOT NULL DEFAULT false,
     UNIQUE (requested_by, idempotency_key),
     CONSTRAINT completed_has_time CHECK ((status = 'pending') = (completed_at IS NULL)),
     CONSTRAINT failed_has_reason CHECK ((status = 'failed') = (failure_reason IS NOT NULL))

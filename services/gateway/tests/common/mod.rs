@@ -78,6 +78,8 @@ pub struct Platform {
     pub smtp: testkit::Smtp,
     pub merchant_grpc: String,
     pub transaction_grpc: String,
+    pub topup_grpc: String,
+    pub withdraw_grpc: String,
     pub base: String,
     pub http: reqwest::Client,
     pub user_grpc: String,
@@ -335,6 +337,8 @@ impl Platform {
             smtp,
             merchant_grpc: url(merchant_port),
             transaction_grpc: url(transaction_port),
+            topup_grpc: url(topup_port),
+            withdraw_grpc: url(withdraw_port),
             base,
             http: reqwest::Client::new(),
             user_grpc: user_url,
@@ -394,6 +398,24 @@ impl Platform {
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
         self.call("GET", path, token, None).await
+    }
+
+    /// Where the demo seeder finds every service of this platform.
+    pub fn demo_services(&self) -> seeders::demo::Services {
+        seeders::demo::Services {
+            target: seeders::Target {
+                user_service_url: self.user_grpc.clone(),
+                role_service_url: self.role_grpc.clone(),
+                jwt: jwt(),
+            },
+            card: self.card_grpc.clone(),
+            saldo: self.saldo_grpc.clone(),
+            topup: self.topup_grpc.clone(),
+            withdraw: self.withdraw_grpc.clone(),
+            transfer: self.transfer_grpc.clone(),
+            merchant: self.merchant_grpc.clone(),
+            transaction: self.transaction_grpc.clone(),
+        }
     }
 
     /// Ensures the admin through the seeder and logs in.

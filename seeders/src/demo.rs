@@ -1,0 +1,742 @@
+//! `seed demo`: deterministic demo data through the services' gRPC APIs, so every balance
+//! comes from real ledger postings. Known logins (customers and merchant owners), two cards
+//! per customer, active and pending merchants with documents and API keys, and 24 months of
+//! top-ups, transfers, withdraws, payments and refunds, each recorded at its own past time
+//! (`effective_at`, which needs the `ledger.backdate` permission only this tool's token has).
+//!
+//! Idempotency keys are derived from the run's plan, so a second run replays instead of
+//! repeating; a finished run leaves a marker account and later runs stop right away.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use platform::auth::TokenIssuer;
+use proto::card::v1::card_service_client::CardServiceClient;
+use proto::merchant::v1::merchant_document_service_client::MerchantDocumentServiceClient;
+use proto::merchant::v1::merchant_service_client::MerchantServiceClient;
+use proto::role::v1::role_service_client::RoleServiceClient;
+use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
+use proto::topup::v1::topup_service_client::TopupServiceClient;
+use proto::transaction::v1::transaction_service_client::TransactionServiceClient;
+use proto::transfer::v1::transfer_service_client::TransferServiceClient;
+use proto::user::v1::user_service_client::UserServiceClient;
+use proto::withdraw::v1::withdraw_service_client::WithdrawServiceClient;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tonic::transport::Channel;
+
+use crate::Target;
+
+/// The password of every demo login (customers and merchant owners).
+pub const DEMO_PASSWORD: &str = "Demo-Customer-2026!";
+const MARKER: &str = "demo-seed-complete@demo.payments.local";
+const DEADLINE: Duration = Duration::from_secs(20);
+const PERMISSIONS: &[&str] = &[
+    "users.read",
+    "users.write",
+    "roles.assign",
+    "cards.read",
+    "cards.write",
+    "ledger.read",
+    "ledger.backdate",
+    "topups.write",
+    "withdraws.write",
+    "transfers.write",
+    "merchants.read",
+    "merchants.write",
+    "merchants.review",
+    "payments.read",
+    "payments.write",
+];
+
+/// How much to seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// 8 customers, 3 merchants, about 1 500 operations: seconds.
+    Small,
+    /// 2 000 customers, 40 merchants, 1 000 000 payments: for benchmarks (long; progress shown).
+    Large,
+}
+
+impl Size {
+    fn customers(self) -> usize {
+        match self {
+            Self::Small => 8,
+            Self::Large => 2_000,
+        }
+    }
+
+    fn merchants(self) -> usize {
+        match self {
+            Self::Small => 2,
+            Self::Large => 40,
+        }
+    }
+
+    fn payments(self) -> usize {
+        match self {
+            Self::Small => 8 * 24 * 3,
+            Self::Large => 1_000_000,
+        }
+    }
+
+    fn concurrency(self) -> usize {
+        match self {
+            Self::Small => 8,
+            Self::Large => 64,
+        }
+    }
+}
+
+impl std::str::FromStr for Size {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "small" => Ok(Self::Small),
+            "large" => Ok(Self::Large),
+            other => anyhow::bail!("unknown size {other:?}; use small or large"),
+        }
+    }
+}
+
+/// Where every service is.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub target: Target,
+    pub card: String,
+    pub saldo: String,
+    pub topup: String,
+    pub withdraw: String,
+    pub transfer: String,
+    pub merchant: String,
+    pub transaction: String,
+}
+
+impl Services {
+    /// From the `*_SERVICE_URL` variables (defaults: the local ports).
+    pub fn from_env() -> anyhow::Result<Self> {
+        use platform::config::optional;
+        Ok(Self {
+            target: Target::from_env()?,
+            card: optional("CARD_SERVICE_URL", "http://127.0.0.1:50053"),
+            saldo: optional("SALDO_SERVICE_URL", "http://127.0.0.1:50054"),
+            topup: optional("TOPUP_SERVICE_URL", "http://127.0.0.1:50055"),
+            transfer: optional("TRANSFER_SERVICE_URL", "http://127.0.0.1:50056"),
+            withdraw: optional("WITHDRAW_SERVICE_URL", "http://127.0.0.1:50057"),
+            merchant: optional("MERCHANT_SERVICE_URL", "http://127.0.0.1:50058"),
+            transaction: optional("TRANSACTION_SERVICE_URL", "http://127.0.0.1:50059"),
+        })
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub customers: usize,
+    pub merchants: usize,
+    pub operations: u64,
+    pub failed_as_planned: u64,
+    pub already_present: bool,
+}
+
+#[derive(Clone)]
+struct Clients {
+    users: UserServiceClient<Channel>,
+    roles: RoleServiceClient<Channel>,
+    cards: CardServiceClient<Channel>,
+    saldo: SaldoServiceClient<Channel>,
+    topups: TopupServiceClient<Channel>,
+    withdraws: WithdrawServiceClient<Channel>,
+    transfers: TransferServiceClient<Channel>,
+    merchants: MerchantServiceClient<Channel>,
+    documents: MerchantDocumentServiceClient<Channel>,
+    payments: TransactionServiceClient<Channel>,
+    issuer: Arc<platform::auth::ServiceToken>,
+}
+
+impl Clients {
+    fn bearer(&self) -> anyhow::Result<String> {
+        self.issuer.bearer()
+    }
+
+    fn request<T>(&self, message: T) -> anyhow::Result<tonic::Request<T>> {
+        Ok(platform::grpc::outgoing(
+            message,
+            Some(&self.bearer()?),
+            DEADLINE,
+        ))
+    }
+}
+
+#[derive(Clone, Debug)]
+struct DemoCard {
+    id: String,
+    number: String,
+    cvv: String,
+}
+
+#[derive(Clone, Debug)]
+struct DemoMerchant {
+    id: String,
+    key: String,
+}
+
+fn ts(at: DateTime<Utc>) -> Option<prost_types::Timestamp> {
+    Some(platform::time::to_proto(at))
+}
+
+/// The first instant of the month `back` months before `now`'s month.
+fn month_start(now: DateTime<Utc>, back: u32) -> DateTime<Utc> {
+    let months = now.year() * 12 + now.month0() as i32 - back as i32;
+    Utc.with_ymd_and_hms(
+        months.div_euclid(12),
+        months.rem_euclid(12) as u32 + 1,
+        1,
+        0,
+        0,
+        0,
+    )
+    .single()
+    .unwrap_or(now)
+}
+
+/// Seeds `size` into the platform at `services`; prints progress to stderr.
+pub async fn run(services: &Services, size: Size) -> anyhow::Result<Summary> {
+    let issuer = TokenIssuer::new(&services.target.jwt);
+    let channel = |url: &str| platform::grpc::channel(url);
+    let merchant_channel = channel(&services.merchant)?;
+    let c = Clients {
+        users: UserServiceClient::new(channel(&services.target.user_service_url)?),
+        roles: RoleServiceClient::new(channel(&services.target.role_service_url)?),
+        cards: CardServiceClient::new(channel(&services.card)?),
+        saldo: SaldoServiceClient::new(channel(&services.saldo)?),
+        topups: TopupServiceClient::new(channel(&services.topup)?),
+        withdraws: WithdrawServiceClient::new(channel(&services.withdraw)?),
+        transfers: TransferServiceClient::new(channel(&services.transfer)?),
+        merchants: MerchantServiceClient::new(merchant_channel.clone()),
+        documents: MerchantDocumentServiceClient::new(merchant_channel),
+        payments: TransactionServiceClient::new(channel(&services.transaction)?),
+        issuer: Arc::new(platform::auth::ServiceToken::new(
+            issuer,
+            "demo-seeder",
+            PERMISSIONS,
+        )),
+    };
+    if find_user(&c, MARKER).await?.is_some() {
+        eprintln!("demo data is already present (marker {MARKER}); nothing to do");
+        return Ok(Summary {
+            already_present: true,
+            ..Summary::default()
+        });
+    }
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(2026);
+
+    // People: customers with two cards each, merchant owners.
+    let mut cards: Vec<[DemoCard; 2]> = Vec::new();
+    for i in 0..size.customers() {
+        let email = format!("customer{:04}@demo.payments.local", i + 1);
+        let id = ensure_user(&c, &email, "Customer", &format!("{:04}", i + 1)).await?;
+        cards.push([issue_card(&c, &id).await?, issue_card(&c, &id).await?]);
+        if (i + 1) % 100 == 0 {
+            eprintln!("  {} customers", i + 1);
+        }
+    }
+    for pair in &cards {
+        for card in pair {
+            wait_account(&c, &card.id).await?;
+        }
+    }
+    eprintln!("{} customers with 2 cards each", cards.len());
+
+    let mut merchants = Vec::new();
+    let names = [
+        "Kopi Kenangan Demo",
+        "Gramedia Demo",
+        "Bengkel Demo",
+        "Warung Demo",
+    ];
+    for i in 0..size.merchants() + 1 {
+        let owner_email = format!("merchant{:03}@demo.payments.local", i + 1);
+        let owner = ensure_user(&c, &owner_email, "Merchant", &format!("Owner {}", i + 1)).await?;
+        let _ = c
+            .roles
+            .clone()
+            .assign_role(c.request(proto::role::v1::AssignRoleRequest {
+                user_id: owner.clone(),
+                role: "merchant".into(),
+            })?)
+            .await;
+        let name = format!("{} {}", names[i % names.len()], i + 1);
+        // The last one stays pending, for the review queue.
+        let active = i < size.merchants();
+        merchants.push((ensure_merchant(&c, &owner, &name, active).await?, active));
+    }
+    let active: Vec<DemoMerchant> = merchants
+        .iter()
+        .filter(|(_, a)| *a)
+        .map(|(m, _)| m.clone())
+        .collect();
+    for m in &active {
+        wait_merchant_account(&c, &m.id).await?;
+    }
+    eprintln!(
+        "{} merchants ({} active, 1 pending)",
+        merchants.len(),
+        active.len()
+    );
+
+    // 24 months of money, oldest first so balances grow in time order.
+    let now = Utc::now();
+    let done = Arc::new(AtomicU64::new(0));
+    let planned_failures = Arc::new(AtomicU64::new(0));
+    let payments_per_month = size.payments().div_ceil(24);
+    for back in (0..24u32).rev() {
+        let start = month_start(now, back);
+        let end = if back == 0 {
+            now - chrono::Duration::minutes(5)
+        } else {
+            month_start(now, back - 1)
+        };
+        let span = (end - start).num_seconds().max(60);
+        let at = |rng: &mut StdRng| start + chrono::Duration::seconds(rng.gen_range(0..span));
+        let mut ops: Vec<Op> = Vec::new();
+        for (i, pair) in cards.iter().enumerate() {
+            ops.push(Op::Topup {
+                card: pair[0].clone(),
+                amount: rng.gen_range(50..500) * 10_000,
+                method: ["bca", "mandiri", "gopay", "ovo", "dana"][rng.gen_range(0..5)],
+                at: start + chrono::Duration::seconds(rng.gen_range(0..3600)),
+                key: format!("demo-topup-{back}-{i}"),
+            });
+            let peer = &cards[(i + 1 + rng.gen_range(0..cards.len().max(2) - 1)) % cards.len()];
+            if !std::ptr::eq(peer, pair) {
+                ops.push(Op::Transfer {
+                    from: pair[0].clone(),
+                    to: peer[1].clone(),
+                    amount: rng.gen_range(1..100) * 1_000,
+                    at: at(&mut rng),
+                    key: format!("demo-transfer-{back}-{i}"),
+                });
+            }
+            if rng.gen_bool(0.4) {
+                ops.push(Op::Withdraw {
+                    card: pair[0].clone(),
+                    amount: rng.gen_range(1..50) * 10_000,
+                    method: ["bca", "bni", "mandiri"][rng.gen_range(0..3)],
+                    at: at(&mut rng),
+                    key: format!("demo-withdraw-{back}-{i}"),
+                });
+            }
+        }
+        for n in 0..payments_per_month {
+            let customer = rng.gen_range(0..cards.len());
+            let merchant = &active[rng.gen_range(0..active.len())];
+            let amount = rng.gen_range(5..300) * 1_000;
+            let refund = rng.gen_bool(0.08).then(|| amount / rng.gen_range(1..4));
+            ops.push(Op::Payment {
+                card: cards[customer][0].clone(),
+                merchant: merchant.clone(),
+                amount,
+                method: ["visa", "mastercard", "gopay", "ovo", "dana", "paypal"]
+                    [rng.gen_range(0..6)],
+                at: at(&mut rng),
+                key: format!("demo-payment-{back}-{n}"),
+                refund,
+            });
+        }
+        ops.sort_by_key(Op::at);
+        run_ops(&c, ops, size.concurrency(), &done, &planned_failures).await?;
+        eprintln!(
+            "  {}: {} operations so far ({:.0}/s)",
+            start.format("%Y-%m"),
+            done.load(Ordering::Relaxed),
+            done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64().max(0.001)
+        );
+    }
+
+    ensure_user(&c, MARKER, "Demo", "Marker").await?;
+    Ok(Summary {
+        customers: cards.len(),
+        merchants: merchants.len(),
+        operations: done.load(Ordering::Relaxed),
+        failed_as_planned: planned_failures.load(Ordering::Relaxed),
+        already_present: false,
+    })
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Topup {
+        card: DemoCard,
+        amount: i64,
+        method: &'static str,
+        at: DateTime<Utc>,
+        key: String,
+    },
+    Withdraw {
+        card: DemoCard,
+        amount: i64,
+        method: &'static str,
+        at: DateTime<Utc>,
+        key: String,
+    },
+    Transfer {
+        from: DemoCard,
+        to: DemoCard,
+        amount: i64,
+        at: DateTime<Utc>,
+        key: String,
+    },
+    Payment {
+        card: DemoCard,
+        merchant: DemoMerchant,
+        amount: i64,
+        method: &'static str,
+        at: DateTime<Utc>,
+        key: String,
+        refund: Option<i64>,
+    },
+}
+
+impl Op {
+    fn at(&self) -> DateTime<Utc> {
+        match self {
+            Self::Topup { at, .. }
+            | Self::Withdraw { at, .. }
+            | Self::Transfer { at, .. }
+            | Self::Payment { at, .. } => *at,
+        }
+    }
+}
+
+/// Runs `ops` in time order, `concurrency` at a time. Business refusals (insufficient funds:
+/// the demo spends randomly) are part of the data; anything else stops the run.
+async fn run_ops(
+    c: &Clients,
+    ops: Vec<Op>,
+    concurrency: usize,
+    done: &Arc<AtomicU64>,
+    planned_failures: &Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let results = futures::stream::iter(ops.into_iter().map(|op| {
+        let c = c.clone();
+        async move { apply(&c, op).await }
+    }))
+    .buffered(concurrency)
+    .collect::<Vec<_>>()
+    .await;
+    for result in results {
+        match result {
+            Ok(()) => {}
+            Err(e) => match e.downcast_ref::<tonic::Status>() {
+                Some(s)
+                    if matches!(
+                        platform::error::status_reason(s).as_deref(),
+                        Some(
+                            "INSUFFICIENT_FUNDS"
+                                | "IDEMPOTENCY_KEY_REUSED"
+                                | "REFUND_EXCEEDS_PAYMENT"
+                        )
+                    ) =>
+                {
+                    planned_failures.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => return Err(e),
+            },
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+async fn apply(c: &Clients, op: Op) -> anyhow::Result<()> {
+    match op {
+        Op::Topup {
+            card,
+            amount,
+            method,
+            at,
+            key,
+        } => {
+            c.topups
+                .clone()
+                .create_topup(c.request(proto::topup::v1::CreateTopupRequest {
+                    idempotency_key: key,
+                    card_number: card.number,
+                    method: method.into(),
+                    amount,
+                    effective_at: ts(at),
+                })?)
+                .await?;
+        }
+        Op::Withdraw {
+            card,
+            amount,
+            method,
+            at,
+            key,
+        } => {
+            c.withdraws
+                .clone()
+                .create_withdraw(c.request(proto::withdraw::v1::CreateWithdrawRequest {
+                    idempotency_key: key,
+                    card_number: card.number,
+                    method: method.into(),
+                    amount,
+                    effective_at: ts(at),
+                })?)
+                .await?;
+        }
+        Op::Transfer {
+            from,
+            to,
+            amount,
+            at,
+            key,
+        } => {
+            c.transfers
+                .clone()
+                .create_transfer(c.request(proto::transfer::v1::CreateTransferRequest {
+                    idempotency_key: key,
+                    from_card_number: from.number,
+                    to_card_number: to.number,
+                    amount,
+                    effective_at: ts(at),
+                })?)
+                .await?;
+        }
+        Op::Payment {
+            card,
+            merchant,
+            amount,
+            method,
+            at,
+            key,
+            refund,
+        } => {
+            let payment = c
+                .payments
+                .clone()
+                .create_payment(c.request(proto::transaction::v1::CreatePaymentRequest {
+                    api_key: merchant.key.clone(),
+                    idempotency_key: key.clone(),
+                    card_number: card.number,
+                    cvv: card.cvv,
+                    amount,
+                    method: method.into(),
+                    description: "demo order".into(),
+                    effective_at: ts(at),
+                })?)
+                .await?
+                .into_inner();
+            if let Some(refund) = refund.filter(|r| *r > 0) {
+                c.payments
+                    .clone()
+                    .create_refund(
+                        c.request(proto::transaction::v1::CreateRefundRequest {
+                            api_key: merchant.key,
+                            idempotency_key: format!("{key}-refund"),
+                            payment_id: payment.id,
+                            amount: refund,
+                            reason: "demo: item returned".into(),
+                            effective_at: ts(at
+                                + chrono::Duration::hours(26)
+                                    .min(Utc::now() - at - chrono::Duration::minutes(1))),
+                        })?,
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn find_user(c: &Clients, email: &str) -> anyhow::Result<Option<String>> {
+    let page = c
+        .users
+        .clone()
+        .list_users(c.request(proto::user::v1::ListUsersRequest {
+            search: email.to_owned(),
+            ..Default::default()
+        })?)
+        .await
+        .context("listing users")?
+        .into_inner();
+    Ok(page
+        .users
+        .into_iter()
+        .find(|u| u.email.eq_ignore_ascii_case(email))
+        .map(|u| u.id))
+}
+
+async fn ensure_user(c: &Clients, email: &str, first: &str, last: &str) -> anyhow::Result<String> {
+    let created = c
+        .users
+        .clone()
+        .create_user(c.request(proto::user::v1::CreateUserRequest {
+            email: email.to_owned(),
+            password: DEMO_PASSWORD.to_owned(),
+            first_name: first.to_owned(),
+            last_name: last.to_owned(),
+            email_verified: true,
+        })?)
+        .await;
+    match created {
+        Ok(user) => Ok(user.into_inner().id),
+        Err(s) if s.code() == tonic::Code::AlreadyExists => find_user(c, email)
+            .await?
+            .with_context(|| format!("{email} exists but is trashed")),
+        Err(s) => Err(anyhow::anyhow!("creating {email}: {s}")),
+    }
+}
+
+async fn issue_card(c: &Clients, user_id: &str) -> anyhow::Result<DemoCard> {
+    let created = c
+        .cards
+        .clone()
+        .create_card(c.request(proto::card::v1::CreateCardRequest {
+            user_id: user_id.to_owned(),
+            brand: "visa".into(),
+            card_type: proto::card::v1::CardType::Debit as i32,
+            currency: "IDR".into(),
+            valid_years: 5,
+        })?)
+        .await
+        .context("issuing a card")?
+        .into_inner();
+    let card = created.card.context("no card in the reply")?;
+    Ok(DemoCard {
+        id: card.id,
+        number: card.number,
+        cvv: created.cvv,
+    })
+}
+
+async fn wait_account(c: &Clients, card_id: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = c
+            .saldo
+            .clone()
+            .get_card_account(c.request(proto::saldo::v1::CardAccountRequest {
+                card_id: card_id.to_owned(),
+            })?)
+            .await;
+        if found.is_ok() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "card {card_id}'s account did not open within 60 s (is Kafka up?)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_merchant_account(c: &Clients, merchant_id: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = c
+            .saldo
+            .clone()
+            .get_merchant_account(c.request(proto::saldo::v1::MerchantAccountRequest {
+                merchant_id: merchant_id.to_owned(),
+            })?)
+            .await;
+        if found.is_ok() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "merchant {merchant_id}'s account did not open within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An applied (and, if `active`, approved) merchant of `owner` with a document and a key.
+async fn ensure_merchant(
+    c: &Clients,
+    owner: &str,
+    name: &str,
+    active: bool,
+) -> anyhow::Result<DemoMerchant> {
+    use proto::merchant::v1 as pb;
+    let applied = c
+        .merchants
+        .clone()
+        .apply_merchant(c.request(pb::ApplyMerchantRequest {
+            user_id: owner.to_owned(),
+            name: name.to_owned(),
+            description: "A demo merchant".into(),
+            website: "https://demo.payments.local".into(),
+            currency: "IDR".into(),
+        })?)
+        .await;
+    let merchant = match applied {
+        Ok(m) => m.into_inner(),
+        Err(s) if s.code() == tonic::Code::AlreadyExists => c
+            .merchants
+            .clone()
+            .list_merchants(c.request(pb::ListMerchantsRequest {
+                user_id: owner.to_owned(),
+                search: name.to_owned(),
+                ..Default::default()
+            })?)
+            .await?
+            .into_inner()
+            .merchants
+            .into_iter()
+            .next()
+            .context("merchant name taken but not found")?,
+        Err(s) => return Err(anyhow::anyhow!("applying {name}: {s}")),
+    };
+    let doc = c
+        .documents
+        .clone()
+        .submit_document(c.request(pb::SubmitDocumentRequest {
+            merchant_id: merchant.id.clone(),
+            document_type: "business_license".into(),
+            document_url: "https://demo.payments.local/license.pdf".into(),
+        })?)
+        .await?
+        .into_inner();
+    if active {
+        c.documents
+            .clone()
+            .review_document(c.request(pb::ReviewDocumentRequest {
+                id: doc.id,
+                status: pb::DocumentStatus::Approved as i32,
+                note: "demo: verified".into(),
+            })?)
+            .await?;
+        if merchant.status == pb::MerchantStatus::Pending as i32 {
+            c.merchants
+                .clone()
+                .update_merchant_status(c.request(pb::UpdateMerchantStatusRequest {
+                    id: merchant.id.clone(),
+                    status: pb::MerchantStatus::Active as i32,
+                    reason: String::new(),
+                })?)
+                .await?;
+        }
+    }
+    let key = c
+        .merchants
+        .clone()
+        .create_api_key(c.request(pb::CreateApiKeyRequest {
+            merchant_id: merchant.id.clone(),
+        })?)
+        .await?
+        .into_inner();
+    Ok(DemoMerchant {
+        id: merchant.id,
+        key: key.api_key,
+    })
+}
