@@ -42,6 +42,9 @@ cat >&2 <<MSG
     Logs                  .state/logs/
 
     Admin login           $ADMIN_EMAIL / $ADMIN_PASSWORD
+    Demo logins           customer0001@demo.payments.local … customer0008@…, merchant001@… merchant003@…
+                          password Demo-Customer-2026!
+    Emails                .state/mail/new (local mail catcher on 127.0.0.1:$SMTP_PORT)
 
   Try:
     curl -s http://127.0.0.1:$HTTP_PORT/api/v1/auth/login -H 'content-type: application/json' \\
