@@ -215,28 +215,41 @@ def boot(docs, test):
                     if s.connect_ex(("127.0.0.1", port["containerPort"])) == 0:
                         fail(f"{name}: port {port['containerPort']} is taken here (stop `make run`)")
             env = environment(docs, container, test, database_url)
-            log = open(logs / f"{name}.log", "w")
-            process = subprocess.Popen([str(binary), *container.get("args", [])], env=env,
-                                       stdout=log, stderr=subprocess.STDOUT, cwd="/")
-            processes.append((name, container, process, logs / f"{name}.log"))
-        for name, container, process, log in processes:
+            command = [str(binary), *container.get("args", [])]
+            log = logs / f"{name}.log"
+            process = subprocess.Popen(command, env=env, stdout=open(log, "w"),
+                                       stderr=subprocess.STDOUT, cwd="/")
+            processes.append([name, container, process, log, command, env, 0])
+        for entry in processes:
+            name, container, _, log, command, env, _ = entry
             for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
                 probe = container.get(kind)
                 if probe is None:
                     fail(f"{name} has no {kind}")
                 deadline = time.time() + 90
                 while not probe_passes(container, probe):
+                    process = entry[2]
                     if process.poll() is not None:
-                        tail = "\n".join(log.read_text().splitlines()[-15:])
+                        text = log.read_text()
+                        # Its fixed port may briefly be held by an outgoing connection of an
+                        # earlier test (the ports lie in Linux's ephemeral range): retry.
+                        if "Address already in use" in text and entry[6] < 3:
+                            entry[6] += 1
+                            time.sleep(2)
+                            entry[2] = subprocess.Popen(command, env=env, stdout=open(log, "w"),
+                                                        stderr=subprocess.STDOUT, cwd="/")
+                            continue
+                        tail = "\n".join(text.splitlines()[-15:])
                         fail(f"{name} exited with {process.returncode}:\n{tail}")
                     if time.time() > deadline:
                         fail(f"{name}: {kind} {json.dumps(probe)} did not pass in 90 s")
                     time.sleep(0.3)
             print(f"k8s check: {name} booted from its manifest; startup, readiness and liveness probes pass")
     finally:
-        for _, _, process, _ in processes:
-            process.terminate()
-        for _, _, process, _ in processes:
+        for entry in processes:
+            entry[2].terminate()
+        for entry in processes:
+            process = entry[2]
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
