@@ -11,7 +11,7 @@
    liveness: httpGet or gRPC health) must pass.
 
 Environment: TEST_DATABASE_URL, TEST_REDIS_URL, TEST_KAFKA_BROKERS (as `make test` sets them),
-BIN_DIR (default target/debug).
+BIN_DIR (default $CARGO_TARGET_DIR/debug, or target/debug).
 """
 
 import base64
@@ -29,7 +29,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN_DIR = Path(os.environ.get("BIN_DIR", ROOT / "target" / "debug"))
+BIN_DIR = Path(os.environ.get("BIN_DIR") or
+               Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug")
 
 
 def fail(message):
@@ -46,7 +47,7 @@ def render():
 
 
 def validate(rendered):
-    path = ROOT / "target" / "k8s-rendered.yaml"
+    path = BIN_DIR.parent / "k8s-rendered.yaml"
     path.parent.mkdir(exist_ok=True)
     path.write_text(rendered)
     out = subprocess.run(["kubernetes-validate", "--strict", "--quiet", str(path)],
@@ -199,7 +200,7 @@ def boot(docs, test):
     database = f"k8s_check_{uuid.uuid4().hex[:8]}"
     subprocess.run(["psql", admin_url, "-qc", f"CREATE DATABASE {database}"], check=True)
     database_url = admin_url.rsplit("/", 1)[0] + "/" + database
-    logs = ROOT / "target" / "k8s-check-logs"
+    logs = BIN_DIR.parent / "k8s-check-logs"
     logs.mkdir(parents=True, exist_ok=True)
     processes = []
     try:
