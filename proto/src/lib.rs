@@ -66,3 +66,9 @@ pub mod transaction {
         tonic::include_proto!("payments.transaction.v1");
     }
 }
+
+pub mod stats {
+    pub mod v1 {
+        tonic::include_proto!("payments.stats.v1");
+    }
+}

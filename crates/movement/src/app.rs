@@ -28,6 +28,11 @@ pub struct Config {
     pub recovery_interval: Duration,
     /// How old a pending movement must be before recovery finishes it (`RECOVERY_GRACE_SECS`).
     pub recovery_grace: Duration,
+    /// The zone whose calendar days, months and years the statistics use (`STATS_TIMEZONE`,
+    /// default UTC; any name PostgreSQL knows, e.g. Asia/Jakarta).
+    pub stats_time_zone: String,
+    /// Consumer group of the statistics (`STATS_EVENTS_GROUP`, default `<kind>-service.stats`).
+    pub stats_group: String,
 }
 
 impl Config {
@@ -50,6 +55,11 @@ impl Config {
             rules: Rules::from_env(kind)?,
             recovery_interval: platform::config::seconds("RECOVERY_INTERVAL_SECS", 5)?,
             recovery_grace: platform::config::seconds("RECOVERY_GRACE_SECS", 15)?,
+            stats_time_zone: platform::config::optional("STATS_TIMEZONE", "UTC"),
+            stats_group: platform::config::optional(
+                "STATS_EVENTS_GROUP",
+                &format!("{}-service.stats", kind.name()),
+            ),
         })
     }
 }
@@ -61,6 +71,8 @@ pub struct Application {
     base: Foundation,
     movements: Movements,
     relay: events::OutboxRelay,
+    stats: crate::stats::StatsApi,
+    stats_consumer: events::Consumer<crate::stats::StatsEvents>,
 }
 
 impl Application {
@@ -73,8 +85,10 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let common = &config.common;
         let base = Foundation::prepare(common, schema, migrator).await?;
+        stats::check_time_zone(&base.pool, &config.stats_time_zone).await?;
+        let cards = CardServiceClient::new(platform::grpc::channel(&config.card_service_url)?);
         let upstream = Upstream::new(
-            CardServiceClient::new(platform::grpc::channel(&config.card_service_url)?),
+            cards.clone(),
             SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),
             ServiceToken::new(
                 TokenIssuer::new(&common.jwt),
@@ -96,13 +110,37 @@ impl Application {
             events::outbox::producer(&common.kafka_brokers)?,
             schema,
         );
+        let stats_consumer = events::Consumer::new(
+            events::ConsumerConfig::new(
+                &common.kafka_brokers,
+                &config.stats_group,
+                &[kind.topic()],
+            ),
+            base.pool.clone(),
+            crate::stats::StatsEvents {
+                kind,
+                time_zone: config.stats_time_zone.clone(),
+            },
+        )?;
+        let stats = crate::stats::StatsApi::for_kind(
+            kind,
+            base.pool.clone(),
+            crate::stats::card_owner(cards),
+        );
         Ok(Self {
             kind,
             config,
             base,
             movements,
             relay,
+            stats,
+            stats_consumer,
         })
+    }
+
+    /// The statistics (for the service's stats gRPC service).
+    pub fn stats(&self) -> crate::stats::StatsApi {
+        self.stats.clone()
     }
 
     /// The orchestrator (for the service's gRPC handlers).
@@ -129,6 +167,10 @@ impl Application {
     ) -> anyhow::Result<()> {
         let tasks = vec![
             platform::process::task("outbox relay", self.relay.run(shutdown.clone())),
+            platform::process::fallible_task(
+                "statistics consumer",
+                self.stats_consumer.run(shutdown.clone()),
+            ),
             platform::process::task(
                 "recovery",
                 self.movements.clone().run_recovery(
@@ -141,4 +183,17 @@ impl Application {
         let name = format!("{} service", self.kind.name());
         self.base.serve(&name, routes, tasks, shutdown).await
     }
+}
+
+/// `<service> rebuild-stats`: recomputes the statistics rollup from the movement table.
+pub async fn rebuild_stats(kind: Kind, config: &Config, schema: &str) -> anyhow::Result<()> {
+    let pool = platform::db::connect(config.common.database_url.expose(), schema, 2).await?;
+    stats::check_time_zone(&pool, &config.stats_time_zone).await?;
+    let counted = crate::stats::rebuild(&pool, kind, &config.stats_time_zone).await?;
+    println!(
+        "{} statistics rebuilt from {counted} completed {}s",
+        kind.name(),
+        kind.name()
+    );
+    Ok(())
 }

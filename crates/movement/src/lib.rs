@@ -15,6 +15,7 @@
 
 pub mod app;
 pub mod error;
+pub mod stats;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -88,7 +89,8 @@ impl Kind {
         }
     }
 
-    fn topic(self) -> &'static str {
+    /// The topic of its completion events.
+    pub fn topic(self) -> &'static str {
         match self {
             Self::Topup => events::topics::TOPUP_EVENTS,
             Self::Withdraw => events::topics::WITHDRAW_EVENTS,

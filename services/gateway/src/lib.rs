@@ -26,11 +26,15 @@ use proto::merchant::v1::merchant_service_client::MerchantServiceClient;
 use proto::role::v1::role_service_client::RoleServiceClient;
 use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
 use proto::topup::v1::topup_service_client::TopupServiceClient;
+use proto::topup::v1::topup_stats_service_client::TopupStatsServiceClient;
+use proto::transaction::v1::payment_stats_service_client::PaymentStatsServiceClient;
 use proto::transaction::v1::transaction_service_client::TransactionServiceClient;
 use proto::transfer::v1::transfer_service_client::TransferServiceClient;
+use proto::transfer::v1::transfer_stats_service_client::TransferStatsServiceClient;
 use proto::user::v1::auth_service_client::AuthServiceClient;
 use proto::user::v1::user_service_client::UserServiceClient;
 use proto::withdraw::v1::withdraw_service_client::WithdrawServiceClient;
+use proto::withdraw::v1::withdraw_stats_service_client::WithdrawStatsServiceClient;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use utoipa::OpenApi;
@@ -116,11 +120,15 @@ pub struct AppState {
     pub merchants: MerchantServiceClient<Channel>,
     pub documents: MerchantDocumentServiceClient<Channel>,
     pub transactions: TransactionServiceClient<Channel>,
+    pub topup_stats: TopupStatsServiceClient<Channel>,
+    pub withdraw_stats: WithdrawStatsServiceClient<Channel>,
+    pub transfer_stats: TransferStatsServiceClient<Channel>,
+    pub payment_stats: PaymentStatsServiceClient<Channel>,
 }
 
 /// The API router (without listeners), so tests and the binary build the same thing.
 pub fn router(state: AppState) -> Router {
-    use routes::{auth, cards, ledger, merchants, movements, payments, roles, users};
+    use routes::{auth, cards, ledger, merchants, movements, payments, roles, stats, users};
     let api = Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/verify-email", post(auth::verify_email))
@@ -258,6 +266,12 @@ pub fn router(state: AppState) -> Router {
         .route("/refunds", get(payments::list_refunds))
         .route("/refunds/{id}", get(payments::get_refund))
         .route("/cards/{id}/payments", get(payments::card_payments))
+        .route("/stats/{kind}/monthly-amounts", get(stats::monthly_amounts))
+        .route("/stats/{kind}/yearly-amounts", get(stats::yearly_amounts))
+        .route("/stats/{kind}/monthly-methods", get(stats::monthly_methods))
+        .route("/stats/{kind}/yearly-methods", get(stats::yearly_methods))
+        .route("/stats/{kind}/monthly-status", get(stats::monthly_status))
+        .route("/stats/{kind}/yearly-status", get(stats::yearly_status))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::authenticate_and_limit,
@@ -305,6 +319,10 @@ impl Application {
         let redis = platform::redis::pool(config.redis_url.expose())?;
         let user_channel = platform::grpc::channel(&config.user_service_url)?;
         let merchant_channel = platform::grpc::channel(&config.merchant_service_url)?;
+        let topup_channel = platform::grpc::channel(&config.topup_service_url)?;
+        let withdraw_channel = platform::grpc::channel(&config.withdraw_service_url)?;
+        let transfer_channel = platform::grpc::channel(&config.transfer_service_url)?;
+        let transaction_channel = platform::grpc::channel(&config.transaction_service_url)?;
         let state = AppState {
             authenticator: Authenticator::new(&config.jwt, Some(redis.clone())),
             redis,
@@ -313,18 +331,16 @@ impl Application {
             roles: RoleServiceClient::new(platform::grpc::channel(&config.role_service_url)?),
             cards: CardServiceClient::new(platform::grpc::channel(&config.card_service_url)?),
             saldo: SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),
-            topups: TopupServiceClient::new(platform::grpc::channel(&config.topup_service_url)?),
-            withdraws: WithdrawServiceClient::new(platform::grpc::channel(
-                &config.withdraw_service_url,
-            )?),
-            transfers: TransferServiceClient::new(platform::grpc::channel(
-                &config.transfer_service_url,
-            )?),
+            topups: TopupServiceClient::new(topup_channel.clone()),
+            topup_stats: TopupStatsServiceClient::new(topup_channel),
+            withdraws: WithdrawServiceClient::new(withdraw_channel.clone()),
+            withdraw_stats: WithdrawStatsServiceClient::new(withdraw_channel),
+            transfers: TransferServiceClient::new(transfer_channel.clone()),
+            transfer_stats: TransferStatsServiceClient::new(transfer_channel),
             merchants: MerchantServiceClient::new(merchant_channel.clone()),
             documents: MerchantDocumentServiceClient::new(merchant_channel),
-            transactions: TransactionServiceClient::new(platform::grpc::channel(
-                &config.transaction_service_url,
-            )?),
+            transactions: TransactionServiceClient::new(transaction_channel.clone()),
+            payment_stats: PaymentStatsServiceClient::new(transaction_channel),
             config: Arc::new(config),
         };
         let http = platform::config::bind(state.config.http_addr, "HTTP").await?;

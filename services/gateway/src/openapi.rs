@@ -4,8 +4,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    auth, cards, ledger, merchant_views, merchants, money_views, movements, payments, roles, users,
-    views,
+    auth, cards, ledger, merchant_views, merchants, money_views, movements, payments, roles, stats,
+    users, views,
 };
 
 struct BearerAuth;
@@ -65,6 +65,8 @@ impl Modify for BearerAuth {
         payments::create_payment, payments::get_payment, payments::list_payments,
         payments::card_payments, payments::merchant_payments, payments::create_refund,
         payments::payment_refunds, payments::list_refunds, payments::get_refund,
+        stats::monthly_amounts, stats::yearly_amounts, stats::monthly_methods,
+        stats::yearly_methods, stats::monthly_status, stats::yearly_status,
     ),
     components(schemas(
         crate::error::ErrorBody, crate::error::ErrorObject, crate::error::FieldDetail,
@@ -85,11 +87,13 @@ impl Modify for BearerAuth {
         merchant_views::CreatedApiKeyView, merchant_views::ApiKeyList,
         merchant_views::DocumentView, merchant_views::DocumentPage, merchant_views::PaymentView,
         merchant_views::PaymentPage, merchant_views::RefundView, merchant_views::RefundPage,
+        stats::TotalView, stats::PeriodView, stats::PeriodsView, stats::MethodView,
+        stats::MethodsView, stats::StatusView, stats::StatusComparisonView,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "users"), (name = "roles"), (name = "cards"), (name = "ledger"),
         (name = "topups"), (name = "withdraws"), (name = "transfers"), (name = "merchants"),
-        (name = "merchant documents"), (name = "payments"))
+        (name = "merchant documents"), (name = "payments"), (name = "statistics"))
 )]
 pub struct ApiDoc;
 

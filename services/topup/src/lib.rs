@@ -37,7 +37,18 @@ pub fn routes(app: &Application) -> tonic::service::Routes {
     tonic::service::Routes::new(TopupServiceServer::new(Handlers {
         movements: app.movements(),
     }))
+    .add_service(
+        pb::topup_stats_service_server::TopupStatsServiceServer::new(StatsHandlers {
+            api: app.stats(),
+            authenticator: app.movements().authenticator().clone(),
+        }),
+    )
 }
+
+movement::stats_service!(
+    StatsHandlers,
+    proto::topup::v1::topup_stats_service_server::TopupStatsService
+);
 
 /// Implements `TopupService`.
 #[derive(Clone)]

@@ -1,4 +1,4 @@
-//! `topup-service [serve|migrate]`
+//! `topup-service [serve|migrate|rebuild-stats]`
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -12,6 +12,12 @@ async fn main() -> anyhow::Result<()> {
                 .await
         }
         Some("migrate") => topup_service::migrate(&config.common).await,
-        Some(other) => anyhow::bail!("unknown command {other:?}; use serve or migrate"),
+        Some("rebuild-stats") => {
+            movement::app::rebuild_stats(movement::Kind::Topup, &config, topup_service::SCHEMA)
+                .await
+        }
+        Some(other) => {
+            anyhow::bail!("unknown command {other:?}; use serve, migrate or rebuild-stats")
+        }
     }
 }

@@ -5,6 +5,7 @@
 pub mod error;
 pub mod grpc;
 pub mod payments;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -41,6 +42,10 @@ pub struct Config {
     pub recovery_interval: Duration,
     /// `RECOVERY_GRACE_SECS`.
     pub recovery_grace: Duration,
+    /// `STATS_TIMEZONE` (default UTC): the calendar of the statistics.
+    pub stats_time_zone: String,
+    /// `STATS_EVENTS_GROUP` (default `transaction-service.stats`).
+    pub stats_group: String,
 }
 
 impl Config {
@@ -63,6 +68,11 @@ impl Config {
             rules: payments::Rules::from_env()?,
             recovery_interval: platform::config::seconds("RECOVERY_INTERVAL_SECS", 5)?,
             recovery_grace: platform::config::seconds("RECOVERY_GRACE_SECS", 15)?,
+            stats_time_zone: platform::config::optional("STATS_TIMEZONE", "UTC"),
+            stats_group: platform::config::optional(
+                "STATS_EVENTS_GROUP",
+                "transaction-service.stats",
+            ),
         })
     }
 }
@@ -78,6 +88,8 @@ pub struct Application {
     base: Foundation,
     payments: payments::Payments,
     relay: events::OutboxRelay,
+    stats: movement::stats::StatsApi,
+    stats_consumer: events::Consumer<stats::PaymentStatsEvents>,
 }
 
 impl Application {
@@ -105,12 +117,27 @@ impl Application {
             SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),
             token(),
         );
+        ::stats::check_time_zone(&base.pool, &config.stats_time_zone).await?;
+        let merchants =
+            MerchantServiceClient::new(platform::grpc::channel(&config.merchant_service_url)?);
+        let stats = stats::api(base.pool.clone(), cards.clone(), merchants.clone());
+        let stats_consumer = events::Consumer::new(
+            events::ConsumerConfig::new(
+                &common.kafka_brokers,
+                &config.stats_group,
+                &[events::topics::TRANSACTION_EVENTS],
+            ),
+            base.pool.clone(),
+            stats::PaymentStatsEvents {
+                time_zone: config.stats_time_zone.clone(),
+            },
+        )?;
         let payments = payments::Payments::new(
             base.pool.clone(),
             Authenticator::new(&common.jwt, Some(base.redis.clone())),
             upstream,
             cards,
-            MerchantServiceClient::new(platform::grpc::channel(&config.merchant_service_url)?),
+            merchants,
             token(),
             config.rules.clone(),
         );
@@ -125,6 +152,8 @@ impl Application {
             base,
             payments,
             relay,
+            stats,
+            stats_consumer,
         })
     }
 
@@ -147,9 +176,21 @@ impl Application {
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let routes = tonic::service::Routes::new(TransactionServiceServer::new(
             grpc::Handlers::new(self.payments.clone()),
-        ));
+        ))
+        .add_service(
+            proto::transaction::v1::payment_stats_service_server::PaymentStatsServiceServer::new(
+                stats::StatsHandlers {
+                    api: self.stats,
+                    authenticator: self.payments.authenticator().clone(),
+                },
+            ),
+        );
         let tasks = vec![
             platform::process::task("outbox relay", self.relay.run(shutdown.clone())),
+            platform::process::fallible_task(
+                "statistics consumer",
+                self.stats_consumer.run(shutdown.clone()),
+            ),
             platform::process::task(
                 "recovery",
                 self.payments.clone().run_recovery(
@@ -163,4 +204,13 @@ impl Application {
             .serve("transaction service", routes, tasks, shutdown)
             .await
     }
+}
+
+/// `transaction-service rebuild-stats`: recomputes the payment statistics from the payments.
+pub async fn rebuild_stats(config: &Config) -> anyhow::Result<()> {
+    let pool = platform::db::connect(config.common.database_url.expose(), SCHEMA, 2).await?;
+    ::stats::check_time_zone(&pool, &config.stats_time_zone).await?;
+    let counted = stats::rebuild(&pool, &config.stats_time_zone).await?;
+    println!("payment statistics rebuilt from {counted} completed payments");
+    Ok(())
 }

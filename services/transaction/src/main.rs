@@ -1,4 +1,4 @@
-//! `transaction-service [serve|migrate]`
+//! `transaction-service [serve|migrate|rebuild-stats]`
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -10,6 +10,9 @@ async fn main() -> anyhow::Result<()> {
             app.run(platform::shutdown::Shutdown::on_os_signals()).await
         }
         Some("migrate") => transaction_service::migrate(&config.common).await,
-        Some(other) => anyhow::bail!("unknown command {other:?}; use serve or migrate"),
+        Some("rebuild-stats") => transaction_service::rebuild_stats(&config).await,
+        Some(other) => {
+            anyhow::bail!("unknown command {other:?}; use serve, migrate or rebuild-stats")
+        }
     }
 }

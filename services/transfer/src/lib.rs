@@ -37,7 +37,18 @@ pub fn routes(app: &Application) -> tonic::service::Routes {
     tonic::service::Routes::new(TransferServiceServer::new(Handlers {
         movements: app.movements(),
     }))
+    .add_service(
+        pb::transfer_stats_service_server::TransferStatsServiceServer::new(StatsHandlers {
+            api: app.stats(),
+            authenticator: app.movements().authenticator().clone(),
+        }),
+    )
 }
+
+movement::stats_service!(
+    StatsHandlers,
+    proto::transfer::v1::transfer_stats_service_server::TransferStatsService
+);
 
 /// Implements `TransferService`.
 #[derive(Clone)]

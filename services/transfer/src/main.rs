@@ -1,4 +1,4 @@
-//! `transfer-service [serve|migrate]`
+//! `transfer-service [serve|migrate|rebuild-stats]`
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -12,6 +12,16 @@ async fn main() -> anyhow::Result<()> {
                 .await
         }
         Some("migrate") => transfer_service::migrate(&config.common).await,
-        Some(other) => anyhow::bail!("unknown command {other:?}; use serve or migrate"),
+        Some("rebuild-stats") => {
+            movement::app::rebuild_stats(
+                movement::Kind::Transfer,
+                &config,
+                transfer_service::SCHEMA,
+            )
+            .await
+        }
+        Some(other) => {
+            anyhow::bail!("unknown command {other:?}; use serve, migrate or rebuild-stats")
+        }
     }
 }

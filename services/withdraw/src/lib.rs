@@ -37,7 +37,18 @@ pub fn routes(app: &Application) -> tonic::service::Routes {
     tonic::service::Routes::new(WithdrawServiceServer::new(Handlers {
         movements: app.movements(),
     }))
+    .add_service(
+        pb::withdraw_stats_service_server::WithdrawStatsServiceServer::new(StatsHandlers {
+            api: app.stats(),
+            authenticator: app.movements().authenticator().clone(),
+        }),
+    )
 }
+
+movement::stats_service!(
+    StatsHandlers,
+    proto::withdraw::v1::withdraw_stats_service_server::WithdrawStatsService
+);
 
 /// Implements `WithdrawService`.
 #[derive(Clone)]

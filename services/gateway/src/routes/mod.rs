@@ -11,6 +11,7 @@ pub mod money_views;
 pub mod movements;
 pub mod payments;
 pub mod roles;
+pub mod stats;
 pub mod users;
 pub mod views;
 

@@ -70,6 +70,8 @@ pub fn movement_config(
         },
         recovery_interval: Duration::from_millis(500),
         recovery_grace: Duration::from_secs(2),
+        stats_time_zone: "UTC".into(),
+        stats_group: testkit::unique(&format!("{}-stats", kind.name())),
     }
 }
 
@@ -103,7 +105,7 @@ pub fn common(name: &str, database_url: &str, grpc_port: u16) -> CommonConfig {
         grpc_addr: format!("127.0.0.1:{grpc_port}").parse().unwrap(),
         admin_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: platform::Secret::new(database_url.to_owned()),
-        database_max_connections: 10,
+        database_max_connections: 6,
         redis_url: platform::Secret::new(testkit::redis_url()),
         kafka_brokers: testkit::kafka_brokers(),
         jwt: jwt(),
@@ -214,6 +216,8 @@ impl Platform {
             },
             recovery_interval: Duration::from_millis(500),
             recovery_grace: Duration::from_secs(2),
+            stats_time_zone: "UTC".into(),
+            stats_group: testkit::unique("payment-stats"),
         })
         .await
         .unwrap();

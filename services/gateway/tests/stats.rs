@@ -1,0 +1,374 @@
+//! Statistics from events: top-ups and transfers at calendar boundaries (the last second of a
+//! month, February 29th of a leap year) land in the right month; the numbers equal what the
+//! source rows say; a redelivered event and a rebuild change nothing; customers see their own
+//! cards only.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use common::Platform;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, s).single().unwrap()
+}
+
+/// Top-ups recorded at past times, as an import tool would (`ledger.backdate`).
+async fn import_topup(p: &Platform, number: &str, amount: i64, when: DateTime<Utc>) {
+    let token = platform::auth::TokenIssuer::new(&common::jwt())
+        .service_token("test-importer", &["topups.write", "ledger.backdate"])
+        .unwrap();
+    let mut client =
+        proto::topup::v1::topup_service_client::TopupServiceClient::connect(p.topup_grpc.clone())
+            .await
+            .unwrap();
+    client
+        .create_topup(platform::grpc::outgoing(
+            proto::topup::v1::CreateTopupRequest {
+                idempotency_key: uuid::Uuid::new_v4().to_string(),
+                card_number: number.to_owned(),
+                method: if amount % 2 == 0 { "bca" } else { "gopay" }.into(),
+                amount,
+                effective_at: Some(platform::time::to_proto(when)),
+            },
+            Some(token.token.expose()),
+            Duration::from_secs(10),
+        ))
+        .await
+        .unwrap();
+}
+
+fn amounts(v: &Value) -> Vec<i64> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["amount"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn monthly_statistics_follow_the_calendar_and_the_source_rows() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, customer) = p.customer(&admin).await;
+    let (_, stranger) = p.customer(&admin).await;
+    let card = p.card(&customer, "IDR").await;
+
+    // 2024 is a leap year: Jan 31 23:59:59 is January; Feb 29 is February; Mar 1 00:00:00 is
+    // March. Dec 31 23:59:59 is still 2024.
+    import_topup(&p, &card.number, 1_000, at(2024, 1, 31, 23, 59, 59)).await;
+    import_topup(&p, &card.number, 2_000, at(2024, 2, 1, 0, 0, 0)).await;
+    import_topup(&p, &card.number, 4_000, at(2024, 2, 29, 12, 0, 0)).await;
+    import_topup(&p, &card.number, 8_001, at(2024, 3, 1, 0, 0, 0)).await;
+    import_topup(&p, &card.number, 16_000, at(2024, 12, 31, 23, 59, 59)).await;
+    import_topup(&p, &card.number, 32_000, at(2025, 1, 1, 0, 0, 0)).await;
+
+    let path = format!(
+        "/stats/topups/monthly-amounts?year=2024&card_id={}",
+        card.id
+    );
+    let expected = vec![1_000, 6_000, 8_001, 0, 0, 0, 0, 0, 0, 0, 0, 16_000];
+    let months = testkit::eventually(Duration::from_secs(30), "statistics consumed", || async {
+        let (status, body) = p.get(&path, Some(&customer)).await;
+        (status == StatusCode::OK && amounts(&body) == expected).then_some(body)
+    })
+    .await;
+    assert_eq!(months["items"][1]["count"], 2, "{months}");
+
+    // The same numbers straight from the source rows.
+    let db = sqlx::PgPool::connect(&p.database_url).await.unwrap();
+    let from_rows: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT extract(month FROM created_at AT TIME ZONE 'UTC')::int, sum(amount)::bigint
+         FROM topup_svc.topups
+         WHERE status = 'succeeded' AND created_at >= '2024-01-01T00:00:00Z'
+           AND created_at < '2025-01-01T00:00:00Z'
+         GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    for (month, amount) in from_rows {
+        assert_eq!(
+            expected[usize::try_from(month - 1).unwrap()],
+            amount,
+            "month {month}"
+        );
+    }
+
+    // Yearly: 2020..=2024, then 2021..=2025.
+    let (_, years) = p
+        .get(
+            &format!("/stats/topups/yearly-amounts?year=2025&card_id={}", card.id),
+            Some(&customer),
+        )
+        .await;
+    assert_eq!(amounts(&years), vec![0, 0, 0, 31_001, 32_000], "{years}");
+
+    // Methods and the month-vs-previous-month comparison.
+    let (_, methods) = p
+        .get(
+            &format!(
+                "/stats/topups/monthly-methods?year=2024&card_id={}",
+                card.id
+            ),
+            Some(&customer),
+        )
+        .await;
+    let feb: Vec<(String, i64)> = methods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["period"] == 2)
+        .map(|i| {
+            (
+                i["method"].as_str().unwrap().to_owned(),
+                i["amount"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(feb, vec![("bca".to_owned(), 6_000)], "{methods}");
+    let (_, status) = p
+        .get(
+            &format!(
+                "/stats/topups/monthly-status?year=2024&month=3&card_id={}",
+                card.id
+            ),
+            Some(&customer),
+        )
+        .await;
+    assert_eq!(status["current"]["succeeded"]["amount"], 8_001, "{status}");
+    assert_eq!(status["previous"]["succeeded"]["amount"], 6_000, "{status}");
+    assert_eq!(status["current"]["failed"]["count"], 0, "{status}");
+
+    // Permissions: the owner sees the card; a stranger does not; everything needs topups.read.
+    let (code, _) = p.get(&path, Some(&stranger)).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, body) = p
+        .get("/stats/topups/monthly-amounts?year=2024", Some(&customer))
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    let (code, all) = p
+        .get("/stats/topups/monthly-amounts?year=2024", Some(&admin))
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    // Other tests of the run share the broker (and so the "everything" totals), but none
+    // records movements in early 2024.
+    assert_eq!(amounts(&all)[..3], expected[..3], "{all}");
+
+    // A redelivered completion event changes nothing.
+    let reader = testkit::topic_reader(events::topics::TOPUP_EVENTS).unwrap();
+    let card_id = card.id.clone();
+    let event = testkit::next_matching(&reader, Duration::from_secs(20), |v| {
+        (v["type"] == "topup.succeeded" && v["data"]["card_id"] == card_id.as_str())
+            .then(|| v.clone())
+    })
+    .await
+    .unwrap();
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", testkit::kafka_brokers())
+        .create()
+        .unwrap();
+    let payload = event.to_string();
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to(events::topics::TOPUP_EVENTS)
+                .key(event["subject"].as_str().unwrap())
+                .payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    // A top-up after it, so we know the consumer has passed the duplicate.
+    let (code, body) = p.topup(&customer, &card.number, 500).await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let this_year = Utc::now().format("%Y").to_string();
+    testkit::eventually(Duration::from_secs(30), "later top-up counted", || async {
+        let (_, body) = p
+            .get(
+                &format!(
+                    "/stats/topups/yearly-amounts?year={this_year}&card_id={}",
+                    card.id
+                ),
+                Some(&customer),
+            )
+            .await;
+        (amounts(&body).last() == Some(&500)).then_some(())
+    })
+    .await;
+    let (_, again) = p.get(&path, Some(&customer)).await;
+    assert_eq!(
+        amounts(&again),
+        expected,
+        "a duplicate event must not count twice"
+    );
+
+    // A rebuild from the source rows gives the same numbers (for what this test's rows are:
+    // other tests of the run share the broker, not the database).
+    let before: Vec<(
+        String,
+        uuid::Uuid,
+        chrono::NaiveDate,
+        String,
+        String,
+        i64,
+        i64,
+    )> = sqlx::query_as(
+        "SELECT * FROM topup_svc.stats_daily
+             WHERE scope_id = $1 OR (scope = 'all' AND day < '2024-04-01')
+             ORDER BY 1, 2, 3, 4, 5",
+    )
+    .bind(uuid::Uuid::parse_str(&card.id).unwrap())
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let pool = platform::db::connect(&p.database_url, "topup_svc", 2)
+        .await
+        .unwrap();
+    movement::stats::rebuild(&pool, movement::Kind::Topup, "UTC")
+        .await
+        .unwrap();
+    let after: Vec<(
+        String,
+        uuid::Uuid,
+        chrono::NaiveDate,
+        String,
+        String,
+        i64,
+        i64,
+    )> = sqlx::query_as(
+        "SELECT * FROM topup_svc.stats_daily
+             WHERE scope_id = $1 OR (scope = 'all' AND day < '2024-04-01')
+             ORDER BY 1, 2, 3, 4, 5",
+    )
+    .bind(uuid::Uuid::parse_str(&card.id).unwrap())
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn payment_statistics_per_merchant_key_and_card_for_their_owners() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, owner) = p.customer(&admin).await;
+    let (_, customer) = p.customer(&admin).await;
+    let (_, stranger) = p.customer(&admin).await;
+    let merchant = p.active_merchant(&admin, &owner, "IDR").await;
+    let card = p.card(&customer, "IDR").await;
+    p.topup(&customer, &card.number, 100_000).await;
+    for (amount, method) in [(10_000, "visa"), (2_500, "gopay"), (1_000_000, "visa")] {
+        p.pay(
+            &merchant.key,
+            &uuid::Uuid::new_v4().to_string(),
+            serde_json::json!({"card_number": card.number, "cvv": card.cvv, "amount": amount,
+                               "method": method}),
+        )
+        .await;
+    }
+    let now = Utc::now();
+    let (year, month) = (now.format("%Y").to_string(), now.format("%m").to_string());
+    let month: usize = month.parse().unwrap();
+    let path = format!(
+        "/stats/payments/monthly-amounts?year={year}&merchant_id={}",
+        merchant.id
+    );
+    let body = testkit::eventually(Duration::from_secs(30), "payment statistics", || async {
+        let (status, body) = p.get(&path, Some(&owner)).await;
+        (status == StatusCode::OK && amounts(&body)[month - 1] == 12_500).then_some(body)
+    })
+    .await;
+    assert_eq!(body["items"][month - 1]["count"], 2, "{body}");
+
+    // The failed one (more than the balance) is in the status comparison.
+    let (_, status) = p
+        .get(
+            &format!(
+                "/stats/payments/monthly-status?year={year}&month={month}&merchant_id={}",
+                merchant.id
+            ),
+            Some(&owner),
+        )
+        .await;
+    assert_eq!(status["current"]["failed"]["amount"], 1_000_000, "{status}");
+    assert_eq!(status["current"]["succeeded"]["count"], 2, "{status}");
+
+    // Per key and per method, for the owner; per card for the customer.
+    let (code, by_key) = p
+        .get(
+            &format!(
+                "/stats/payments/yearly-amounts?year={year}&api_key_id={}",
+                merchant.key_id
+            ),
+            Some(&owner),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{by_key}");
+    assert_eq!(amounts(&by_key).last(), Some(&12_500));
+    let (_, methods) = p
+        .get(
+            &format!(
+                "/stats/payments/yearly-methods?year={year}&merchant_id={}",
+                merchant.id
+            ),
+            Some(&owner),
+        )
+        .await;
+    let mut seen: Vec<(String, i64)> = methods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["method"].as_str().unwrap().to_owned(),
+                i["amount"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![("gopay".to_owned(), 2_500), ("visa".to_owned(), 10_000)],
+        "{methods}"
+    );
+    let (code, by_card) = p
+        .get(
+            &format!(
+                "/stats/payments/monthly-amounts?year={year}&card_id={}",
+                card.id
+            ),
+            Some(&customer),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{by_card}");
+    assert_eq!(amounts(&by_card)[month - 1], 12_500);
+
+    // Others see nothing; bad input names the field.
+    let (code, _) = p.get(&path, Some(&stranger)).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = p.get(&path, Some(&customer)).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, body) = p
+        .get(
+            &format!(
+                "/stats/topups/monthly-amounts?year={year}&merchant_id={}",
+                merchant.id
+            ),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "merchant_id");
+    let (code, body) = p
+        .get("/stats/payments/monthly-amounts?year=1999", Some(&admin))
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "year");
+}
