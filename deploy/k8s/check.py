@@ -131,6 +131,22 @@ def check_compose():
     print("k8s check: docker-compose.yml agrees with the binaries, the template and k8s")
 
 
+def check_dockerfile():
+    """The dependency-caching stage copies every workspace member's manifest (a member left
+    out breaks `docker build`)."""
+    manifest = (ROOT / "Cargo.toml").read_text()
+    block = manifest.split("members = [", 1)[1].split("]", 1)[0]
+    members = re.findall(r'"([^"]+)"', block)
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    for member in members:
+        if f"COPY {member}/Cargo.toml {member}/" not in dockerfile:
+            fail(f"deploy/Dockerfile does not copy {member}/Cargo.toml")
+        if f" {member}" not in dockerfile.split("RUN for d in", 1)[1].split("done", 1)[0] \
+                and not member.startswith("services/"):
+            fail(f"deploy/Dockerfile does not stub {member}")
+    print(f"k8s check: deploy/Dockerfile covers the {len(members)} workspace members")
+
+
 def local_url(value, test):
     """Maps a cluster address in `value` to this machine."""
     value = value.replace("kafka:9092", test["kafka"])
@@ -272,6 +288,7 @@ def main():
     check_nginx(docs)
     check_jobs(docs)
     check_compose()
+    check_dockerfile()
     boot(docs, test)
     print("k8s check: ok")
 
