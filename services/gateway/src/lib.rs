@@ -25,6 +25,7 @@ use proto::merchant::v1::merchant_document_service_client::MerchantDocumentServi
 use proto::merchant::v1::merchant_service_client::MerchantServiceClient;
 use proto::role::v1::role_service_client::RoleServiceClient;
 use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
+use proto::saldo::v1::saldo_stats_service_client::SaldoStatsServiceClient;
 use proto::topup::v1::topup_service_client::TopupServiceClient;
 use proto::topup::v1::topup_stats_service_client::TopupStatsServiceClient;
 use proto::transaction::v1::payment_stats_service_client::PaymentStatsServiceClient;
@@ -124,6 +125,7 @@ pub struct AppState {
     pub withdraw_stats: WithdrawStatsServiceClient<Channel>,
     pub transfer_stats: TransferStatsServiceClient<Channel>,
     pub payment_stats: PaymentStatsServiceClient<Channel>,
+    pub saldo_stats: SaldoStatsServiceClient<Channel>,
 }
 
 /// The API router (without listeners), so tests and the binary build the same thing.
@@ -266,6 +268,16 @@ pub fn router(state: AppState) -> Router {
         .route("/refunds", get(payments::list_refunds))
         .route("/refunds/{id}", get(payments::get_refund))
         .route("/cards/{id}/payments", get(payments::card_payments))
+        .route("/stats/balances/monthly", get(stats::monthly_balances))
+        .route("/stats/balances/yearly", get(stats::yearly_balances))
+        .route(
+            "/stats/balances/monthly-total",
+            get(stats::monthly_total_balance),
+        )
+        .route(
+            "/stats/balances/yearly-total",
+            get(stats::yearly_total_balance),
+        )
         .route("/stats/{kind}/monthly-amounts", get(stats::monthly_amounts))
         .route("/stats/{kind}/yearly-amounts", get(stats::yearly_amounts))
         .route("/stats/{kind}/monthly-methods", get(stats::monthly_methods))
@@ -320,6 +332,7 @@ impl Application {
         let user_channel = platform::grpc::channel(&config.user_service_url)?;
         let merchant_channel = platform::grpc::channel(&config.merchant_service_url)?;
         let topup_channel = platform::grpc::channel(&config.topup_service_url)?;
+        let saldo_channel = platform::grpc::channel(&config.saldo_service_url)?;
         let withdraw_channel = platform::grpc::channel(&config.withdraw_service_url)?;
         let transfer_channel = platform::grpc::channel(&config.transfer_service_url)?;
         let transaction_channel = platform::grpc::channel(&config.transaction_service_url)?;
@@ -330,7 +343,8 @@ impl Application {
             users: UserServiceClient::new(user_channel),
             roles: RoleServiceClient::new(platform::grpc::channel(&config.role_service_url)?),
             cards: CardServiceClient::new(platform::grpc::channel(&config.card_service_url)?),
-            saldo: SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),
+            saldo: SaldoServiceClient::new(saldo_channel.clone()),
+            saldo_stats: SaldoStatsServiceClient::new(saldo_channel),
             topups: TopupServiceClient::new(topup_channel.clone()),
             topup_stats: TopupStatsServiceClient::new(topup_channel),
             withdraws: WithdrawServiceClient::new(withdraw_channel.clone()),

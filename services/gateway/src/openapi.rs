@@ -67,6 +67,8 @@ impl Modify for BearerAuth {
         payments::payment_refunds, payments::list_refunds, payments::get_refund,
         stats::monthly_amounts, stats::yearly_amounts, stats::monthly_methods,
         stats::yearly_methods, stats::monthly_status, stats::yearly_status,
+        stats::monthly_balances, stats::yearly_balances, stats::monthly_total_balance,
+        stats::yearly_total_balance,
     ),
     components(schemas(
         crate::error::ErrorBody, crate::error::ErrorObject, crate::error::FieldDetail,
@@ -89,6 +91,7 @@ impl Modify for BearerAuth {
         merchant_views::PaymentPage, merchant_views::RefundView, merchant_views::RefundPage,
         stats::TotalView, stats::PeriodView, stats::PeriodsView, stats::MethodView,
         stats::MethodsView, stats::StatusView, stats::StatusComparisonView,
+        stats::BalancePeriodView, stats::BalancePeriodsView, stats::BalanceComparisonView,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "users"), (name = "roles"), (name = "cards"), (name = "ledger"),

@@ -146,6 +146,75 @@ async fn monthly_statistics_follow_the_calendar_and_the_source_rows() {
     assert_eq!(status["previous"]["succeeded"]["amount"], 6_000, "{status}");
     assert_eq!(status["current"]["failed"]["count"], 0, "{status}");
 
+    // Balances at the end of each month, from the ledger's balance.changed events.
+    let balances_path = format!("/stats/balances/monthly?year=2024&card_id={}", card.id);
+    let ends: Vec<i64> = [1_000, 7_000]
+        .into_iter()
+        .chain(std::iter::repeat_n(15_001, 9))
+        .chain([31_001])
+        .collect();
+    let balances = testkit::eventually(Duration::from_secs(30), "balance statistics", || async {
+        let (status, body) = p.get(&balances_path, Some(&customer)).await;
+        let got: Vec<i64> = body["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| i["balance"].as_i64().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (status == StatusCode::OK && got == ends).then_some(body)
+    })
+    .await;
+    assert_eq!(balances["items"][1]["postings"], 2, "{balances}");
+    let (_, compared) = p
+        .get(
+            &format!(
+                "/stats/balances/monthly-total?year=2024&month=3&card_id={}",
+                card.id
+            ),
+            Some(&customer),
+        )
+        .await;
+    assert_eq!(
+        (compared["current"].as_i64(), compared["previous"].as_i64()),
+        (Some(15_001), Some(7_000)),
+        "{compared}"
+    );
+    let (_, years) = p
+        .get(
+            &format!("/stats/balances/yearly?year=2025&card_id={}", card.id),
+            Some(&customer),
+        )
+        .await;
+    let year_ends: Vec<i64> = years["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["balance"].as_i64().unwrap())
+        .collect();
+    assert_eq!(year_ends[3..], [31_001, 63_001], "{years}");
+    let journal: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(sum(l.amount), 0)::bigint FROM saldo_svc.journal_lines l
+         JOIN saldo_svc.accounts a ON a.id = l.account_id
+         WHERE a.card_id = $1 AND l.created_at < '2024-03-01T00:00:00Z'",
+    )
+    .bind(uuid::Uuid::parse_str(&card.id).unwrap())
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        journal, 7_000,
+        "the journal agrees with the February balance"
+    );
+    let (code, _) = p.get(&balances_path, Some(&stranger)).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = p
+        .get("/stats/balances/monthly?year=2024", Some(&customer))
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+
     // Permissions: the owner sees the card; a stranger does not; everything needs topups.read.
     let (code, _) = p.get(&path, Some(&stranger)).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
@@ -252,6 +321,48 @@ async fn monthly_statistics_follow_the_calendar_and_the_source_rows() {
     .await
     .unwrap();
     assert_eq!(before, after);
+
+    // The balance rollup rebuilds from the journal to the same rows.
+    let card_uuid = uuid::Uuid::parse_str(&card.id).unwrap();
+    let balance_rows = "SELECT scope, scope_id, day, delta, postings FROM saldo_svc.balance_daily
+        WHERE scope_id = $1 ORDER BY 1, 2, 3";
+    // First let the event-fed rollup catch up with the last top-up (63 001 + 500).
+    testkit::eventually(
+        Duration::from_secs(30),
+        "balance rollup caught up",
+        || async {
+            let sum: Option<i64> = sqlx::query_scalar(
+                "SELECT sum(delta)::bigint FROM saldo_svc.balance_daily
+             WHERE scope = 'card' AND scope_id = $1",
+            )
+            .bind(card_uuid)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+            (sum == Some(63_501)).then_some(())
+        },
+    )
+    .await;
+    let before: Vec<(String, uuid::Uuid, chrono::NaiveDate, i64, i64)> =
+        sqlx::query_as(balance_rows)
+            .bind(card_uuid)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    let saldo_pool = platform::db::connect(&p.database_url, "saldo_svc", 2)
+        .await
+        .unwrap();
+    saldo_service::balance_stats::rebuild(&saldo_pool, "UTC")
+        .await
+        .unwrap();
+    let after: Vec<(String, uuid::Uuid, chrono::NaiveDate, i64, i64)> =
+        sqlx::query_as(balance_rows)
+            .bind(card_uuid)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(before, after);
+    assert!(!after.is_empty());
 }
 
 #[tokio::test]

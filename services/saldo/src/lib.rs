@@ -2,6 +2,7 @@
 //! writer of balances. Card accounts open from `card.created`; money moves only through
 //! [`ledger::Ledger::post`]; every balance change is announced as `balance.changed`.
 
+pub mod balance_stats;
 pub mod consumer;
 pub mod error;
 pub mod grpc;
@@ -28,6 +29,11 @@ pub struct Config {
     pub common: CommonConfig,
     /// Consumer group for card events (`CARD_EVENTS_GROUP`).
     pub card_events_group: String,
+    /// The calendar of the balance statistics (`STATS_TIMEZONE`, default UTC).
+    pub stats_time_zone: String,
+    /// Consumer group of the balance statistics (`STATS_EVENTS_GROUP`,
+    /// default `saldo-service.stats`).
+    pub stats_group: String,
 }
 
 impl Config {
@@ -39,6 +45,8 @@ impl Config {
                 "CARD_EVENTS_GROUP",
                 events::topics::groups::SALDO_CARD_EVENTS,
             ),
+            stats_time_zone: platform::config::optional("STATS_TIMEZONE", "UTC"),
+            stats_group: platform::config::optional("STATS_EVENTS_GROUP", "saldo-service.stats"),
         })
     }
 }
@@ -60,6 +68,9 @@ pub struct Application {
     saldo: service::Saldo,
     relay: events::OutboxRelay,
     consumer: events::Consumer<consumer::CardEvents>,
+    stats_consumer: events::Consumer<balance_stats::BalanceEvents>,
+    stats: balance_stats::BalanceStats,
+    authenticator: Authenticator,
 }
 
 impl Application {
@@ -68,7 +79,9 @@ impl Application {
         let common = &config.common;
         let base = Foundation::prepare(common, SCHEMA, &MIGRATOR).await?;
         let (pool, redis) = (base.pool.clone(), base.redis.clone());
-        let saldo = service::Saldo::new(pool.clone(), Authenticator::new(&common.jwt, Some(redis)));
+        stats::check_time_zone(&pool, &config.stats_time_zone).await?;
+        let authenticator = Authenticator::new(&common.jwt, Some(redis));
+        let saldo = service::Saldo::new(pool.clone(), authenticator.clone());
         events::topics::ensure_best_effort(&common.kafka_brokers).await;
         let relay = events::OutboxRelay::new(
             pool.clone(),
@@ -81,14 +94,28 @@ impl Application {
                 &config.card_events_group,
                 &[events::topics::CARD_EVENTS, events::topics::MERCHANT_EVENTS],
             ),
-            pool,
+            pool.clone(),
             consumer::CardEvents,
+        )?;
+        let stats_consumer = events::Consumer::new(
+            events::ConsumerConfig::new(
+                &common.kafka_brokers,
+                &config.stats_group,
+                &[events::topics::SALDO_EVENTS],
+            ),
+            pool.clone(),
+            balance_stats::BalanceEvents {
+                time_zone: config.stats_time_zone.clone(),
+            },
         )?;
         Ok(Self {
             base,
             saldo,
             relay,
             consumer,
+            stats_consumer,
+            stats: balance_stats::BalanceStats::new(pool),
+            authenticator,
         })
     }
 
@@ -105,16 +132,37 @@ impl Application {
     /// Serves until `shutdown` fires.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let routes =
-            tonic::service::Routes::new(SaldoServiceServer::new(grpc::Handlers::new(self.saldo)));
+            tonic::service::Routes::new(SaldoServiceServer::new(grpc::Handlers::new(self.saldo)))
+                .add_service(
+                    proto::saldo::v1::saldo_stats_service_server::SaldoStatsServiceServer::new(
+                        balance_stats::StatsHandlers {
+                            stats: self.stats,
+                            authenticator: self.authenticator,
+                        },
+                    ),
+                );
         let tasks = vec![
             platform::process::task("outbox relay", self.relay.run(shutdown.clone())),
             platform::process::fallible_task(
                 "account events consumer",
                 self.consumer.run(shutdown.clone()),
             ),
+            platform::process::fallible_task(
+                "balance statistics consumer",
+                self.stats_consumer.run(shutdown.clone()),
+            ),
         ];
         self.base
             .serve("saldo service", routes, tasks, shutdown)
             .await
     }
+}
+
+/// `saldo-service rebuild-stats`: recomputes the balance statistics from the journal.
+pub async fn rebuild_stats(config: &Config) -> anyhow::Result<()> {
+    let pool = platform::db::connect(config.common.database_url.expose(), SCHEMA, 2).await?;
+    stats::check_time_zone(&pool, &config.stats_time_zone).await?;
+    let counted = balance_stats::rebuild(&pool, &config.stats_time_zone).await?;
+    println!("balance statistics rebuilt from {counted} journal lines");
+    Ok(())
 }

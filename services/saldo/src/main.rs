@@ -1,4 +1,4 @@
-//! `saldo-service [serve|migrate|reconcile]`
+//! `saldo-service [serve|migrate|reconcile|rebuild-stats]`
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -10,6 +10,7 @@ async fn main() -> anyhow::Result<()> {
             app.run(platform::shutdown::Shutdown::on_os_signals()).await
         }
         Some("migrate") => saldo_service::migrate(&config.common).await,
+        Some("rebuild-stats") => saldo_service::rebuild_stats(&config).await,
         Some("reconcile") => {
             let report = saldo_service::reconcile(&config.common).await?;
             println!(
@@ -34,7 +35,9 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Some(other) => {
-            anyhow::bail!("unknown command {other:?}; use serve, migrate or reconcile")
+            anyhow::bail!(
+                "unknown command {other:?}; use serve, migrate, reconcile or rebuild-stats"
+            )
         }
     }
 }

@@ -127,6 +127,8 @@ async fn world() -> World {
     let saldo = saldo_service::Application::build(saldo_service::Config {
         common: common("saldo-service", &database_url, saldo_port),
         card_events_group: testkit::unique("crash-saldo"),
+        stats_time_zone: "UTC".into(),
+        stats_group: testkit::unique("saldo-stats"),
     })
     .await
     .unwrap();

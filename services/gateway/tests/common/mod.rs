@@ -171,6 +171,8 @@ impl Platform {
         let saldo = saldo_service::Application::build(saldo_service::Config {
             common: common("saldo-service", &database_url, saldo_port),
             card_events_group: testkit::unique("saldo-card-events"),
+            stats_time_zone: "UTC".into(),
+            stats_group: testkit::unique("saldo-stats"),
         })
         .await
         .unwrap();
