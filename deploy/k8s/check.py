@@ -220,25 +220,45 @@ def boot(docs, test):
     logs.mkdir(parents=True, exist_ok=True)
     processes = []
     try:
+        # The manifests' gRPC ports (50051...) lie in Linux's ephemeral range, so an outgoing
+        # connection of an already booted service (to PostgreSQL, say) could take one as its
+        # local port. Holding every port with a listener until its own service starts keeps
+        # the kernel from handing them out.
+        import socket
+        held = {}
+        for d in deployments:
+            container = d["spec"]["template"]["spec"]["containers"][0]
+            for port in container.get("ports", []):
+                number = port["containerPort"]
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                deadline = time.time() + 30
+                while True:
+                    try:
+                        sock.bind(("0.0.0.0", number))
+                        sock.listen(1)
+                        break
+                    except OSError:
+                        if time.time() > deadline:
+                            fail(f"port {number} of {d['metadata']['name']} stays taken (stop `make run`)")
+                        time.sleep(0.5)
+                held.setdefault(d["metadata"]["name"], []).append(sock)
         for d in deployments:
             name = d["metadata"]["name"]
             container = d["spec"]["template"]["spec"]["containers"][0]
             binary = BIN_DIR / Path(container["command"][0]).name
             if not binary.exists():
                 fail(f"{name}: {container['command'][0]} is not a binary of this workspace ({binary})")
-            for port in container.get("ports", []):
-                import socket
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", port["containerPort"])) == 0:
-                        fail(f"{name}: port {port['containerPort']} is taken here (stop `make run`)")
+            for sock in held.pop(name, []):
+                sock.close()
             env = environment(docs, container, test, database_url)
             command = [str(binary), *container.get("args", [])]
             log = logs / f"{name}.log"
             process = subprocess.Popen(command, env=env, stdout=open(log, "w"),
                                        stderr=subprocess.STDOUT, cwd="/")
-            processes.append([name, container, process, log, command, env, 0])
-        for entry in processes:
-            name, container, _, log, command, env, _ = entry
+            entry = [name, container, process, log, command, env, 0]
+            processes.append(entry)
+            # One at a time: the next port is released only once this service holds its own.
             for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
                 probe = container.get(kind)
                 if probe is None:

@@ -299,6 +299,25 @@ impl StatsApi {
         })
     }
 
+    /// All-time total of the scope (succeeded, or failed).
+    pub async fn totals(
+        &self,
+        caller: &Principal,
+        bearer: Option<&str>,
+        r: &pb::StatsRequest,
+    ) -> Result<pb::Total, MovementError> {
+        let scope = self.scope(caller, bearer, r).await?;
+        let t = self
+            .reports
+            .total(scope, Self::status(r))
+            .await
+            .map_err(internal)?;
+        Ok(pb::Total {
+            count: t.count,
+            amount: t.amount,
+        })
+    }
+
     pub async fn status_comparison(
         &self,
         caller: &Principal,
@@ -417,6 +436,18 @@ macro_rules! stats_service {
                 Ok(tonic::Response::new(
                     self.api
                         .status_comparison(&caller, bearer.as_deref(), request.get_ref(), true)
+                        .await?,
+                ))
+            }
+
+            async fn totals(
+                &self,
+                request: tonic::Request<proto::stats::v1::StatsRequest>,
+            ) -> Result<tonic::Response<proto::stats::v1::Total>, tonic::Status> {
+                let (caller, bearer) = self.caller(&request).await?;
+                Ok(tonic::Response::new(
+                    self.api
+                        .totals(&caller, bearer.as_deref(), request.get_ref())
                         .await?,
                 ))
             }

@@ -365,6 +365,21 @@ impl Reports {
         Ok(out)
     }
 
+    /// All-time total of `scope` and `status`.
+    pub async fn total(&self, scope: Scope, status: &str) -> anyhow::Result<Total> {
+        let (name, id) = scope.parts();
+        let (count, amount): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(sum(count), 0)::bigint, COALESCE(sum(amount), 0)::bigint
+             FROM stats_daily WHERE scope = $1 AND scope_id = $2 AND status = $3",
+        )
+        .bind(name)
+        .bind(id)
+        .bind(status)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Total { count, amount })
+    }
+
     /// Succeeded and failed totals of `year-month` and of the month before.
     pub async fn monthly_status(
         &self,

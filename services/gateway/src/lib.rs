@@ -268,6 +268,7 @@ pub fn router(state: AppState) -> Router {
         .route("/refunds", get(payments::list_refunds))
         .route("/refunds/{id}", get(payments::get_refund))
         .route("/cards/{id}/payments", get(payments::card_payments))
+        .route("/stats/dashboard", get(stats::dashboard))
         .route("/stats/balances/monthly", get(stats::monthly_balances))
         .route("/stats/balances/yearly", get(stats::yearly_balances))
         .route(

@@ -68,7 +68,7 @@ impl Modify for BearerAuth {
         stats::monthly_amounts, stats::yearly_amounts, stats::monthly_methods,
         stats::yearly_methods, stats::monthly_status, stats::yearly_status,
         stats::monthly_balances, stats::yearly_balances, stats::monthly_total_balance,
-        stats::yearly_total_balance,
+        stats::yearly_total_balance, stats::dashboard,
     ),
     components(schemas(
         crate::error::ErrorBody, crate::error::ErrorObject, crate::error::FieldDetail,
@@ -92,6 +92,7 @@ impl Modify for BearerAuth {
         stats::TotalView, stats::PeriodView, stats::PeriodsView, stats::MethodView,
         stats::MethodsView, stats::StatusView, stats::StatusComparisonView,
         stats::BalancePeriodView, stats::BalancePeriodsView, stats::BalanceComparisonView,
+        stats::DashboardView,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "users"), (name = "roles"), (name = "cards"), (name = "ledger"),

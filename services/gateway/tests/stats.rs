@@ -461,6 +461,32 @@ async fn payment_statistics_per_merchant_key_and_card_for_their_owners() {
     assert_eq!(code, StatusCode::OK, "{by_card}");
     assert_eq!(amounts(&by_card)[month - 1], 12_500);
 
+    // The card's dashboard: balance and all-time totals from every service's rollup.
+    let dashboard_path = format!("/stats/dashboard?card_id={}", card.id);
+    let dashboard = testkit::eventually(Duration::from_secs(30), "dashboard", || async {
+        let (status, body) = p.get(&dashboard_path, Some(&customer)).await;
+        (status == StatusCode::OK
+            && body["balance"] == 87_500
+            && body["topups"]["amount"] == 100_000)
+            .then_some(body)
+    })
+    .await;
+    assert_eq!(dashboard["payments"]["amount"], 12_500, "{dashboard}");
+    assert_eq!(dashboard["payments"]["count"], 2, "{dashboard}");
+    assert_eq!(dashboard["withdraws"]["count"], 0, "{dashboard}");
+    assert_eq!(dashboard["transfers_sent"]["count"], 0, "{dashboard}");
+    assert_eq!(dashboard["transfers_received"]["count"], 0, "{dashboard}");
+    let (code, _) = p.get(&dashboard_path, Some(&stranger)).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = p.get("/stats/dashboard", Some(&customer)).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let (code, global) = p.get("/stats/dashboard", Some(&admin)).await;
+    assert_eq!(code, StatusCode::OK, "{global}");
+    assert!(
+        global["payments"]["amount"].as_i64().unwrap() >= 12_500,
+        "{global}"
+    );
+
     // Others see nothing; bad input names the field.
     let (code, _) = p.get(&path, Some(&stranger)).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
