@@ -223,7 +223,8 @@ def boot(docs, test):
         # The manifests' gRPC ports (50051...) lie in Linux's ephemeral range, so an outgoing
         # connection of an already booted service (to PostgreSQL, say) could take one as its
         # local port. Holding every port with a listener until its own service starts keeps
-        # the kernel from handing them out.
+        # the kernel from handing them out. A port used moments ago by an outgoing connection
+        # of the tests stays blocked while that connection is in TIME_WAIT (60 s): wait it out.
         import socket
         held = {}
         for d in deployments:
@@ -232,7 +233,7 @@ def boot(docs, test):
                 number = port["containerPort"]
                 sock = socket.socket()
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                deadline = time.time() + 30
+                deadline = time.time() + 90
                 while True:
                     try:
                         sock.bind(("0.0.0.0", number))

@@ -30,6 +30,13 @@ say "starting a fresh tansu on 127.0.0.1:$TEST_KAFKA_PORT"
 start_tansu "$TEST_KAFKA_PORT" "$RUN_DIR/tansu.db" "$RUN_DIR/tansu.log"
 trap 'kill $TANSU_PID 2>/dev/null || true; rm -rf "$RUN_DIR"' EXIT
 
+# Before the tests: their outgoing connections leave TIME_WAIT sockets on ports of Linux's
+# ephemeral range, where the manifests' gRPC ports (50051...) lie.
+say "Kubernetes manifests: strict validation, and every Deployment booted from its manifest"
+cargo build --bins --quiet
+"$ROOT/deploy/k8s/make-secrets.sh" >/dev/null
+python3 "$ROOT/deploy/k8s/check.py"
+
 say "tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
@@ -38,7 +45,3 @@ else
     cargo test --workspace --no-fail-fast "$@"
 fi
 
-say "Kubernetes manifests: strict validation, and every Deployment booted from its manifest"
-cargo build --bins --quiet
-"$ROOT/deploy/k8s/make-secrets.sh" >/dev/null
-python3 "$ROOT/deploy/k8s/check.py"

@@ -399,16 +399,19 @@ async fn payment_statistics_per_merchant_key_and_card_for_their_owners() {
     assert_eq!(body["items"][month - 1]["count"], 2, "{body}");
 
     // The failed one (more than the balance) is in the status comparison.
-    let (_, status) = p
-        .get(
-            &format!(
-                "/stats/payments/monthly-status?year={year}&month={month}&merchant_id={}",
-                merchant.id
-            ),
-            Some(&owner),
-        )
-        .await;
-    assert_eq!(status["current"]["failed"]["amount"], 1_000_000, "{status}");
+    let status_path = format!(
+        "/stats/payments/monthly-status?year={year}&month={month}&merchant_id={}",
+        merchant.id
+    );
+    let status = testkit::eventually(
+        Duration::from_secs(30),
+        "failed payment counted",
+        || async {
+            let (_, status) = p.get(&status_path, Some(&owner)).await;
+            (status["current"]["failed"]["amount"] == 1_000_000).then_some(status)
+        },
+    )
+    .await;
     assert_eq!(status["current"]["succeeded"]["count"], 2, "{status}");
 
     // Per key and per method, for the owner; per card for the customer.
