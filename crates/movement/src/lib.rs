@@ -222,6 +222,62 @@ pub struct Filter {
     pub method: Option<String>,
 }
 
+/// What the idempotency rules need of a recorded money request (a movement, a payment, a
+/// refund): its request fingerprint and its outcome.
+pub trait Recorded {
+    fn id(&self) -> Uuid;
+    fn fingerprint(&self) -> &[u8];
+    /// pending, succeeded or failed.
+    fn status(&self) -> &str;
+    fn failure_reason(&self) -> Option<&str>;
+}
+
+impl Recorded for Movement {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn fingerprint(&self) -> &[u8] {
+        &self.fingerprint
+    }
+    fn status(&self) -> &str {
+        &self.status
+    }
+    fn failure_reason(&self) -> Option<&str> {
+        self.failure_reason.as_deref()
+    }
+}
+
+/// The answer to a request whose idempotency key was seen before: another request under the
+/// key is IDEMPOTENCY_KEY_REUSED, a running one IDEMPOTENCY_KEY_IN_PROGRESS, a finished one
+/// its original outcome.
+pub fn replay<T: Recorded>(
+    kind: &'static str,
+    existing: T,
+    fingerprint: &[u8],
+) -> Result<T, MovementError> {
+    if existing.fingerprint() != fingerprint {
+        return Err(MovementError::KeyReused);
+    }
+    if existing.status() == "pending" {
+        return Err(MovementError::KeyInProgress);
+    }
+    metrics::counter!("movement_idempotent_replays_total", "kind" => kind).increment(1);
+    respond(kind, existing)
+}
+
+/// A completed record as the caller sees it: failed ones are errors carrying their reason.
+pub fn respond<T: Recorded>(kind: &'static str, record: T) -> Result<T, MovementError> {
+    if record.status() == "failed" {
+        Err(MovementError::Rejected {
+            kind,
+            id: record.id(),
+            reason: record.failure_reason().unwrap_or_default().to_owned(),
+        })
+    } else {
+        Ok(record)
+    }
+}
+
 /// `pending` / `succeeded` / `failed` ↔ `payments.common.v1.MovementStatus`.
 pub fn status_to_proto(status: &str) -> i32 {
     use proto::common::v1::MovementStatus;
@@ -380,28 +436,12 @@ impl Movements {
 
     /// The answer to a request whose key was seen before.
     fn settle(&self, existing: Movement, fingerprint: &[u8]) -> Result<Movement, MovementError> {
-        if existing.fingerprint != fingerprint {
-            return Err(MovementError::KeyReused);
-        }
-        if existing.status == "pending" {
-            return Err(MovementError::KeyInProgress);
-        }
-        metrics::counter!("movement_idempotent_replays_total", "kind" => self.kind.name())
-            .increment(1);
-        self.respond(existing)
+        replay(self.kind.name(), existing, fingerprint)
     }
 
     /// A completed movement as the caller sees it: failed ones are errors.
     fn respond(&self, movement: Movement) -> Result<Movement, MovementError> {
-        if movement.status == "failed" {
-            Err(MovementError::Rejected {
-                kind: self.kind.name(),
-                id: movement.id,
-                reason: movement.failure_reason.unwrap_or_default(),
-            })
-        } else {
-            Ok(movement)
-        }
+        respond(self.kind.name(), movement)
     }
 
     fn check_card(&self, field: &'static str, card: &CardInfo) -> Result<(), MovementError> {

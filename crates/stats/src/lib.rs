@@ -193,7 +193,8 @@ pub struct Reports {
     pool: PgPool,
 }
 
-fn first_of_month(year: i32, month: u32) -> anyhow::Result<chrono::NaiveDate> {
+/// The first day of `year-month`: where a calendar month (and, for January, a year) starts.
+pub fn first_of_month(year: i32, month: u32) -> anyhow::Result<chrono::NaiveDate> {
     chrono::NaiveDate::from_ymd_opt(year, month, 1)
         .ok_or_else(|| anyhow::anyhow!("no month {year}-{month}"))
 }

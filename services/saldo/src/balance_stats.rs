@@ -113,8 +113,8 @@ pub struct BalanceStats {
 }
 
 fn first_day(year: i32, month: u32) -> Result<chrono::NaiveDate, SaldoError> {
-    chrono::NaiveDate::from_ymd_opt(year, month, 1)
-        .ok_or_else(|| platform::FieldViolation::new("year", "is out of range").into())
+    stats::first_of_month(year, month)
+        .map_err(|_| platform::FieldViolation::new("year", "is out of range").into())
 }
 
 impl BalanceStats {
@@ -167,30 +167,32 @@ impl BalanceStats {
         }
     }
 
-    /// Balance at the start of each `ends` date and the postings in `[previous end, end)`.
+    /// For each of `ends` (ascending): the balance at the start of that day and the postings
+    /// since the previous end (for the first: all before it). One query for all of them.
     async fn at(
         &self,
         (scope, scope_id): (&str, Uuid),
         ends: &[chrono::NaiveDate],
     ) -> Result<Vec<(i64, i64)>, SaldoError> {
-        let mut out = Vec::with_capacity(ends.len());
-        let mut previous: Option<chrono::NaiveDate> = None;
-        for end in ends {
-            let (balance, postings): (i64, i64) = sqlx::query_as(
-                "SELECT COALESCE(sum(delta), 0)::bigint,
-                        COALESCE(sum(postings) FILTER (WHERE $4::date IS NULL OR day >= $4), 0)::bigint
-                 FROM balance_daily WHERE scope = $1 AND scope_id = $2 AND day < $3",
-            )
-            .bind(scope)
-            .bind(scope_id)
-            .bind(end)
-            .bind(previous)
-            .fetch_one(&self.pool)
-            .await?;
-            out.push((balance, postings));
-            previous = Some(*end);
-        }
-        Ok(out)
+        let starts: Vec<Option<chrono::NaiveDate>> = std::iter::once(None)
+            .chain(ends.iter().copied().map(Some))
+            .take(ends.len())
+            .collect();
+        Ok(sqlx::query_as(
+            "SELECT COALESCE(sum(b.delta), 0)::bigint,
+                    COALESCE(sum(b.postings) FILTER (WHERE e.start IS NULL OR b.day >= e.start),
+                             0)::bigint
+             FROM unnest($3::date[], $4::date[]) WITH ORDINALITY AS e (end_day, start, n)
+             LEFT JOIN balance_daily b
+                 ON b.scope = $1 AND b.scope_id = $2 AND b.day < e.end_day
+             GROUP BY e.n ORDER BY e.n",
+        )
+        .bind(scope)
+        .bind(scope_id)
+        .bind(ends)
+        .bind(&starts)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     fn year(r: &pb::StatsRequest) -> Result<i32, SaldoError> {

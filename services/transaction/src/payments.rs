@@ -130,6 +130,67 @@ const REFUND_COLUMNS: &str = "id, payment_id, requested_by, idempotency_key, fin
     merchant_id, card_id, user_id, masked_card_number, amount, currency, reason, status,
     failure_reason, created_at, completed_at, backdated";
 
+impl movement::Recorded for PaymentRow {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn fingerprint(&self) -> &[u8] {
+        &self.fingerprint
+    }
+    fn status(&self) -> &str {
+        &self.status
+    }
+    fn failure_reason(&self) -> Option<&str> {
+        self.failure_reason.as_deref()
+    }
+}
+
+impl movement::Recorded for RefundRow {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn fingerprint(&self) -> &[u8] {
+        &self.fingerprint
+    }
+    fn status(&self) -> &str {
+        &self.status
+    }
+    fn failure_reason(&self) -> Option<&str> {
+        self.failure_reason.as_deref()
+    }
+}
+
+/// Whether the caller may read a merchant (its owner, or `merchants.read`): the merchant
+/// service decides, asked with the caller's own token.
+pub async fn merchant_readable(
+    merchants: &MerchantServiceClient<Channel>,
+    bearer: Option<&str>,
+    merchant_id: Uuid,
+) -> Result<bool, MovementError> {
+    let Some(bearer) = bearer else {
+        return Ok(false);
+    };
+    let request = platform::grpc::outgoing(
+        MerchantIdRequest {
+            id: merchant_id.to_string(),
+        },
+        Some(bearer),
+        DEADLINE,
+    );
+    match merchants.clone().get_merchant(request).await {
+        Ok(_) => Ok(true),
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::NotFound | tonic::Code::PermissionDenied
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(s) => Err(MovementError::Upstream("merchant service", s)),
+    }
+}
+
 /// What a refund needs of its payment.
 #[derive(Debug, sqlx::FromRow)]
 struct RefundTarget {
@@ -324,35 +385,13 @@ impl Payments {
         }
     }
 
-    /// Whether a user may read `merchant_id`'s payments: the merchant service decides
-    /// (owner or `merchants.read`), asked with the user's own token.
+    /// Whether a user may read `merchant_id`'s payments (see [`merchant_readable`]).
     async fn may_read_merchant(
         &self,
         bearer: Option<&str>,
         merchant_id: Uuid,
     ) -> Result<bool, TransactionError> {
-        let Some(bearer) = bearer else {
-            return Ok(false);
-        };
-        let request = platform::grpc::outgoing(
-            MerchantIdRequest {
-                id: merchant_id.to_string(),
-            },
-            Some(bearer),
-            DEADLINE,
-        );
-        match self.merchants.clone().get_merchant(request).await {
-            Ok(_) => Ok(true),
-            Err(s)
-                if matches!(
-                    s.code(),
-                    tonic::Code::NotFound | tonic::Code::PermissionDenied
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(s) => Err(MovementError::Upstream("merchant service", s).into()),
-        }
+        Ok(merchant_readable(&self.merchants, bearer, merchant_id).await?)
     }
 
     fn validate_payment(&self, request: &NewPayment) -> Result<(), TransactionError> {
@@ -444,33 +483,6 @@ impl Payments {
         .await?)
     }
 
-    fn settle_payment(
-        existing: PaymentRow,
-        fingerprint: &[u8],
-    ) -> Result<PaymentRow, TransactionError> {
-        if existing.fingerprint != fingerprint {
-            return Err(MovementError::KeyReused.into());
-        }
-        if existing.status == "pending" {
-            return Err(MovementError::KeyInProgress.into());
-        }
-        metrics::counter!("movement_idempotent_replays_total", "kind" => "payment").increment(1);
-        Self::respond_payment(existing)
-    }
-
-    fn respond_payment(payment: PaymentRow) -> Result<PaymentRow, TransactionError> {
-        if payment.status == "failed" {
-            Err(MovementError::Rejected {
-                kind: "payment",
-                id: payment.id,
-                reason: payment.failure_reason.unwrap_or_default(),
-            }
-            .into())
-        } else {
-            Ok(payment)
-        }
-    }
-
     /// Charges a customer's card for a merchant (see the module docs).
     #[tracing::instrument(skip_all, fields(merchant_id))]
     pub async fn create_payment(
@@ -510,7 +522,7 @@ impl Payments {
             .payment_by_key(&requested_by, &request.idempotency_key)
             .await?
         {
-            return Self::settle_payment(existing, &fingerprint);
+            return Ok(movement::replay("payment", existing, &fingerprint)?);
         }
         let card = self.verify_cvv(&request.card_number, &request.cvv).await?;
         let card_info = movement::CardInfo::from_proto(&card).map_err(TransactionError::from)?;
@@ -562,7 +574,7 @@ impl Payments {
                 .payment_by_key(&requested_by, &request.idempotency_key)
                 .await?
                 .ok_or_else(|| TransactionError::internal(anyhow::anyhow!("key vanished")))?;
-            return Self::settle_payment(existing, &fingerprint);
+            return Ok(movement::replay("payment", existing, &fingerprint)?);
         };
         platform::failpoint::hit("payment.after_pending");
         let outcome = match self.post_payment(&pending).await {
@@ -580,7 +592,7 @@ impl Payments {
         let payment = self.complete_payment(&pending, &outcome).await?;
         metrics::histogram!("movement_duration_seconds", "kind" => "payment")
             .record(started.elapsed().as_secs_f64());
-        Self::respond_payment(payment)
+        Ok(movement::respond("payment", payment)?)
     }
 
     async fn post_payment(&self, p: &PaymentRow) -> Result<Outcome, MovementError> {
@@ -833,33 +845,6 @@ impl Payments {
         .await?)
     }
 
-    fn settle_refund(
-        existing: RefundRow,
-        fingerprint: &[u8],
-    ) -> Result<RefundRow, TransactionError> {
-        if existing.fingerprint != fingerprint {
-            return Err(MovementError::KeyReused.into());
-        }
-        if existing.status == "pending" {
-            return Err(MovementError::KeyInProgress.into());
-        }
-        metrics::counter!("movement_idempotent_replays_total", "kind" => "refund").increment(1);
-        Self::respond_refund(existing)
-    }
-
-    fn respond_refund(refund: RefundRow) -> Result<RefundRow, TransactionError> {
-        if refund.status == "failed" {
-            Err(MovementError::Rejected {
-                kind: "refund",
-                id: refund.id,
-                reason: refund.failure_reason.unwrap_or_default(),
-            }
-            .into())
-        } else {
-            Ok(refund)
-        }
-    }
-
     /// Refunds part or all of a payment (see the module docs).
     #[tracing::instrument(skip_all, fields(payment_id = %request.payment_id))]
     pub async fn create_refund(
@@ -914,7 +899,7 @@ impl Payments {
             .refund_by_key(&requested_by, &request.idempotency_key)
             .await?
         {
-            return Self::settle_refund(existing, &fingerprint);
+            return Ok(movement::replay("refund", existing, &fingerprint)?);
         }
 
         // Reserve the amount under the payment's row lock: concurrent refunds of one payment
@@ -990,12 +975,12 @@ impl Payments {
                 .refund_by_key(&requested_by, &request.idempotency_key)
                 .await?
                 .ok_or_else(|| TransactionError::internal(anyhow::anyhow!("key vanished")))?;
-            return Self::settle_refund(existing, &fingerprint);
+            return Ok(movement::replay("refund", existing, &fingerprint)?);
         };
         platform::failpoint::hit("refund.after_pending");
         let outcome = self.post_refund(&pending).await?;
         let refund = self.complete_refund(&pending, &outcome).await?;
-        Self::respond_refund(refund)
+        Ok(movement::respond("refund", refund)?)
     }
 
     async fn post_refund(&self, r: &RefundRow) -> Result<Outcome, MovementError> {

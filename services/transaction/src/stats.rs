@@ -2,21 +2,17 @@
 //! the merchant, the API key), its rebuild, and who may see which scope.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use events::payloads::transaction as ev;
 use events::{Envelope, EventHandler, HandlerError};
 use movement::MovementError;
 use movement::stats::{Authorize, StatsApi};
-use proto::merchant::v1::MerchantIdRequest;
 use proto::merchant::v1::merchant_service_client::MerchantServiceClient;
 use proto::stats::v1 as pb;
 use sqlx::{PgConnection, PgPool};
 use stats::{Contribution, Scope};
 use tonic::transport::Channel;
 use uuid::Uuid;
-
-const DEADLINE: Duration = Duration::from_secs(5);
 
 /// Keeps `stats_daily` from `payment.succeeded` / `payment.failed` (refunds are not counted).
 #[derive(Clone)]
@@ -67,30 +63,16 @@ pub async fn rebuild(pool: &PgPool, time_zone: &str) -> anyhow::Result<u64> {
     .await
 }
 
-/// Whether the caller owns the merchant, asked of the merchant service with their own token.
+/// The merchant's statistics are the caller's if the merchant service lets them read it.
 async fn merchant_visible(
     merchants: &MerchantServiceClient<Channel>,
     bearer: Option<&str>,
     merchant: Uuid,
 ) -> Result<(), MovementError> {
-    let request = platform::grpc::outgoing(
-        MerchantIdRequest {
-            id: merchant.to_string(),
-        },
-        bearer,
-        DEADLINE,
-    );
-    match merchants.clone().get_merchant(request).await {
-        Ok(_) => Ok(()),
-        Err(s)
-            if matches!(
-                s.code(),
-                tonic::Code::NotFound | tonic::Code::PermissionDenied
-            ) =>
-        {
-            Err(MovementError::NotFound("merchant"))
-        }
-        Err(s) => Err(MovementError::Upstream("merchant service", s)),
+    if crate::payments::merchant_readable(merchants, bearer, merchant).await? {
+        Ok(())
+    } else {
+        Err(MovementError::NotFound("merchant"))
     }
 }
 
