@@ -1,7 +1,7 @@
 # start_platform: everything `make run` starts, as native processes on loopback. Sourced by
 # run.sh and bench.sh after common.sh. Reads PROFILE, HTTP_PORT, GRPC_PORT, KAFKA_PORT,
 # DATABASE_NAME, SMTP_PORT, ADMIN_EMAIL, ADMIN_PASSWORD, NGINX_RATE_PER_SECOND/BURST and
-# RATE_LIMIT_PER_MINUTE; appends every started process to PIDS and sets BIN.
+# RATE_LIMIT_PER_MINUTE and SKIP_SERVICES (names not to start); appends every started process to PIDS and sets BIN.
 
 declare -A SERVICE_PIDS=()
 
@@ -57,6 +57,7 @@ start_platform() {
     start() { # name binary admin-port env...
         local name="$1" bin="$2" admin="$3"
         shift 3
+        case " ${SKIP_SERVICES:-} " in *" $name "*) say "not starting $name (SKIP_SERVICES)"; return ;; esac
         env "$@" ADMIN_ADDR="127.0.0.1:$admin" "$BIN/$bin" >"$STATE_DIR/logs/$name.log" 2>&1 &
         PIDS+=("$!")
         SERVICE_PIDS["$name"]="$!"

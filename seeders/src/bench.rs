@@ -36,7 +36,7 @@ struct Account {
     number: String,
 }
 
-async fn call(
+pub(crate) async fn call(
     http: &reqwest::Client,
     method: reqwest::Method,
     url: String,
@@ -56,7 +56,7 @@ async fn call(
     Ok((status, body))
 }
 
-async fn login(
+pub(crate) async fn login(
     http: &reqwest::Client,
     base: &str,
     email: &str,
@@ -172,7 +172,7 @@ struct Tally {
     by_status: std::collections::BTreeMap<String, u64>,
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -5,7 +5,9 @@
 //! (`effective_at`, which needs the `ledger.backdate` permission only this tool's token has).
 //!
 //! Idempotency keys are derived from the run's plan, so a second run replays instead of
-//! repeating; a finished run leaves a marker account and later runs stop right away.
+//! repeating; a finished run leaves a marker account and later runs stop right away. A run
+//! that stopped part-way can simply be started again: it issues new cards (the old ones' CVVs
+//! are gone) and skips the months already seeded.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,7 +78,8 @@ impl Size {
         }
     }
 
-    fn payments(self) -> usize {
+    /// How many payments to seed (spread over 24 months, each month rounded up).
+    pub fn payments(self) -> usize {
         match self {
             Self::Small => 8 * 24 * 3,
             Self::Large => 1_000_000,
@@ -235,6 +238,15 @@ pub async fn run(services: &Services, size: Size) -> anyhow::Result<Summary> {
     }
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(2026);
+    // An earlier run that stopped part-way left its customers (but no marker). Their cards'
+    // CVVs were shown to that run only, so this one issues new cards and skips the months that
+    // run finished (see `month_done`).
+    let resumed = find_user(&c, "customer0001@demo.payments.local")
+        .await?
+        .is_some();
+    if resumed {
+        eprintln!("resuming an interrupted run: new cards, finished months skipped");
+    }
 
     // People: customers with two cards each, merchant owners.
     let mut cards: Vec<[DemoCard; 2]> = Vec::new();
@@ -350,6 +362,13 @@ pub async fn run(services: &Services, size: Size) -> anyhow::Result<Summary> {
             });
         }
         ops.sort_by_key(Op::at);
+        if resumed && month_done(&c, &ops).await? {
+            eprintln!(
+                "  {}: seeded by the interrupted run; skipped",
+                start.format("%Y-%m")
+            );
+            continue;
+        }
         run_ops(&c, ops, size.concurrency(), &done, &planned_failures).await?;
         eprintln!(
             "  {}: {} operations so far ({:.0}/s)",
@@ -411,6 +430,25 @@ impl Op {
             | Self::Transfer { at, .. }
             | Self::Payment { at, .. } => *at,
         }
+    }
+}
+
+/// Whether an earlier run finished the month of `ops`: their last operation's idempotency key
+/// is taken, by a request with other cards (that run's), so the service refuses it with
+/// IDEMPOTENCY_KEY_REUSED and nothing moves. If the key is free, the operation simply happens
+/// (a little ahead of its month's others) and the month runs.
+async fn month_done(c: &Clients, ops: &[Op]) -> anyhow::Result<bool> {
+    let Some(last) = ops.last() else {
+        return Ok(false);
+    };
+    match apply(c, last.clone()).await {
+        Ok(()) => Ok(false),
+        Err(e) => match e.downcast_ref::<tonic::Status>() {
+            Some(s) => {
+                Ok(platform::error::status_reason(s).as_deref() == Some("IDEMPOTENCY_KEY_REUSED"))
+            }
+            None => Err(e),
+        },
     }
 }
 

@@ -3,6 +3,7 @@
 //! short-lived service token signed with the platform's JWT secret.
 
 pub mod bench;
+pub mod bench_stats;
 pub mod demo;
 
 use std::time::Duration;

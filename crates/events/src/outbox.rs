@@ -162,7 +162,14 @@ impl OutboxRelay {
         let mut failures = 0u32;
         let mut last_cleanup = std::time::Instant::now();
         while !shutdown.is_triggered() {
-            match self.relay_once().await {
+            // A batch waits for the broker's acknowledgements (up to `message.timeout.ms` when
+            // it is unreachable); stopping abandons it: its transaction rolls back and the rows
+            // are sent by the next relay (at least once, as always).
+            let relayed = tokio::select! {
+                relayed = self.relay_once() => relayed,
+                _ = shutdown.wait() => break,
+            };
+            match relayed {
                 Ok(sent) => {
                     failures = 0;
                     if sent as i64 == self.batch_size {

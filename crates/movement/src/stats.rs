@@ -19,7 +19,7 @@ use crate::{Kind, MovementError};
 
 const DEADLINE: Duration = Duration::from_secs(5);
 
-/// Keeps `stats_daily` from `<kind>.succeeded` / `<kind>.failed`.
+/// Keeps `stats_monthly` from `<kind>.succeeded` / `<kind>.failed`.
 #[derive(Clone)]
 pub struct StatsEvents {
     pub kind: Kind,
@@ -75,16 +75,26 @@ pub type Authorize = Arc<
 
 /// The card check of movement statistics: the card service answers the caller's own
 /// `GetCard` (owner or `cards.read`), or NOT_FOUND.
+///
+/// A card never changes owner, so a yes is remembered for [`OWNER_TTL`] per (user, card): a
+/// dashboard asks five services about one card at once, and each would otherwise ask the card
+/// service again on every request. A no is never remembered, and the caller's token is still
+/// checked (signature, expiry, denylist) on every request before this.
 pub fn card_owner(
     cards: proto::card::v1::card_service_client::CardServiceClient<Channel>,
 ) -> Authorize {
-    Arc::new(move |_caller, bearer, scope| {
-        let cards = cards.clone();
+    let seen = Arc::new(OwnerCache::default());
+    Arc::new(move |caller, bearer, scope| {
+        let (cards, seen) = (cards.clone(), seen.clone());
         Box::pin(async move {
             let card = match scope {
                 Scope::Card(card) | Scope::ToCard(card) => card,
                 _ => return Err(MovementError::NotFound("scope")),
             };
+            let user = caller.user_id();
+            if user.is_some_and(|user| seen.knows(user, card)) {
+                return Ok(());
+            }
             let request = platform::grpc::outgoing(
                 proto::card::v1::CardIdRequest {
                     id: card.to_string(),
@@ -93,7 +103,12 @@ pub fn card_owner(
                 DEADLINE,
             );
             match cards.clone().get_card(request).await {
-                Ok(_) => Ok(()),
+                Ok(_) => {
+                    if let Some(user) = user {
+                        seen.remember(user, card);
+                    }
+                    Ok(())
+                }
                 Err(s) if s.code() == tonic::Code::NotFound => {
                     Err(MovementError::CardNotFound("scope_id"))
                 }
@@ -101,6 +116,42 @@ pub fn card_owner(
             }
         })
     })
+}
+
+/// How long an owning service's "yes" is reused by [`card_owner`] (and the payment
+/// statistics' merchant check).
+pub const OWNER_TTL: Duration = Duration::from_secs(60);
+const OWNER_CACHE_MAX: usize = 100_000;
+
+/// (user, card or merchant) pairs the owning service confirmed the user may read, with when;
+/// cleared when full. Only for things that never change owner; a no is never stored.
+#[derive(Default)]
+pub struct OwnerCache(
+    std::sync::Mutex<std::collections::HashMap<(Uuid, Uuid), std::time::Instant>>,
+);
+
+impl OwnerCache {
+    /// Whether `user` was confirmed for `thing` less than [`OWNER_TTL`] ago.
+    pub fn knows(&self, user: Uuid, thing: Uuid) -> bool {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&(user, thing))
+            .is_some_and(|at| at.elapsed() < OWNER_TTL)
+    }
+
+    /// Records that the owning service just confirmed `user` for `thing`.
+    pub fn remember(&self, user: Uuid, thing: Uuid) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= OWNER_CACHE_MAX {
+            map.clear();
+        }
+        map.insert((user, thing), std::time::Instant::now());
+    }
 }
 
 /// The reports of one kind, as its gRPC stats service serves them.

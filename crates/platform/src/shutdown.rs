@@ -1,7 +1,12 @@
 //! Graceful shutdown: a cloneable signal that fires on SIGTERM/SIGINT or when triggered by
 //! code (tests stop an application this way).
 
+use std::time::Duration;
+
 use tokio::sync::watch;
+
+/// How long a stopping process may take after SIGTERM before it exits anyway.
+pub const GRACE: Duration = Duration::from_secs(20);
 
 /// A cloneable shutdown signal.
 #[derive(Clone, Debug)]
@@ -27,6 +32,12 @@ impl Shutdown {
     }
 
     /// A signal that also fires on SIGTERM or Ctrl-C.
+    ///
+    /// Stopping is bounded: if the process has not exited [`GRACE`] after the signal (a call
+    /// stuck on an unreachable broker or database), or a second signal arrives, it exits at
+    /// once with status 1 — before Kubernetes' own 30 s grace period ends in a SIGKILL. What
+    /// was not finished is safe to drop: unsent outbox rows stay unsent and unacknowledged
+    /// events are redelivered.
     pub fn on_os_signals() -> Self {
         let shutdown = Self::new();
         let trigger = shutdown.clone();
@@ -34,6 +45,15 @@ impl Shutdown {
             os_signal().await;
             tracing::info!("shutdown signal received");
             trigger.trigger();
+            // A plain thread: it must fire even if every runtime worker is blocked.
+            std::thread::spawn(|| {
+                std::thread::sleep(GRACE);
+                tracing::error!(grace = ?GRACE, "still stopping after the grace period; exiting now");
+                std::process::exit(1);
+            });
+            os_signal().await;
+            tracing::error!("second shutdown signal; exiting now");
+            std::process::exit(1);
         });
         shutdown
     }

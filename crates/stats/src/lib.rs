@@ -1,13 +1,13 @@
-//! Statistics from events, not table scans. A service that owns a statistic keeps a daily
-//! rollup (`stats_daily`) in its own schema, fed by a consumer of its own completion events:
-//! each completed movement adds its count and amount to the buckets of its day (in the
-//! configured time zone) for every scope it belongs to — everything, its card, the receiving
-//! card, its merchant, its API key. Months and years are then sums over at most 366 rows per
-//! scope, whatever the size of the source tables.
+//! Statistics from events, not table scans. A service that owns a statistic keeps a monthly
+//! rollup (`stats_monthly`) in its own schema, fed by a consumer of its own completion events:
+//! each completed movement adds its count and amount to the buckets of its calendar month (in
+//! the configured time zone) for every scope it belongs to — everything, its card, the
+//! receiving card, its merchant, its API key. A month is then one row per status and method,
+//! a five-year report at most 60 of them, whatever the size of the source tables.
 //!
-//! * Calendar: a day is the local date in `STATS_TIMEZONE` (PostgreSQL does the conversion);
-//!   months and years are half-open ranges of days, so the last second of a month and
-//!   February 29th land where they belong.
+//! * Calendar: a movement's month is that of its local date in `STATS_TIMEZONE` (PostgreSQL
+//!   does the conversion); years are half-open ranges of months, so the last second of a
+//!   month and February 29th land where they belong.
 //! * Idempotent: a movement counts once (`stats_counted` keyed by the movement id, in the same
 //!   transaction as the increments), so redelivered and out-of-order events change nothing.
 //! * Rebuild: [`rebuild`] recomputes everything from the source rows in one transaction and
@@ -16,15 +16,15 @@
 //! Every owning schema has:
 //!
 //! ```sql
-//! CREATE TABLE stats_daily (
+//! CREATE TABLE stats_monthly (
 //!     scope    TEXT NOT NULL,   -- all | card | to_card | merchant | api_key
 //!     scope_id UUID NOT NULL,   -- the nil UUID for `all`
-//!     day      DATE NOT NULL,
+//!     month    DATE NOT NULL,   -- the first day of the month
 //!     status   TEXT NOT NULL,   -- succeeded | failed
 //!     method   TEXT NOT NULL,   -- '' when the movement has none
 //!     count    BIGINT NOT NULL,
 //!     amount   BIGINT NOT NULL,
-//!     PRIMARY KEY (scope, scope_id, day, status, method)
+//!     PRIMARY KEY (scope, scope_id, month, status, method) INCLUDE (count, amount)
 //! );
 //! CREATE TABLE stats_counted (id UUID PRIMARY KEY);
 //! ```
@@ -96,11 +96,12 @@ pub async fn record(
     scopes.extend(c.scopes.iter().copied());
     let (names, ids): (Vec<&str>, Vec<Uuid>) = scopes.into_iter().map(Scope::parts).unzip();
     sqlx::query(
-        "INSERT INTO stats_daily (scope, scope_id, day, status, method, count, amount)
-         SELECT s.scope, s.scope_id, ($3::timestamptz AT TIME ZONE $4)::date, $5, $6, 1, $7
+        "INSERT INTO stats_monthly (scope, scope_id, month, status, method, count, amount)
+         SELECT s.scope, s.scope_id, date_trunc('month', $3::timestamptz AT TIME ZONE $4)::date,
+                $5, $6, 1, $7
          FROM unnest($1::text[], $2::uuid[]) AS s (scope, scope_id)
-         ON CONFLICT (scope, scope_id, day, status, method) DO UPDATE
-             SET count = stats_daily.count + 1, amount = stats_daily.amount + EXCLUDED.amount",
+         ON CONFLICT (scope, scope_id, month, status, method) DO UPDATE
+             SET count = stats_monthly.count + 1, amount = stats_monthly.amount + EXCLUDED.amount",
     )
     .bind(&names)
     .bind(&ids)
@@ -137,10 +138,10 @@ pub struct Source<'a> {
 /// numbers, never a mix). Returns how many movements were counted.
 pub async fn rebuild(pool: &PgPool, time_zone: &str, source: Source<'_>) -> anyhow::Result<u64> {
     let mut tx = pool.begin().await?;
-    sqlx::query("LOCK TABLE stats_daily, stats_counted IN EXCLUSIVE MODE")
+    sqlx::query("LOCK TABLE stats_monthly, stats_counted IN EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM stats_daily")
+    sqlx::query("DELETE FROM stats_monthly")
         .execute(&mut *tx)
         .await?;
     sqlx::query("DELETE FROM stats_counted")
@@ -154,9 +155,9 @@ pub async fn rebuild(pool: &PgPool, time_zone: &str, source: Source<'_>) -> anyh
     .await?
     .rows_affected();
     sqlx::query(&format!(
-        "INSERT INTO stats_daily (scope, scope_id, day, status, method, count, amount)
-         SELECT s.scope, s.scope_id, (src.at AT TIME ZONE $1)::date, src.status, src.method,
-                count(*), sum(src.amount)
+        "INSERT INTO stats_monthly (scope, scope_id, month, status, method, count, amount)
+         SELECT s.scope, s.scope_id, date_trunc('month', src.at AT TIME ZONE $1)::date,
+                src.status, src.method, count(*), sum(src.amount)
          FROM ({}) src
          CROSS JOIN LATERAL (VALUES ('all', '00000000-0000-0000-0000-000000000000'::uuid),
                                     ('card', src.card), ('to_card', src.to_card),
@@ -212,8 +213,8 @@ impl Reports {
         Self { pool }
     }
 
-    /// Sums per (bucket, method) of `scope` and `status` over days in `[from, to)`; the bucket
-    /// is the month (1..=12) or the year.
+    /// Sums per (bucket, status, method) of `scope` and `status` over the months in
+    /// `[from, to)` (first days of months); the bucket is the month (1..=12) or the year.
     async fn sums(
         &self,
         scope: Scope,
@@ -225,10 +226,10 @@ impl Reports {
         let (name, id) = scope.parts();
         let bucket = if by_year { "year" } else { "month" };
         Ok(sqlx::query_as(&format!(
-            "SELECT extract({bucket} FROM day)::int, status, method,
+            "SELECT extract({bucket} FROM month)::int, status, method,
                     sum(count)::bigint, sum(amount)::bigint
-             FROM stats_daily
-             WHERE scope = $1 AND scope_id = $2 AND day >= $3 AND day < $4
+             FROM stats_monthly
+             WHERE scope = $1 AND scope_id = $2 AND month >= $3 AND month < $4
                AND ($5::text IS NULL OR status = $5)
              GROUP BY 1, 2, 3"
         ))
@@ -371,7 +372,7 @@ impl Reports {
         let (name, id) = scope.parts();
         let (count, amount): (i64, i64) = sqlx::query_as(
             "SELECT COALESCE(sum(count), 0)::bigint, COALESCE(sum(amount), 0)::bigint
-             FROM stats_daily WHERE scope = $1 AND scope_id = $2 AND status = $3",
+             FROM stats_monthly WHERE scope = $1 AND scope_id = $2 AND status = $3",
         )
         .bind(name)
         .bind(id)

@@ -9,10 +9,10 @@ use stats::{Contribution, Reports, Scope};
 use uuid::Uuid;
 
 const TABLES: &str = "
-    CREATE TABLE stats_daily (
-        scope TEXT NOT NULL, scope_id UUID NOT NULL, day DATE NOT NULL, status TEXT NOT NULL,
+    CREATE TABLE stats_monthly (
+        scope TEXT NOT NULL, scope_id UUID NOT NULL, month DATE NOT NULL, status TEXT NOT NULL,
         method TEXT NOT NULL, count BIGINT NOT NULL, amount BIGINT NOT NULL,
-        PRIMARY KEY (scope, scope_id, day, status, method));
+        PRIMARY KEY (scope, scope_id, month, status, method) INCLUDE (count, amount));
     CREATE TABLE stats_counted (id UUID PRIMARY KEY);";
 
 type Row = (String, Uuid, chrono::NaiveDate, String, String, i64, i64);
@@ -54,7 +54,7 @@ async fn apply(pool: &PgPool, zone: &str, contributions: &[Contribution]) {
 }
 
 async fn table(pool: &PgPool) -> Vec<Row> {
-    sqlx::query_as("SELECT * FROM stats_daily ORDER BY 1, 2, 3, 4, 5")
+    sqlx::query_as("SELECT * FROM stats_monthly ORDER BY 1, 2, 3, 4, 5")
         .fetch_all(pool)
         .await
         .unwrap()
@@ -98,7 +98,7 @@ async fn order_and_redelivery_do_not_change_the_numbers() {
 }
 
 #[tokio::test]
-async fn days_follow_the_configured_time_zone() {
+async fn months_follow_the_configured_time_zone() {
     let url = testkit::fresh_database().await.unwrap();
     let pool = schema(&url, "jakarta").await;
     let card = Uuid::now_v7();

@@ -116,3 +116,80 @@ async fn the_small_demo_seed_has_history_balances_its_books_and_runs_once() {
         "a second run posts nothing"
     );
 }
+
+/// A seed that stops part-way (here: aborted after a few months) is finished by running it
+/// again: months the first run completed are skipped, the one it was in the middle of is
+/// completed (operations it already did are refused as reused keys, so nothing happens twice),
+/// and every planned operation happened exactly once.
+#[tokio::test]
+async fn an_interrupted_demo_seed_resumes_where_it_stopped() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let services = p.demo_services();
+    let db = sqlx::PgPool::connect(&p.database_url).await.unwrap();
+    let topups = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM topup_svc.topups WHERE idempotency_key LIKE 'demo-topup-%'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap()
+    };
+
+    let first = tokio::spawn({
+        let services = services.clone();
+        async move { seeders::demo::run(&services, seeders::demo::Size::Small).await }
+    });
+    // 8 customers, one top-up each at the start of every month: stop in the sixth month.
+    testkit::eventually(
+        std::time::Duration::from_secs(120),
+        "five months seeded",
+        || async { (topups().await > 8 * 5).then_some(()) },
+    )
+    .await;
+    first.abort();
+    let _ = first.await;
+    let stopped_at = topups().await;
+    assert!(stopped_at < 8 * 24, "the first run was stopped part-way");
+
+    let resumed = seeders::demo::run(&services, seeders::demo::Size::Small)
+        .await
+        .unwrap();
+    assert!(!resumed.already_present);
+    assert_eq!(topups().await, 8 * 24, "every planned top-up, once");
+    let per_month: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT split_part(idempotency_key, '-', 3), count(*) FROM topup_svc.topups
+         WHERE idempotency_key LIKE 'demo-topup-%' GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(per_month.len(), 24, "{per_month:?}");
+    assert!(per_month.iter().all(|(_, n)| *n == 8), "{per_month:?}");
+    let payments: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT idempotency_key) FROM transaction_svc.payments
+         WHERE idempotency_key LIKE 'demo-payment-%'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let planned = i64::try_from(seeders::demo::Size::Small.payments().div_ceil(24) * 24).unwrap();
+    assert_eq!(payments, planned, "every planned payment, once");
+    // The resumed run issued new cards (the first run's CVVs are gone): four for customer 1.
+    let login = p
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": "customer0001@demo.payments.local", "password": seeders::demo::DEMO_PASSWORD}),
+        )
+        .await;
+    let token = login.1["access_token"].as_str().unwrap().to_owned();
+    let (_, cards) = p.get("/cards", Some(&token)).await;
+    assert_eq!(cards["items"].as_array().unwrap().len(), 4, "{cards}");
+    p.assert_books_balance(&admin).await;
+
+    let again = seeders::demo::run(&services, seeders::demo::Size::Small)
+        .await
+        .unwrap();
+    assert!(again.already_present);
+}

@@ -1,7 +1,8 @@
-//! Statistics from events: top-ups and transfers at calendar boundaries (the last second of a
-//! month, February 29th of a leap year) land in the right month; the numbers equal what the
-//! source rows say; a redelivered event and a rebuild change nothing; customers see their own
-//! cards only.
+//! Statistics from events: top-ups, withdraws and transfers at calendar boundaries (the last
+//! second of a month, February 29th of a leap year) land in the right month; the numbers
+//! equal what the source rows say, succeeded and failed; transfers count for the sender and,
+//! separately, the receiver; a redelivered event and a rebuild change nothing; customers see
+//! their own cards only; payments per merchant, API key and card for their owners.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -20,9 +21,6 @@ fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
 
 /// Top-ups recorded at past times, as an import tool would (`ledger.backdate`).
 async fn import_topup(p: &Platform, number: &str, amount: i64, when: DateTime<Utc>) {
-    let token = platform::auth::TokenIssuer::new(&common::jwt())
-        .service_token("test-importer", &["topups.write", "ledger.backdate"])
-        .unwrap();
     let mut client =
         proto::topup::v1::topup_service_client::TopupServiceClient::connect(p.topup_grpc.clone())
             .await
@@ -36,7 +34,7 @@ async fn import_topup(p: &Platform, number: &str, amount: i64, when: DateTime<Ut
                 amount,
                 effective_at: Some(platform::time::to_proto(when)),
             },
-            Some(token.token.expose()),
+            Some(&importer()),
             Duration::from_secs(10),
         ))
         .await
@@ -182,19 +180,25 @@ async fn monthly_statistics_follow_the_calendar_and_the_source_rows() {
         (Some(15_001), Some(7_000)),
         "{compared}"
     );
-    let (_, years) = p
-        .get(
-            &format!("/stats/balances/yearly?year=2025&card_id={}", card.id),
-            Some(&customer),
-        )
-        .await;
-    let year_ends: Vec<i64> = years["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["balance"].as_i64().unwrap())
-        .collect();
-    assert_eq!(year_ends[3..], [31_001, 63_001], "{years}");
+    // (The 2025 top-up's balance event may still be on its way.)
+    let year_ends = |years: &Value| -> Vec<i64> {
+        years["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| i["balance"].as_i64().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let years_path = format!("/stats/balances/yearly?year=2025&card_id={}", card.id);
+    let years = testkit::eventually(Duration::from_secs(30), "2025 balance", || async {
+        let (_, years) = p.get(&years_path, Some(&customer)).await;
+        (year_ends(&years).last() == Some(&63_001)).then_some(years)
+    })
+    .await;
+    assert_eq!(year_ends(&years)[3..], [31_001, 63_001], "{years}");
     let journal: i64 = sqlx::query_scalar(
         "SELECT COALESCE(sum(l.amount), 0)::bigint FROM saldo_svc.journal_lines l
          JOIN saldo_svc.accounts a ON a.id = l.account_id
@@ -289,8 +293,8 @@ async fn monthly_statistics_follow_the_calendar_and_the_source_rows() {
         i64,
         i64,
     )> = sqlx::query_as(
-        "SELECT * FROM topup_svc.stats_daily
-             WHERE scope_id = $1 OR (scope = 'all' AND day < '2024-04-01')
+        "SELECT * FROM topup_svc.stats_monthly
+             WHERE scope_id = $1 OR (scope = 'all' AND month < '2024-04-01')
              ORDER BY 1, 2, 3, 4, 5",
     )
     .bind(uuid::Uuid::parse_str(&card.id).unwrap())
@@ -312,8 +316,8 @@ async fn monthly_statistics_follow_the_calendar_and_the_source_rows() {
         i64,
         i64,
     )> = sqlx::query_as(
-        "SELECT * FROM topup_svc.stats_daily
-             WHERE scope_id = $1 OR (scope = 'all' AND day < '2024-04-01')
+        "SELECT * FROM topup_svc.stats_monthly
+             WHERE scope_id = $1 OR (scope = 'all' AND month < '2024-04-01')
              ORDER BY 1, 2, 3, 4, 5",
     )
     .bind(uuid::Uuid::parse_str(&card.id).unwrap())
@@ -511,4 +515,382 @@ async fn payment_statistics_per_merchant_key_and_card_for_their_owners() {
         .await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["details"][0]["field"], "year");
+}
+
+/// A service token that may record movements at past times, as an import tool would.
+fn importer() -> String {
+    platform::auth::TokenIssuer::new(&common::jwt())
+        .service_token(
+            "test-importer",
+            &[
+                "topups.write",
+                "withdraws.write",
+                "transfers.write",
+                "ledger.backdate",
+            ],
+        )
+        .unwrap()
+        .token
+        .expose()
+        .to_owned()
+}
+
+async fn import_withdraw(
+    p: &Platform,
+    number: &str,
+    amount: i64,
+    method: &str,
+    when: DateTime<Utc>,
+) -> Result<(), tonic::Status> {
+    let mut client = proto::withdraw::v1::withdraw_service_client::WithdrawServiceClient::connect(
+        p.withdraw_grpc.clone(),
+    )
+    .await
+    .unwrap();
+    client
+        .create_withdraw(platform::grpc::outgoing(
+            proto::withdraw::v1::CreateWithdrawRequest {
+                idempotency_key: uuid::Uuid::new_v4().to_string(),
+                card_number: number.to_owned(),
+                method: method.into(),
+                amount,
+                effective_at: Some(platform::time::to_proto(when)),
+            },
+            Some(&importer()),
+            Duration::from_secs(10),
+        ))
+        .await
+        .map(drop)
+}
+
+async fn import_transfer(
+    p: &Platform,
+    from: &str,
+    to: &str,
+    amount: i64,
+    when: DateTime<Utc>,
+) -> Result<(), tonic::Status> {
+    let mut client = proto::transfer::v1::transfer_service_client::TransferServiceClient::connect(
+        p.transfer_grpc.clone(),
+    )
+    .await
+    .unwrap();
+    client
+        .create_transfer(platform::grpc::outgoing(
+            proto::transfer::v1::CreateTransferRequest {
+                idempotency_key: uuid::Uuid::new_v4().to_string(),
+                from_card_number: from.to_owned(),
+                to_card_number: to.to_owned(),
+                amount,
+                effective_at: Some(platform::time::to_proto(when)),
+            },
+            Some(&importer()),
+            Duration::from_secs(10),
+        ))
+        .await
+        .map(drop)
+}
+
+/// `(period, method, amount)` of a methods report.
+fn methods(v: &Value) -> Vec<(i64, String, i64)> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["period"].as_i64().unwrap(),
+                i["method"].as_str().unwrap().to_owned(),
+                i["amount"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `[(month, sum)]` of a source table's rows for one card column, from PostgreSQL directly.
+async fn monthly_from_rows(
+    db: &sqlx::PgPool,
+    table: &str,
+    column: &str,
+    card: &str,
+    status: &str,
+) -> Vec<i64> {
+    let rows: Vec<(i32, i64)> = sqlx::query_as(&format!(
+        "SELECT extract(month FROM created_at AT TIME ZONE 'UTC')::int, sum(amount)::bigint
+         FROM {table}
+         WHERE {column} = $1 AND status = $2 AND created_at >= '2024-01-01T00:00:00Z'
+           AND created_at < '2025-01-01T00:00:00Z'
+         GROUP BY 1 ORDER BY 1"
+    ))
+    .bind(uuid::Uuid::parse_str(card).unwrap())
+    .bind(status)
+    .fetch_all(db)
+    .await
+    .unwrap();
+    let mut months = vec![0; 12];
+    for (month, amount) in rows {
+        months[usize::try_from(month - 1).unwrap()] = amount;
+    }
+    months
+}
+
+#[tokio::test]
+async fn withdraw_and_transfer_statistics_per_card_direction_and_status() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, alice) = p.customer(&admin).await;
+    let (_, bob) = p.customer(&admin).await;
+    let a = p.card(&alice, "IDR").await;
+    let b = p.card(&bob, "IDR").await;
+
+    // Funds in April 2024 (the top-up test owns the platform-wide figures of January-March),
+    // then withdraws across the April/May boundary and transfers across June/July, each month
+    // with one refusal (more than the balance), recorded as failed.
+    import_topup(&p, &a.number, 100_000, at(2024, 4, 2, 0, 0, 0)).await;
+    import_withdraw(&p, &a.number, 5_000, "bca", at(2024, 4, 30, 23, 59, 59))
+        .await
+        .unwrap();
+    import_withdraw(&p, &a.number, 7_000, "mandiri", at(2024, 5, 1, 0, 0, 0))
+        .await
+        .unwrap();
+    let refused = import_withdraw(&p, &a.number, 9_000_000, "bca", at(2024, 5, 15, 8, 0, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        platform::error::status_reason(&refused).as_deref(),
+        Some("INSUFFICIENT_FUNDS"),
+        "{refused:?}"
+    );
+    import_transfer(&p, &a.number, &b.number, 3_000, at(2024, 6, 30, 23, 59, 59))
+        .await
+        .unwrap();
+    import_transfer(&p, &a.number, &b.number, 4_000, at(2024, 7, 1, 0, 0, 0))
+        .await
+        .unwrap();
+    import_transfer(&p, &a.number, &b.number, 8_000_000, at(2024, 7, 2, 0, 0, 0))
+        .await
+        .unwrap_err();
+
+    let mut withdrawn = vec![0; 12];
+    withdrawn[3] = 5_000;
+    withdrawn[4] = 7_000;
+    let mut transferred = vec![0; 12];
+    transferred[5] = 3_000;
+    transferred[6] = 4_000;
+    let withdraws = format!(
+        "/stats/withdraws/monthly-amounts?year=2024&card_id={}",
+        a.id
+    );
+    let sent = format!(
+        "/stats/transfers/monthly-amounts?year=2024&card_id={}",
+        a.id
+    );
+    let received = format!(
+        "/stats/transfers/monthly-amounts?year=2024&card_id={}&direction=received",
+        b.id
+    );
+    for (path, token, expected) in [
+        (&withdraws, &alice, &withdrawn),
+        (&sent, &alice, &transferred),
+        (&received, &bob, &transferred),
+    ] {
+        testkit::eventually(Duration::from_secs(30), "statistics consumed", || async {
+            let (status, body) = p.get(path, Some(token)).await;
+            (status == StatusCode::OK && &amounts(&body) == expected).then_some(())
+        })
+        .await;
+    }
+
+    // The same numbers straight from the source rows, succeeded and failed.
+    let db = sqlx::PgPool::connect(&p.database_url).await.unwrap();
+    assert_eq!(
+        monthly_from_rows(&db, "withdraw_svc.withdraws", "card_id", &a.id, "succeeded").await,
+        withdrawn
+    );
+    assert_eq!(
+        monthly_from_rows(&db, "transfer_svc.transfers", "card_id", &a.id, "succeeded").await,
+        transferred
+    );
+    assert_eq!(
+        monthly_from_rows(
+            &db,
+            "transfer_svc.transfers",
+            "to_card_id",
+            &b.id,
+            "succeeded"
+        )
+        .await,
+        transferred
+    );
+    let failed_withdraws =
+        monthly_from_rows(&db, "withdraw_svc.withdraws", "card_id", &a.id, "failed").await;
+    assert_eq!(failed_withdraws[4], 9_000_000);
+    // (A refusal's event comes after the successes the loop above waited for.)
+    let failed_of = |path: String, expected: Vec<i64>| {
+        let (p, alice) = (&p, &alice);
+        async move {
+            testkit::eventually(Duration::from_secs(30), "refusals counted", || async {
+                let (_, failed) = p.get(&path, Some(alice)).await;
+                (amounts(&failed) == expected).then_some(failed)
+            })
+            .await
+        }
+    };
+    let failed = failed_of(
+        format!("{withdraws}&status=failed"),
+        failed_withdraws.clone(),
+    )
+    .await;
+    assert_eq!(amounts(&failed), failed_withdraws, "{failed}");
+    let failed_transfers =
+        monthly_from_rows(&db, "transfer_svc.transfers", "card_id", &a.id, "failed").await;
+    assert_eq!(failed_transfers[6], 8_000_000);
+    let failed = failed_of(format!("{sent}&status=failed"), failed_transfers.clone()).await;
+    assert_eq!(amounts(&failed), failed_transfers, "{failed}");
+
+    // Bob sent nothing; Alice received nothing.
+    let (_, nothing) = p
+        .get(
+            &format!(
+                "/stats/transfers/monthly-amounts?year=2024&card_id={}",
+                b.id
+            ),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(amounts(&nothing), vec![0; 12], "{nothing}");
+
+    // Methods per month; the months compared with the ones before.
+    let (_, by_method) = p
+        .get(
+            &format!(
+                "/stats/withdraws/monthly-methods?year=2024&card_id={}",
+                a.id
+            ),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(
+        methods(&by_method),
+        vec![
+            (4, "bca".to_owned(), 5_000),
+            (5, "mandiri".to_owned(), 7_000)
+        ],
+        "{by_method}"
+    );
+    let (_, may) = p
+        .get(
+            &format!(
+                "/stats/withdraws/monthly-status?year=2024&month=5&card_id={}",
+                a.id
+            ),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(may["current"]["succeeded"]["amount"], 7_000, "{may}");
+    assert_eq!(may["current"]["failed"]["count"], 1, "{may}");
+    assert_eq!(may["current"]["failed"]["amount"], 9_000_000, "{may}");
+    assert_eq!(may["previous"]["succeeded"]["amount"], 5_000, "{may}");
+    assert_eq!(may["previous"]["failed"]["count"], 0, "{may}");
+    let (_, july) = p
+        .get(
+            &format!(
+                "/stats/transfers/monthly-status?year=2024&month=7&card_id={}&direction=received",
+                b.id
+            ),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(july["current"]["succeeded"]["amount"], 4_000, "{july}");
+    assert_eq!(july["previous"]["succeeded"]["amount"], 3_000, "{july}");
+    let (_, year) = p
+        .get(
+            &format!("/stats/transfers/yearly-status?year=2024&card_id={}", a.id),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(year["current"]["succeeded"]["count"], 2, "{year}");
+    assert_eq!(year["current"]["succeeded"]["amount"], 7_000, "{year}");
+    assert_eq!(year["current"]["failed"]["count"], 1, "{year}");
+    assert_eq!(year["previous"]["succeeded"]["count"], 0, "{year}");
+    let (_, years) = p
+        .get(
+            &format!("/stats/withdraws/yearly-amounts?year=2025&card_id={}", a.id),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(amounts(&years), vec![0, 0, 0, 12_000, 0], "{years}");
+
+    // Platform-wide (admins): nobody else in the run records withdraws or transfers in
+    // April-July 2024.
+    let (_, all) = p
+        .get("/stats/withdraws/monthly-amounts?year=2024", Some(&admin))
+        .await;
+    assert_eq!(amounts(&all)[3..5], withdrawn[3..5], "{all}");
+    let (_, all) = p
+        .get("/stats/transfers/monthly-amounts?year=2024", Some(&admin))
+        .await;
+    assert_eq!(amounts(&all)[5..7], transferred[5..7], "{all}");
+
+    // The dashboards agree.
+    // (The balance comes from saldo's own rollup, whose consumer may still be behind.)
+    let dash = testkit::eventually(Duration::from_secs(30), "balance rollup", || async {
+        let (_, dash) = p
+            .get(&format!("/stats/dashboard?card_id={}", a.id), Some(&alice))
+            .await;
+        (dash["balance"] == 100_000 - 12_000 - 7_000).then_some(dash)
+    })
+    .await;
+    assert_eq!(dash["withdraws"]["amount"], 12_000, "{dash}");
+    assert_eq!(dash["transfers_sent"]["amount"], 7_000, "{dash}");
+    assert_eq!(dash["balance"], 100_000 - 12_000 - 7_000, "{dash}");
+    let (_, dash) = p
+        .get(&format!("/stats/dashboard?card_id={}", b.id), Some(&bob))
+        .await;
+    assert_eq!(dash["transfers_received"]["amount"], 7_000, "{dash}");
+
+    // Permissions and bad input.
+    let (code, _) = p.get(&sent, Some(&bob)).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = p.get(&received, Some(&alice)).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = p
+        .get("/stats/withdraws/monthly-amounts?year=2024", Some(&alice))
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let (code, body) = p
+        .get(&format!("{withdraws}&direction=received"), Some(&alice))
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("direction"), "{body}");
+
+    // Rebuilding both rollups from their source rows gives the same rows.
+    for (schema, kind, card) in [
+        ("withdraw_svc", movement::Kind::Withdraw, &a.id),
+        ("transfer_svc", movement::Kind::Transfer, &b.id),
+    ] {
+        let rows = format!(
+            "SELECT * FROM {schema}.stats_monthly
+             WHERE scope_id = $1 OR (scope = 'all' AND month >= '2024-04-01' AND month < '2024-08-01')
+             ORDER BY 1, 2, 3, 4, 5"
+        );
+        type Row = (
+            String,
+            uuid::Uuid,
+            chrono::NaiveDate,
+            String,
+            String,
+            i64,
+            i64,
+        );
+        let id = uuid::Uuid::parse_str(card).unwrap();
+        let before: Vec<Row> = sqlx::query_as(&rows).bind(id).fetch_all(&db).await.unwrap();
+        let pool = platform::db::connect(&p.database_url, schema, 2)
+            .await
+            .unwrap();
+        movement::stats::rebuild(&pool, kind, "UTC").await.unwrap();
+        let after: Vec<Row> = sqlx::query_as(&rows).bind(id).fetch_all(&db).await.unwrap();
+        assert!(!before.is_empty());
+        assert_eq!(before, after, "{schema}");
+    }
 }

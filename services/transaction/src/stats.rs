@@ -6,7 +6,8 @@ use std::sync::Arc;
 use events::payloads::transaction as ev;
 use events::{Envelope, EventHandler, HandlerError};
 use movement::MovementError;
-use movement::stats::{Authorize, StatsApi};
+use movement::stats::{Authorize, OwnerCache, StatsApi};
+use platform::auth::Principal;
 use proto::merchant::v1::merchant_service_client::MerchantServiceClient;
 use proto::stats::v1 as pb;
 use sqlx::{PgConnection, PgPool};
@@ -14,7 +15,7 @@ use stats::{Contribution, Scope};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-/// Keeps `stats_daily` from `payment.succeeded` / `payment.failed` (refunds are not counted).
+/// Keeps `stats_monthly` from `payment.succeeded` / `payment.failed` (refunds are not counted).
 #[derive(Clone)]
 pub struct PaymentStatsEvents {
     pub time_zone: String,
@@ -63,13 +64,24 @@ pub async fn rebuild(pool: &PgPool, time_zone: &str) -> anyhow::Result<u64> {
     .await
 }
 
-/// The merchant's statistics are the caller's if the merchant service lets them read it.
+/// The merchant's statistics are the caller's if the merchant service lets them read it. A
+/// merchant never changes owner, so a yes is remembered like a card's (see
+/// [`movement::stats::card_owner`]).
 async fn merchant_visible(
     merchants: &MerchantServiceClient<Channel>,
+    seen: &OwnerCache,
+    caller: &Principal,
     bearer: Option<&str>,
     merchant: Uuid,
 ) -> Result<(), MovementError> {
+    let user = caller.user_id();
+    if user.is_some_and(|user| seen.knows(user, merchant)) {
+        return Ok(());
+    }
     if crate::payments::merchant_readable(merchants, bearer, merchant).await? {
+        if let Some(user) = user {
+            seen.remember(user, merchant);
+        }
         Ok(())
     } else {
         Err(MovementError::NotFound("merchant"))
@@ -84,13 +96,18 @@ pub fn api(
 ) -> StatsApi {
     let card_check = movement::stats::card_owner(cards);
     let key_pool = pool.clone();
+    let seen = Arc::new(OwnerCache::default());
     let authorize: Authorize = Arc::new(move |caller, bearer, scope| {
-        let (card_check, merchants, pool) =
-            (card_check.clone(), merchants.clone(), key_pool.clone());
+        let (card_check, merchants, pool, seen) = (
+            card_check.clone(),
+            merchants.clone(),
+            key_pool.clone(),
+            seen.clone(),
+        );
         Box::pin(async move {
             match scope {
                 Scope::Merchant(merchant) => {
-                    merchant_visible(&merchants, bearer.as_deref(), merchant).await
+                    merchant_visible(&merchants, &seen, &caller, bearer.as_deref(), merchant).await
                 }
                 Scope::ApiKey(key) => {
                     // The key's merchant, from its payments (a key without payments has
@@ -103,7 +120,9 @@ pub fn api(
                     .await
                     .map_err(MovementError::Database)?;
                     match merchant {
-                        Some(m) => merchant_visible(&merchants, bearer.as_deref(), m).await,
+                        Some(m) => {
+                            merchant_visible(&merchants, &seen, &caller, bearer.as_deref(), m).await
+                        }
                         None => Ok(()),
                     }
                 }
