@@ -31,10 +31,6 @@ start_platform() {
     fi
     export CARD_CVV_KEY
     export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
-    # tansu 0.6.0 can panic in its idempotent-producer check under sustained load (seen one
-    # minute into the large seed) and then serves nothing: local producers keep order with one
-    # request in flight instead; consumers dedupe by event id (see events::outbox::producer).
-    export KAFKA_PRODUCER_IDEMPOTENCE="${KAFKA_PRODUCER_IDEMPOTENCE:-false}"
     export LOG_FORMAT="${LOG_FORMAT:-text}"
 
     say "building ($PROFILE profile)"

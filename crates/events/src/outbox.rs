@@ -84,32 +84,15 @@ pub fn encode(event: &Envelope) -> serde_json::Result<(serde_json::Value, serde_
 }
 
 /// A Kafka producer configured for the outbox: idempotent, `acks=all`.
-///
-/// `KAFKA_PRODUCER_IDEMPOTENCE=false` turns the broker-side deduplication off and keeps order
-/// with one request in flight per connection instead. The local platform does this: tansu
-/// 0.6.0 (the Kafka-compatible broker of local runs) can panic in its idempotent-producer
-/// check under sustained load and then stops serving. Nothing depends on the broker
-/// deduplicating: a retried send is at worst a duplicate, and every consumer skips an event
-/// id it has processed.
 pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
-    let idempotent = match std::env::var("KAFKA_PRODUCER_IDEMPOTENCE").as_deref() {
-        Ok("false") => false,
-        Ok("true") | Err(_) => true,
-        Ok(other) => {
-            anyhow::bail!("KAFKA_PRODUCER_IDEMPOTENCE must be true or false, not {other:?}")
-        }
-    };
-    let mut config = rdkafka::ClientConfig::new();
-    config
+    rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", idempotent.to_string())
+        .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
-        .set("message.timeout.ms", "30000");
-    if !idempotent {
-        config.set("max.in.flight.requests.per.connection", "1");
-    }
-    config.create().context("creating Kafka producer")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .context("creating Kafka producer")
 }
 
 /// One unsent outbox row.
