@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 SHELL := /usr/bin/env bash
 
-.PHONY: help run test bench bench-stats reconcile seed fmt lint build migrate docker-build docker-up docker-down \
+.PHONY: help run status test bench bench-stats reconcile seed fmt lint build migrate docker-build docker-up docker-down \
 	kube-start kube-secrets kube-build kube-up kube-seed kube-status kube-forward kube-down
 
 SERVICES := user role card saldo topup withdraw transfer merchant transaction email
@@ -15,6 +15,9 @@ help: ## List the targets
 
 run: ## Start the whole platform locally (NGINX on http://127.0.0.1:8080) with the admin login
 	@deploy/local/run.sh
+
+status: ## Readiness of every `make run` process, and every consumer group's lag and state
+	@deploy/local/status.sh
 
 test: ## fmt check, clippy and every test against real PostgreSQL, Redis, broker and NGINX
 	@deploy/local/test.sh

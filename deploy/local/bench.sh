@@ -33,7 +33,7 @@ export RUST_LOG="${RUST_LOG:-warn}" RATE_LIMIT_PER_MINUTE=100000000 \
     RATE_LIMIT_ANONYMOUS_PER_MINUTE=100000000 NGINX_RATE_PER_SECOND=100000 NGINX_RATE_BURST=100000
 
 mkdir -p "$STATE_DIR/logs"
-rm -f "$STATE_DIR"/tansu.db*
+rm -rf "$STATE_DIR/kafka"
 PIDS=()
 cleanup() {
     trap - INT TERM EXIT
@@ -95,7 +95,7 @@ for name in "${!SERVICE_PIDS[@]}"; do
     pid="${SERVICE_PIDS[$name]}"
     printf '  %-10s %6d MiB  %7s s CPU\n' "$name" "$(( $(ps -o rss= -p "$pid" || echo 0) / 1024 ))" "$(cpu_seconds "$pid")"
 done | sort
-printf '  %-10s %14s  %7s s CPU\n' tansu "" "$(cpu_seconds "$TANSU_PID")"
+printf '  %-10s %6d MiB  %7s s CPU\n' kafka "$(( $(ps -o rss= -p "$KAFKA_PID" || echo 0) / 1024 ))" "$(cpu_seconds "$KAFKA_PID")"
 for proc in nginx postgres redis-server; do
     total=0
     for pid in $(pgrep -x "$proc" || true); do total="$(awk -v a="$total" -v b="$(cpu_seconds "$pid")" 'BEGIN { print a + b }')"; done

@@ -6,8 +6,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATE_DIR="${STATE_DIR:-$ROOT/.state}"
 TOOLS_DIR="${PAYMENTS_TOOLS_DIR:-$HOME/.cache/payments-platform/tools}"
-TANSU_VERSION="0.6.0"
-TANSU_BIN="$TOOLS_DIR/tansu-$TANSU_VERSION/bin/tansu"
+KAFKA_VERSION="4.4.0"
+KAFKA_LIBS="$TOOLS_DIR/kafka-$KAFKA_VERSION/libs"
 
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -95,26 +95,50 @@ ensure_python_tools() {
     fi
 }
 
-ensure_tansu() {
-    if [ ! -x "$TANSU_BIN" ]; then
-        say "installing tansu $TANSU_VERSION (Kafka-compatible broker) into $TOOLS_DIR (one time, ~10 min)"
-        cargo install tansu --locked --version "$TANSU_VERSION" --features libsql \
-            --root "$TOOLS_DIR/tansu-$TANSU_VERSION" >&2
-    fi
+# ensure_java — a Java runtime for the broker (Debian's default JRE if there is none).
+ensure_java() {
+    command -v java >/dev/null || apt_install default-jre-headless
 }
 
-# start_tansu PORT SQLITE_FILE LOGFILE — starts the broker in the background, sets TANSU_PID.
-start_tansu() {
-    local port="$1" db="$2" log="$3"
+# ensure_kafka — Apache Kafka's jars in $KAFKA_LIBS, fetched once from Maven Central with the
+# small pom in deploy/local/kafka (Maven from Debian if it is missing).
+ensure_kafka() {
+    ensure_java
+    [ -s "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] && return
+    command -v mvn >/dev/null || apt_install maven
+    say "fetching Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_LIBS (one time)"
+    local tmp="$KAFKA_LIBS.tmp"
+    rm -rf "$tmp"
+    mvn -q -B -f "$ROOT/deploy/local/kafka/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$tmp" >&2 \
+        || die "could not fetch Apache Kafka's jars with Maven (see above)"
+    rm -rf "$KAFKA_LIBS"
+    mv "$tmp" "$KAFKA_LIBS"
+}
+
+# start_kafka PORT DIR LOG — deploy/local/kafka/broker.sh in the background (a single-node
+# KRaft broker+controller on PORT and PORT+1, storage in DIR, kept across restarts), its
+# output in LOG. Waits until it serves; sets KAFKA_PID (the JVM's pid).
+start_kafka() {
+    local port="$1" dir="$2" log="$3"
     port_open 127.0.0.1 "$port" && die "port $port is taken; set KAFKA_PORT to another port"
-    mkdir -p "$(dirname "$db")"
-    # tansu reads OTEL_EXPORTER_OTLP_ENDPOINT too; keep the platform's setting away from it.
-    env -u OTEL_EXPORTER_OTLP_ENDPOINT "$TANSU_BIN" broker \
-        --listener-url "tcp://127.0.0.1:$port" \
-        --advertised-listener-url "tcp://127.0.0.1:$port" \
-        --storage-engine "sqlite:///$db" >"$log" 2>&1 &
-    TANSU_PID=$!
-    wait_port 127.0.0.1 "$port" "tansu"
+    port_open 127.0.0.1 "$((port + 1))" && die "port $((port + 1)) (Kafka's controller) is taken"
+    KAFKA_LIBS="$KAFKA_LIBS" "$ROOT/deploy/local/kafka/broker.sh" "$port" "$dir" >"$log" 2>&1 &
+    KAFKA_PID=$!
+    local deadline=$((SECONDS + 90))
+    until grep -q 'Kafka Server started' "$log" 2>/dev/null && port_open 127.0.0.1 "$port"; do
+        kill -0 "$KAFKA_PID" 2>/dev/null || { tail -20 "$log" >&2; die "Kafka exited during start-up (log: $log)"; }
+        [ "$SECONDS" -lt "$deadline" ] || die "Kafka did not start within 90 s (log: $log)"
+        sleep 0.3
+    done
+}
+
+# ensure_nextest — cargo-nextest (the test runner `make test` uses: one process per test, and
+# the platform tests' test group), built once with cargo if missing.
+ensure_nextest() {
+    cargo nextest --version >/dev/null 2>&1 && return
+    say "installing cargo-nextest (one time, a few minutes)"
+    cargo install cargo-nextest --locked --quiet >&2
 }
 
 # ensure_postgres URL — uses the server at URL if reachable, otherwise starts a private

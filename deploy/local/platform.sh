@@ -7,7 +7,7 @@ declare -A SERVICE_PIDS=()
 
 start_platform() {
     ensure_commands
-    ensure_tansu
+    ensure_kafka
     ensure_python_tools aiosmtpd=aiosmtpd
     ensure_postgres "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
     ensure_redis "${REDIS_URL:-redis://127.0.0.1:6379/0}"
@@ -37,9 +37,9 @@ start_platform() {
     cargo build --profile "$PROFILE" --bins >&2
     BIN="$ROOT/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
 
-    say "starting tansu on 127.0.0.1:$KAFKA_PORT (storage $STATE_DIR/tansu.db)"
-    start_tansu "$KAFKA_PORT" "$STATE_DIR/tansu.db" "$STATE_DIR/logs/tansu.log"
-    PIDS+=("$TANSU_PID")
+    say "starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (storage ${STATE_DIR#"$ROOT"/}/kafka)"
+    start_kafka "$KAFKA_PORT" "$STATE_DIR/kafka" "$STATE_DIR/logs/kafka.log"
+    PIDS+=("$KAFKA_PID")
 
     # A local mail catcher: every email the platform sends lands in .state/mail/new (Maildir).
     if port_open 127.0.0.1 "$SMTP_PORT"; then
@@ -65,22 +65,26 @@ start_platform() {
         say "$name ready (log: ${STATE_DIR#"$ROOT"/}/logs/$name.log)"
     }
 
-    # Every service finds the others on loopback at its default port (see the README's table).
-    export USER_SERVICE_URL=http://127.0.0.1:50051 ROLE_SERVICE_URL=http://127.0.0.1:50052 \
-        CARD_SERVICE_URL=http://127.0.0.1:50053 SALDO_SERVICE_URL=http://127.0.0.1:50054 \
-        TOPUP_SERVICE_URL=http://127.0.0.1:50055 TRANSFER_SERVICE_URL=http://127.0.0.1:50056 \
-        WITHDRAW_SERVICE_URL=http://127.0.0.1:50057 MERCHANT_SERVICE_URL=http://127.0.0.1:50058 \
-        TRANSACTION_SERVICE_URL=http://127.0.0.1:50059
-    start role role-service 9102 GRPC_ADDR=127.0.0.1:50052
-    start user user-service 9101 GRPC_ADDR=127.0.0.1:50051
-    start saldo saldo-service 9104 GRPC_ADDR=127.0.0.1:50054
-    start card card-service 9103 GRPC_ADDR=127.0.0.1:50053
-    start topup topup-service 9105 GRPC_ADDR=127.0.0.1:50055
-    start transfer transfer-service 9106 GRPC_ADDR=127.0.0.1:50056
-    start withdraw withdraw-service 9107 GRPC_ADDR=127.0.0.1:50057
-    start merchant merchant-service 9108 GRPC_ADDR=127.0.0.1:50058
-    start transaction transaction-service 9109 GRPC_ADDR=127.0.0.1:50059
-    start email email-service 9110 GRPC_ADDR=127.0.0.1:50060
+    # gRPC ports: the manifests' 50051... lie in Linux's ephemeral port range (32768-60999),
+    # where any outgoing connection (to PostgreSQL, Kafka, another service) may hold one just
+    # when a service binds it. The local run uses GRPC_PORT_BASE+1... (10051...) instead,
+    # below that range; the README's table lists both.
+    local b="${GRPC_PORT_BASE:-10050}"
+    export USER_SERVICE_URL=http://127.0.0.1:$((b + 1)) ROLE_SERVICE_URL=http://127.0.0.1:$((b + 2)) \
+        CARD_SERVICE_URL=http://127.0.0.1:$((b + 3)) SALDO_SERVICE_URL=http://127.0.0.1:$((b + 4)) \
+        TOPUP_SERVICE_URL=http://127.0.0.1:$((b + 5)) TRANSFER_SERVICE_URL=http://127.0.0.1:$((b + 6)) \
+        WITHDRAW_SERVICE_URL=http://127.0.0.1:$((b + 7)) MERCHANT_SERVICE_URL=http://127.0.0.1:$((b + 8)) \
+        TRANSACTION_SERVICE_URL=http://127.0.0.1:$((b + 9))
+    start role role-service 9102 GRPC_ADDR=127.0.0.1:$((b + 2))
+    start user user-service 9101 GRPC_ADDR=127.0.0.1:$((b + 1))
+    start saldo saldo-service 9104 GRPC_ADDR=127.0.0.1:$((b + 4))
+    start card card-service 9103 GRPC_ADDR=127.0.0.1:$((b + 3))
+    start topup topup-service 9105 GRPC_ADDR=127.0.0.1:$((b + 5))
+    start transfer transfer-service 9106 GRPC_ADDR=127.0.0.1:$((b + 6))
+    start withdraw withdraw-service 9107 GRPC_ADDR=127.0.0.1:$((b + 7))
+    start merchant merchant-service 9108 GRPC_ADDR=127.0.0.1:$((b + 8))
+    start transaction transaction-service 9109 GRPC_ADDR=127.0.0.1:$((b + 9))
+    start email email-service 9110 GRPC_ADDR=127.0.0.1:$((b + 10))
     start gateway gateway 9100 HTTP_ADDR=127.0.0.1:8000
 
     if [ "${SEED_DEMO:-1}" = 1 ]; then
@@ -94,11 +98,11 @@ start_platform() {
     export NGINX_HTTP_PORT="$HTTP_PORT" NGINX_GRPC_PORT="$GRPC_PORT" NGINX_WORKER_PROCESSES=auto \
         NGINX_PID_FILE="$STATE_DIR/nginx/nginx.pid" NGINX_ERROR_LOG="$STATE_DIR/logs/nginx-error.log" \
         NGINX_ACCESS_LOG="$STATE_DIR/logs/nginx-access.log" NGINX_RATE_PER_SECOND="${NGINX_RATE_PER_SECOND:-200}" NGINX_RATE_BURST="${NGINX_RATE_BURST:-400}" \
-        GATEWAY_UPSTREAM=127.0.0.1:8000 USER_GRPC_UPSTREAM=127.0.0.1:50051 ROLE_GRPC_UPSTREAM=127.0.0.1:50052 \
-        CARD_GRPC_UPSTREAM=127.0.0.1:50053 SALDO_GRPC_UPSTREAM=127.0.0.1:50054 \
-        TOPUP_GRPC_UPSTREAM=127.0.0.1:50055 TRANSFER_GRPC_UPSTREAM=127.0.0.1:50056 \
-        WITHDRAW_GRPC_UPSTREAM=127.0.0.1:50057 MERCHANT_GRPC_UPSTREAM=127.0.0.1:50058 \
-        TRANSACTION_GRPC_UPSTREAM=127.0.0.1:50059
+        GATEWAY_UPSTREAM=127.0.0.1:8000 USER_GRPC_UPSTREAM=127.0.0.1:$((b + 1)) ROLE_GRPC_UPSTREAM=127.0.0.1:$((b + 2)) \
+        CARD_GRPC_UPSTREAM=127.0.0.1:$((b + 3)) SALDO_GRPC_UPSTREAM=127.0.0.1:$((b + 4)) \
+        TOPUP_GRPC_UPSTREAM=127.0.0.1:$((b + 5)) TRANSFER_GRPC_UPSTREAM=127.0.0.1:$((b + 6)) \
+        WITHDRAW_GRPC_UPSTREAM=127.0.0.1:$((b + 7)) MERCHANT_GRPC_UPSTREAM=127.0.0.1:$((b + 8)) \
+        TRANSACTION_GRPC_UPSTREAM=127.0.0.1:$((b + 9))
     mkdir -p "$STATE_DIR/nginx"
     render_nginx "$STATE_DIR/nginx/nginx.conf"
     "$NGINX_BIN" -p "$STATE_DIR/nginx" -c "$STATE_DIR/nginx/nginx.conf" -g 'daemon off;' &

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: the whole platform as native processes on loopback, with demo logins.
 #
-# Installs what is missing (apt packages, tansu via cargo install --locked), uses the
+# Installs what is missing (apt packages, Apache Kafka's jars from Maven Central), uses the
 # PostgreSQL and Redis from DATABASE_URL / REDIS_URL when reachable or starts private ones under
-# .state/, starts tansu (SQLite storage, survives restarts), builds and starts every service,
+# .state/, starts a single-node Kafka (KRaft, storage kept in .state/kafka), builds and starts every service,
 # the gateway and NGINX, applies migrations, ensures the admin login, and prints the URL.
 # Ctrl-C stops everything it started.
 
@@ -38,7 +38,7 @@ cat >&2 <<MSG
     API (through NGINX)   http://127.0.0.1:$HTTP_PORT/api/v1
     API docs              http://127.0.0.1:$HTTP_PORT/api/v1/docs
     gRPC (through NGINX)  127.0.0.1:$GRPC_PORT   (grpcurl -plaintext -import-path proto ...)
-    Kafka (tansu)         127.0.0.1:$KAFKA_PORT
+    Kafka                 127.0.0.1:$KAFKA_PORT   (Apache Kafka $KAFKA_VERSION, KRaft)
     Logs                  .state/logs/
 
     Admin login           $ADMIN_EMAIL / $ADMIN_PASSWORD

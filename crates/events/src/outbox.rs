@@ -286,7 +286,8 @@ impl OutboxRelay {
                     value: Some(value.as_bytes()),
                 });
             }
-            let record = FutureRecord::to(&row.topic)
+            let topic = crate::topics::physical(&row.topic);
+            let record = FutureRecord::to(&topic)
                 .key(&row.partition_key)
                 .payload(&payload)
                 .headers(headers);

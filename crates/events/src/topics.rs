@@ -1,6 +1,15 @@
 //! Every Kafka topic and consumer group of the platform, in one place (mirrored by the
 //! topic-creation Job in `k8s/`).
+//!
+//! Code names topics by their logical names (the constants below); [`physical`] turns one into
+//! the name on the broker by putting the process's namespace in front (`KAFKA_TOPIC_NAMESPACE`,
+//! empty by default). The outbox relay, the consumer loop and topic creation apply it at the
+//! Kafka boundary, so outbox rows, handlers and dead-letter headers keep logical names. Each
+//! test platform runs in a namespace of its own, so its consumers never wait behind other
+//! tests' events; several platforms can also share one cluster this way.
 
+use std::borrow::Cow;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -94,6 +103,33 @@ pub mod groups {
     pub const EMAIL: &str = "email-service";
 }
 
+static NAMESPACE: OnceLock<String> = OnceLock::new();
+
+/// Sets the process's topic namespace (a prefix such as `"t-1f2e."`); the first call, or the
+/// first use of [`namespace`], wins. Returns whether this call set it.
+pub fn set_namespace(namespace: &str) -> bool {
+    NAMESPACE.set(namespace.to_owned()).is_ok()
+}
+
+/// The process's topic namespace: what [`set_namespace`] set, else `KAFKA_TOPIC_NAMESPACE`,
+/// else empty.
+pub fn namespace() -> &'static str {
+    NAMESPACE.get_or_init(|| std::env::var("KAFKA_TOPIC_NAMESPACE").unwrap_or_default())
+}
+
+/// The broker-side name of the logical topic `name`.
+pub fn physical(name: &str) -> Cow<'_, str> {
+    match namespace() {
+        "" => Cow::Borrowed(name),
+        prefix => Cow::Owned(format!("{prefix}{name}")),
+    }
+}
+
+/// The logical name of the broker-side topic `name` (the inverse of [`physical`]).
+pub fn logical(name: &str) -> &str {
+    name.strip_prefix(namespace()).unwrap_or(name)
+}
+
 /// Creates missing topics (existing ones are left alone).
 pub async fn ensure(brokers: &str, topics: &[Topic], replication: i32) -> anyhow::Result<()> {
     let specs: Vec<(&str, i32)> = topics.iter().map(|t| (t.name, t.partitions)).collect();
@@ -121,9 +157,11 @@ async fn create(brokers: &str, topics: &[(&str, i32)], replication: i32) -> anyh
         .set("bootstrap.servers", brokers)
         .create()
         .context("creating Kafka admin client")?;
+    let names: Vec<Cow<'_, str>> = topics.iter().map(|(name, _)| physical(name)).collect();
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|(name, partitions)| {
+        .zip(&names)
+        .map(|((_, partitions), name)| {
             NewTopic::new(name, *partitions, TopicReplication::Fixed(replication))
         })
         .collect();

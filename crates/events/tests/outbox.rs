@@ -6,92 +6,31 @@
 
 use std::time::Duration;
 
-use events::{Consumer, ConsumerConfig, Envelope, EventHandler, HandlerError, OutboxRelay};
+use events::{Consumer, ConsumerConfig};
 use platform::shutdown::Shutdown;
 use rdkafka::Message;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
-const SCHEMA: &str = "evtest";
+mod common;
+
+use common::{Recorder, effect_counts, enqueue};
 
 async fn setup() -> (PgPool, String) {
-    let url = testkit::fresh_database().await.unwrap();
-    let pool = platform::db::connect(&url, SCHEMA, 5).await.unwrap();
-    sqlx::raw_sql(
-        "CREATE SCHEMA evtest;
-         CREATE TABLE outbox (
-             id BIGSERIAL PRIMARY KEY, event_id UUID NOT NULL UNIQUE, topic TEXT NOT NULL,
-             partition_key TEXT NOT NULL, event_type TEXT NOT NULL, payload JSONB NOT NULL,
-             headers JSONB NOT NULL DEFAULT '{}', created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-             sent_at TIMESTAMPTZ);
-         CREATE TABLE processed_events (consumer TEXT NOT NULL, event_id UUID NOT NULL,
-             processed_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (consumer, event_id));
-         CREATE TABLE effects (event_id UUID NOT NULL, seq INT NOT NULL);",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    let topic = testkit::unique("evtest");
-    events::topics::ensure_named(&testkit::kafka_brokers(), &topic, 3)
-        .await
-        .unwrap();
-    (pool, topic)
+    common::setup(&testkit::kafka_brokers()).await
 }
 
-/// Records each event it sees; slow enough that a restart lands mid-stream.
-#[derive(Clone)]
-struct Recorder {
-    delay: Duration,
-}
-
-impl EventHandler for Recorder {
-    async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> Result<(), HandlerError> {
-        tokio::time::sleep(self.delay).await;
-        let seq = event.data["seq"].as_i64().unwrap_or(-1) as i32;
-        sqlx::query("INSERT INTO effects (event_id, seq) VALUES ($1, $2)")
-            .bind(event.id)
-            .bind(seq)
-            .execute(conn)
-            .await?;
-        Ok(())
-    }
-}
-
-async fn enqueue(pool: &PgPool, topic: &str, count: i32) {
-    let mut tx = pool.begin().await.unwrap();
-    for seq in 0..count {
-        let event = Envelope::new(
-            "test",
-            "thing.happened",
-            format!("thing-{}", seq % 5),
-            &serde_json::json!({"seq": seq}),
-        )
-        .unwrap();
-        events::outbox::enqueue(&mut tx, topic, &event)
-            .await
-            .unwrap();
-    }
-    tx.commit().await.unwrap();
-}
-
-async fn effect_counts(pool: &PgPool) -> (i64, i64) {
-    sqlx::query_as("SELECT count(*), count(DISTINCT event_id) FROM effects")
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
-
-fn relay(pool: &PgPool) -> OutboxRelay {
-    OutboxRelay::new(
-        pool.clone(),
-        events::outbox::producer(&testkit::kafka_brokers()).unwrap(),
-        SCHEMA,
-    )
+fn relay(pool: &PgPool) -> events::OutboxRelay {
+    common::relay(pool, &testkit::kafka_brokers())
 }
 
 fn consumer(pool: &PgPool, topic: &str, group: &str, delay: Duration) -> Consumer<Recorder> {
-    let mut config = ConsumerConfig::new(&testkit::kafka_brokers(), group, &[topic]);
-    config.initial_backoff = Duration::from_millis(20);
-    Consumer::new(config, pool.clone(), Recorder { delay }).unwrap()
+    common::consumer(
+        pool,
+        &testkit::kafka_brokers(),
+        topic,
+        group,
+        Recorder::new(delay),
+    )
 }
 
 #[tokio::test]
@@ -215,15 +154,9 @@ async fn a_malformed_message_is_dead_lettered_and_the_next_event_still_applies()
     config.dead_letter_topic = dlq.clone();
     let shutdown = Shutdown::new();
     let running = tokio::spawn(
-        Consumer::new(
-            config,
-            pool.clone(),
-            Recorder {
-                delay: Duration::ZERO,
-            },
-        )
-        .unwrap()
-        .run(shutdown.clone()),
+        Consumer::new(config, pool.clone(), Recorder::new(Duration::ZERO))
+            .unwrap()
+            .run(shutdown.clone()),
     );
     testkit::eventually(
         Duration::from_secs(30),

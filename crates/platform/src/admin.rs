@@ -1,6 +1,7 @@
 //! The admin HTTP server every process runs beside its main listener: `/metrics`
-//! (Prometheus), `/healthz` (liveness: the process answers) and `/readyz` (readiness: its
-//! dependencies answer).
+//! (Prometheus), `/healthz` (liveness: the process answers), `/readyz` (readiness: its
+//! dependencies answer and no component reports itself stuck, see [`crate::status`]) and
+//! `/status` (every component's report, e.g. each Kafka consumer's lag and state).
 
 use std::sync::Arc;
 
@@ -76,6 +77,7 @@ pub async fn serve(
         .route("/metrics", get(move || async move { handle.render() }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/status", get(status))
         .with_state(readiness);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.wait().await })
@@ -97,6 +99,14 @@ async fn ready(State(readiness): State<Readiness>) -> Response {
             }
         }
     }
+    for (name, report) in crate::status::snapshot() {
+        if !report.ready {
+            failures.insert(
+                name,
+                json!(report.reason.unwrap_or_else(|| "not ready".into())),
+            );
+        }
+    }
     if failures.is_empty() {
         (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response()
     } else {
@@ -106,4 +116,19 @@ async fn ready(State(readiness): State<Readiness>) -> Response {
         )
             .into_response()
     }
+}
+
+async fn status() -> Response {
+    let components: serde_json::Map<String, serde_json::Value> = crate::status::snapshot()
+        .into_iter()
+        .map(|(name, report)| {
+            let value = json!({
+                "ready": report.ready,
+                "reason": report.reason,
+                "detail": report.detail,
+            });
+            (name, value)
+        })
+        .collect();
+    axum::Json(json!({ "components": components })).into_response()
 }

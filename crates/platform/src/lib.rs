@@ -17,6 +17,7 @@ pub mod process;
 pub mod redis;
 pub mod secret;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;
 pub mod time;
 

@@ -84,6 +84,17 @@ fn when(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// Whether a money event is a backdated import (demo data, history imports): it completed
+/// long before it was announced. Nobody is mailed about those.
+fn backdated(event: &Envelope, completed_at: DateTime<Utc>) -> bool {
+    let imported = event.occurred_at - completed_at > chrono::Duration::hours(1);
+    if imported {
+        metrics::counter!("emails_skipped_total", "reason" => "backdated").increment(1);
+        tracing::debug!(event_id = %event.id, "backdated import; no email");
+    }
+    imported
+}
+
 fn data<T: serde::de::DeserializeOwned>(event: &Envelope) -> Result<T, HandlerError> {
     event.data_as().map_err(|e| {
         metrics::counter!("emails_dead_lettered_total", "reason" => "malformed").increment(1);
@@ -205,6 +216,9 @@ impl EmailEvents {
             "topup.succeeded" | "topup.failed" | "withdraw.succeeded" | "withdraw.failed"
             | "transfer.succeeded" | "transfer.failed" => {
                 let m: movement::Movement = data(event)?;
+                if backdated(event, m.completed_at) {
+                    return Ok(None);
+                }
                 self.to_user(
                     m.user_id,
                     "movement",
@@ -223,6 +237,9 @@ impl EmailEvents {
             }
             "payment.succeeded" | "payment.failed" => {
                 let p: transaction::Payment = data(event)?;
+                if backdated(event, p.completed_at) {
+                    return Ok(None);
+                }
                 self.to_user(
                     p.user_id,
                     "payment",
@@ -241,6 +258,9 @@ impl EmailEvents {
             }
             "refund.succeeded" | "refund.failed" => {
                 let r: transaction::Refund = data(event)?;
+                if backdated(event, r.completed_at) {
+                    return Ok(None);
+                }
                 self.to_user(
                     r.user_id,
                     "refund",

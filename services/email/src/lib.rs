@@ -24,9 +24,12 @@ pub const SCHEMA: &str = "email_svc";
 /// The service's migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The topics whose events may cause emails.
+/// Topics of account emails (verification, password reset, security notices): read by a
+/// consumer group of their own (`<group>.account`), so they never queue behind money emails.
+pub const ACCOUNT_TOPICS: &[&str] = &[events::topics::USER_EVENTS];
+
+/// The other topics whose events may cause emails (money movements, payments, merchants).
 pub const TOPICS: &[&str] = &[
-    events::topics::USER_EVENTS,
     events::topics::TOPUP_EVENTS,
     events::topics::WITHDRAW_EVENTS,
     events::topics::TRANSFER_EVENTS,
@@ -95,6 +98,7 @@ pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
 /// A built, not yet running service.
 pub struct Application {
     base: Foundation,
+    account: events::Consumer<handler::EmailEvents>,
     consumer: events::Consumer<handler::EmailEvents>,
 }
 
@@ -117,20 +121,36 @@ impl Application {
             config.settings.clone(),
         );
         events::topics::ensure_best_effort(&common.kafka_brokers).await;
-        let mut consumer_config =
-            events::ConsumerConfig::new(&common.kafka_brokers, &config.group, TOPICS);
-        // The handler counts SMTP attempts in the delivery log and gives up itself; the
-        // consumer's own limit only ends retries of other failures (user service down).
-        consumer_config.max_attempts = u32::try_from(config.settings.max_attempts)
-            .unwrap_or(10)
-            .saturating_add(1);
-        consumer_config.initial_backoff = config.retry_initial;
-        consumer_config.max_backoff = config.retry_max;
-        if let Some(topic) = &config.dead_letter_topic {
-            consumer_config.dead_letter_topic.clone_from(topic);
-        }
-        let consumer = events::Consumer::new(consumer_config, base.pool.clone(), handler)?;
-        Ok(Self { base, consumer })
+        let consumer_config = |group: &str, topics: &[&str]| {
+            let mut consumer_config =
+                events::ConsumerConfig::new(&common.kafka_brokers, group, topics);
+            // The handler counts SMTP attempts in the delivery log and gives up itself; the
+            // consumer's own limit only ends retries of other failures (user service down).
+            consumer_config.max_attempts = u32::try_from(config.settings.max_attempts)
+                .unwrap_or(10)
+                .saturating_add(1);
+            consumer_config.initial_backoff = config.retry_initial;
+            consumer_config.max_backoff = config.retry_max;
+            if let Some(topic) = &config.dead_letter_topic {
+                consumer_config.dead_letter_topic.clone_from(topic);
+            }
+            consumer_config
+        };
+        let account = events::Consumer::new(
+            consumer_config(&format!("{}.account", config.group), ACCOUNT_TOPICS),
+            base.pool.clone(),
+            handler.clone(),
+        )?;
+        let consumer = events::Consumer::new(
+            consumer_config(&config.group, TOPICS),
+            base.pool.clone(),
+            handler,
+        )?;
+        Ok(Self {
+            base,
+            account,
+            consumer,
+        })
     }
 
     /// The bound gRPC address (health and reflection only).
@@ -145,10 +165,13 @@ impl Application {
 
     /// Consumes and serves until `shutdown` fires.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let tasks = vec![platform::process::fallible_task(
-            "email consumer",
-            self.consumer.run(shutdown.clone()),
-        )];
+        let tasks = vec![
+            platform::process::fallible_task(
+                "account email consumer",
+                self.account.run(shutdown.clone()),
+            ),
+            platform::process::fallible_task("email consumer", self.consumer.run(shutdown.clone())),
+        ];
         self.base
             .serve(
                 "email service",

@@ -375,7 +375,7 @@ async fn malformed_events_are_dead_lettered_and_the_next_event_is_still_mailed()
     for payload in [&garbage, &bad_data] {
         producer
             .send(
-                FutureRecord::to(events::topics::TOPUP_EVENTS)
+                FutureRecord::to(&events::topics::physical(events::topics::TOPUP_EVENTS))
                     .key(marker.as_str())
                     .payload(payload.as_str()),
                 Duration::from_secs(10),
@@ -397,7 +397,7 @@ async fn malformed_events_are_dead_lettered_and_the_next_event_is_still_mailed()
         .unwrap();
 
     // Both bad messages are on the dead-letter topic, with the reason.
-    let reader = testkit::topic_reader(&dead_letters).unwrap();
+    let reader = testkit::topic_reader(&events::topics::physical(&dead_letters)).unwrap();
     let mut reasons = Vec::new();
     let deadline = std::time::Instant::now() + WAIT;
     while reasons.len() < 2 && std::time::Instant::now() < deadline {

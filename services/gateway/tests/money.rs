@@ -92,7 +92,8 @@ async fn a_customer_moves_money_and_every_record_agrees() {
     assert_eq!(posting["amount"], 30_000);
 
     // Every balance change and every completion went out through the outbox to Kafka.
-    let reader = testkit::topic_reader(events::topics::SALDO_EVENTS).unwrap();
+    let reader =
+        testkit::topic_reader(&events::topics::physical(events::topics::SALDO_EVENTS)).unwrap();
     let mut deltas = Vec::new();
     while deltas.len() < 3 {
         let delta = testkit::next_matching(&reader, Duration::from_secs(20), |v| {
@@ -111,7 +112,8 @@ async fn a_customer_moves_money_and_every_record_agrees() {
         deltas,
         vec![(100_000, 100_000), (-30_000, 70_000), (-20_000, 50_000)]
     );
-    let reader = testkit::topic_reader(events::topics::TRANSFER_EVENTS).unwrap();
+    let reader =
+        testkit::topic_reader(&events::topics::physical(events::topics::TRANSFER_EVENTS)).unwrap();
     let event = testkit::next_matching(&reader, Duration::from_secs(20), |v| {
         (v["subject"] == transfer["id"]).then(|| v.clone())
     })
@@ -605,7 +607,8 @@ async fn a_duplicated_card_created_event_opens_one_account() {
 
     // Find the original event and deliver it again: once as is (a redelivery) and once with a
     // fresh event id (a producer that retried), both keyed like the original.
-    let reader = testkit::topic_reader(events::topics::CARD_EVENTS).unwrap();
+    let reader =
+        testkit::topic_reader(&events::topics::physical(events::topics::CARD_EVENTS)).unwrap();
     let original = testkit::next_matching(&reader, Duration::from_secs(20), |v| {
         (v["type"] == "card.created" && v["data"]["card_id"] == card.id.as_str()).then(|| v.clone())
     })
@@ -627,7 +630,7 @@ async fn a_duplicated_card_created_event_opens_one_account() {
         let payload = event.to_string();
         producer
             .send(
-                FutureRecord::to(events::topics::CARD_EVENTS)
+                FutureRecord::to(&events::topics::physical(events::topics::CARD_EVENTS))
                     .key(card.id.as_str())
                     .payload(&payload),
                 Duration::from_secs(10),

@@ -235,7 +235,8 @@ async fn monthly_statistics_follow_the_calendar_and_the_source_rows() {
     assert_eq!(amounts(&all)[..3], expected[..3], "{all}");
 
     // A redelivered completion event changes nothing.
-    let reader = testkit::topic_reader(events::topics::TOPUP_EVENTS).unwrap();
+    let reader =
+        testkit::topic_reader(&events::topics::physical(events::topics::TOPUP_EVENTS)).unwrap();
     let card_id = card.id.clone();
     let event = testkit::next_matching(&reader, Duration::from_secs(20), |v| {
         (v["type"] == "topup.succeeded" && v["data"]["card_id"] == card_id.as_str())
@@ -250,9 +251,11 @@ async fn monthly_statistics_follow_the_calendar_and_the_source_rows() {
     let payload = event.to_string();
     producer
         .send(
-            rdkafka::producer::FutureRecord::to(events::topics::TOPUP_EVENTS)
-                .key(event["subject"].as_str().unwrap())
-                .payload(&payload),
+            rdkafka::producer::FutureRecord::to(&events::topics::physical(
+                events::topics::TOPUP_EVENTS,
+            ))
+            .key(event["subject"].as_str().unwrap())
+            .payload(&payload),
             Duration::from_secs(10),
         )
         .await

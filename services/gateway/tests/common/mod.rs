@@ -123,6 +123,9 @@ impl Platform {
         static TELEMETRY: std::sync::OnceLock<Option<platform::telemetry::TelemetryGuard>> =
             std::sync::OnceLock::new();
         TELEMETRY.get_or_init(|| platform::telemetry::init("platform-tests").ok());
+        // Topics of its own: consumers never wait behind other tests' events (one process
+        // per test under nextest; a second platform of the same test shares them).
+        events::topics::set_namespace(&format!("{}.", testkit::unique("t")));
         let database_url = testkit::fresh_database().await.unwrap();
         let shutdown = Shutdown::new();
         let (user_port, role_port) = (testkit::free_port(), testkit::free_port());
@@ -454,7 +457,8 @@ impl Platform {
 
     /// The one-time token of the newest `event_type` event for `email` on the user topic.
     pub async fn token_from_event(&self, event_type: &str, email: &str) -> String {
-        let reader = testkit::topic_reader(events::topics::USER_EVENTS).unwrap();
+        let reader =
+            testkit::topic_reader(&events::topics::physical(events::topics::USER_EVENTS)).unwrap();
         let mut found = None;
         // Read until no newer matching event arrives for a moment; keep the last match.
         while let Ok(token) = testkit::next_matching(

@@ -1,0 +1,380 @@
+//! The consumer's watchdog: lag measured from the broker on a timer, whether or not messages
+//! flow, and the judgement "stalled".
+//!
+//! Every [`MonitorConfig::interval`] it reads, for every partition of the subscribed topics,
+//! the group's committed offset and the partition's high watermark (lag in messages), and for
+//! partitions with lag the timestamp of the oldest unconsumed message (lag in seconds), with a
+//! separate probe consumer that never joins the group. Metrics:
+//!
+//! - `kafka_consumer_lag_messages{group,topic,partition}` and
+//!   `kafka_consumer_lag_seconds{group,topic,partition}`;
+//! - `consumer_lag_seconds{group}`: the oldest unconsumed message of the group, 0 when caught up;
+//! - `kafka_consumer_stalled{group}`: 1 while stalled; `kafka_consumer_lag_checked_seconds{group}`:
+//!   when the last measurement succeeded (Unix time), so a dead watchdog is visible too.
+//!
+//! A partition this consumer owns (or any partition, while it owns none) that has unread
+//! messages and whose committed offset has not moved for [`MonitorConfig::stall_after`] makes
+//! the consumer *stalled*: the process reports not ready (`/readyz`) with the reason, and logs
+//! it. If at that moment the loop is not busy with a message (it waits on the broker that has
+//! messages for it), the session is broken — a lost assignment, a group that never resumed —
+//! and the monitor asks the loop to rebuild its Kafka consumer, which rejoins the group.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use platform::shutdown::Shutdown;
+use platform::status::Report;
+use rdkafka::consumer::{BaseConsumer, Consumer as _, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::json;
+use tokio::sync::Notify;
+
+/// Timing of the watchdog.
+#[derive(Clone, Copy, Debug)]
+pub struct MonitorConfig {
+    /// How often lag is measured.
+    pub interval: Duration,
+    /// How long a partition may have unread messages without progress before the consumer
+    /// counts as stalled.
+    pub stall_after: Duration,
+}
+
+impl Default for MonitorConfig {
+    /// Every 10 s; stalled after 45 s without progress (noticed within a minute).
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            stall_after: Duration::from_secs(45),
+        }
+    }
+}
+
+/// What the consume loop shares with its watchdog.
+#[derive(Debug, Default)]
+pub(crate) struct LoopState {
+    /// Unix ms since which the loop has been handling one message (0: waiting for messages).
+    busy_since_ms: AtomicI64,
+}
+
+impl LoopState {
+    pub(crate) fn busy(&self) {
+        self.busy_since_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn idle(&self) {
+        self.busy_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    fn busy_for(&self) -> Option<Duration> {
+        match self.busy_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(Duration::from_millis(
+                (chrono::Utc::now().timestamp_millis() - since).max(0) as u64,
+            )),
+        }
+    }
+}
+
+/// Lag of one partition, as measured.
+#[derive(Clone, Debug)]
+struct PartitionLag {
+    topic: String,
+    partition: i32,
+    /// Next offset the group will read.
+    position: i64,
+    high: i64,
+    assigned: bool,
+    /// Age of the message at `position`, when there is one.
+    oldest_age: Option<Duration>,
+}
+
+impl PartitionLag {
+    fn lag(&self) -> i64 {
+        (self.high - self.position).max(0)
+    }
+}
+
+/// The watchdog of one consumer session.
+pub(crate) struct Monitor {
+    pub(crate) group: String,
+    pub(crate) topics: Vec<String>,
+    pub(crate) brokers: String,
+    pub(crate) config: MonitorConfig,
+    pub(crate) consumer: Arc<StreamConsumer>,
+    pub(crate) state: Arc<LoopState>,
+}
+
+/// The status-registry name of a group's consumer.
+pub(crate) fn component(group: &str) -> String {
+    format!("consumer:{group}")
+}
+
+impl Monitor {
+    /// Measures until `stop` fires; notifies `rebuild` when the session looks broken.
+    pub(crate) async fn run(self, stop: Shutdown, rebuild: Arc<Notify>) {
+        let probe = match probe_consumer(&self.brokers, &self.group) {
+            Ok(probe) => Some(Arc::new(probe)),
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "lag probe unavailable");
+                None
+            }
+        };
+        // Per partition: the last position seen and since when it has not moved.
+        let mut seen: HashMap<(String, i32), (i64, Instant)> = HashMap::new();
+        let mut last_rebuild_request = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.interval) => {}
+                _ = stop.wait() => return,
+            }
+            let consumer = self.consumer.clone();
+            let probe = probe.clone();
+            let topics = self.topics.clone();
+            let measured =
+                tokio::task::spawn_blocking(move || measure(&consumer, probe.as_deref(), &topics))
+                    .await;
+            let partitions = match measured {
+                Ok(Ok(partitions)) => partitions,
+                Ok(Err(e)) => {
+                    self.report_unmeasured(&format!("{e:#}"));
+                    continue;
+                }
+                Err(e) => {
+                    self.report_unmeasured(&e.to_string());
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            let owns_any = partitions.iter().any(|p| p.assigned);
+            let mut stalled: Option<(String, Duration)> = None;
+            for p in &partitions {
+                let entry = seen
+                    .entry((p.topic.clone(), p.partition))
+                    .or_insert((p.position, now));
+                if entry.0 != p.position || p.lag() == 0 {
+                    *entry = (p.position, now);
+                }
+                let still = now.duration_since(entry.1);
+                if p.lag() > 0
+                    && (p.assigned || !owns_any)
+                    && still >= self.config.stall_after
+                    && stalled.as_ref().is_none_or(|(_, d)| still > *d)
+                {
+                    let what = format!(
+                        "{}[{}] has {} unread messages and no progress for {} s",
+                        crate::topics::logical(&p.topic),
+                        p.partition,
+                        p.lag(),
+                        still.as_secs()
+                    );
+                    stalled = Some((what, still));
+                }
+            }
+            self.export(&partitions);
+            let busy_for = self.state.busy_for();
+            let reason = stalled.as_ref().map(|(what, _)| match busy_for {
+                Some(busy) => format!(
+                    "group {}: {what}; the handler has been on one message for {} s",
+                    self.group,
+                    busy.as_secs()
+                ),
+                None => format!(
+                    "group {}: {what} while the consumer waits for messages; rejoining the group",
+                    self.group
+                ),
+            });
+            if let Some(reason) = &reason {
+                tracing::error!(group = %self.group, reason, "consumer stalled");
+                if busy_for.is_none() && last_rebuild_request.elapsed() >= self.config.stall_after {
+                    last_rebuild_request = Instant::now();
+                    rebuild.notify_one();
+                }
+            }
+            metrics::gauge!("kafka_consumer_stalled", "group" => self.group.clone())
+                .set(if reason.is_some() { 1.0 } else { 0.0 });
+            metrics::gauge!("kafka_consumer_lag_checked_seconds", "group" => self.group.clone())
+                .set(chrono::Utc::now().timestamp() as f64);
+            self.report(&partitions, reason, busy_for);
+        }
+    }
+
+    fn export(&self, partitions: &[PartitionLag]) {
+        let mut oldest = Duration::ZERO;
+        for p in partitions {
+            let labels = [
+                ("group", self.group.clone()),
+                ("topic", crate::topics::logical(&p.topic).to_owned()),
+                ("partition", p.partition.to_string()),
+            ];
+            metrics::gauge!("kafka_consumer_lag_messages", &labels).set(p.lag() as f64);
+            let age = if p.lag() > 0 {
+                p.oldest_age.unwrap_or_default()
+            } else {
+                Duration::ZERO
+            };
+            metrics::gauge!("kafka_consumer_lag_seconds", &labels).set(age.as_secs_f64());
+            oldest = oldest.max(age);
+        }
+        metrics::gauge!("consumer_lag_seconds", "group" => self.group.clone())
+            .set(oldest.as_secs_f64());
+    }
+
+    fn report(
+        &self,
+        partitions: &[PartitionLag],
+        reason: Option<String>,
+        busy_for: Option<Duration>,
+    ) {
+        let lag: i64 = partitions.iter().map(PartitionLag::lag).sum();
+        let oldest = partitions
+            .iter()
+            .filter(|p| p.lag() > 0)
+            .filter_map(|p| p.oldest_age)
+            .max()
+            .unwrap_or_default();
+        let state = match (&reason, lag) {
+            (Some(_), _) => "stalled",
+            (None, 0) => "caught up",
+            (None, _) => "consuming",
+        };
+        let detail = json!({
+            "group": self.group,
+            "topics": self.topics.iter().map(|t| crate::topics::logical(t)).collect::<Vec<_>>(),
+            "state": state,
+            "lag_messages": lag,
+            "lag_seconds": oldest.as_secs_f64(),
+            "assigned_partitions": partitions.iter().filter(|p| p.assigned).count(),
+            "handling_message_for_seconds": busy_for.map(|d| d.as_secs()),
+            "partitions": partitions.iter().filter(|p| p.lag() > 0).map(|p| json!({
+                "topic": crate::topics::logical(&p.topic),
+                "partition": p.partition,
+                "committed": p.position,
+                "high_watermark": p.high,
+                "lag_messages": p.lag(),
+                "lag_seconds": p.oldest_age.map(|d| d.as_secs_f64()),
+                "assigned_here": p.assigned,
+            })).collect::<Vec<_>>(),
+        });
+        platform::status::set(
+            &component(&self.group),
+            Report {
+                ready: reason.is_none(),
+                reason,
+                detail,
+            },
+        );
+    }
+
+    fn report_unmeasured(&self, error: &str) {
+        tracing::warn!(group = %self.group, error, "could not measure consumer lag");
+        platform::status::set(
+            &component(&self.group),
+            Report {
+                ready: true,
+                reason: None,
+                detail: json!({
+                    "group": self.group,
+                    "state": "unknown",
+                    "error": format!("lag not measured: {error}"),
+                }),
+            },
+        );
+    }
+}
+
+const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A consumer that only reads single messages at given offsets; it never joins or commits
+/// for a group.
+fn probe_consumer(brokers: &str, group: &str) -> anyhow::Result<BaseConsumer> {
+    Ok(rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{group}.lag-probe"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()?)
+}
+
+/// Blocking: the lag of every partition of `topics` for the consumer's group.
+fn measure(
+    consumer: &StreamConsumer,
+    probe: Option<&BaseConsumer>,
+    topics: &[String],
+) -> anyhow::Result<Vec<PartitionLag>> {
+    let assignment = consumer.assignment()?;
+    let mut all = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), BROKER_TIMEOUT)?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                all.add_partition(t.name(), p.id());
+            }
+        }
+    }
+    let committed = consumer.committed_offsets(all, BROKER_TIMEOUT)?;
+    let mut partitions = Vec::new();
+    for element in committed.elements() {
+        let (low, high) =
+            consumer.fetch_watermarks(element.topic(), element.partition(), BROKER_TIMEOUT)?;
+        // No commit yet: the group starts at the earliest offset (`auto.offset.reset`).
+        let position = match element.offset() {
+            Offset::Offset(offset) => offset.max(low),
+            _ => low,
+        };
+        partitions.push(PartitionLag {
+            topic: element.topic().to_owned(),
+            partition: element.partition(),
+            position,
+            high,
+            assigned: assignment
+                .find_partition(element.topic(), element.partition())
+                .is_some(),
+            oldest_age: None,
+        });
+    }
+    if let Some(probe) = probe {
+        oldest_ages(probe, &mut partitions);
+    }
+    Ok(partitions)
+}
+
+/// Reads the first unconsumed message of each lagging partition for its timestamp.
+fn oldest_ages(probe: &BaseConsumer, partitions: &mut [PartitionLag]) {
+    let mut wanted = TopicPartitionList::new();
+    for p in partitions.iter().filter(|p| p.lag() > 0) {
+        if wanted
+            .add_partition_offset(&p.topic, p.partition, Offset::Offset(p.position))
+            .is_err()
+        {
+            return;
+        }
+    }
+    if wanted.count() == 0 || probe.assign(&wanted).is_err() {
+        return;
+    }
+    let mut missing = wanted.count();
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    while missing > 0 && Instant::now() < deadline {
+        let Some(Ok(message)) = probe.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let Some(p) = partitions
+            .iter_mut()
+            .find(|p| p.topic == message.topic() && p.partition == message.partition())
+        else {
+            continue;
+        };
+        if p.oldest_age.is_none()
+            && let Some(ms) = message.timestamp().to_millis()
+        {
+            p.oldest_age = Some(Duration::from_millis((now_ms - ms).max(0) as u64));
+            missing -= 1;
+        }
+    }
+    let _ = probe.unassign();
+}
