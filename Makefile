@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 SHELL := /usr/bin/env bash
 
-.PHONY: help run status test bench bench-stats reconcile seed fmt lint build migrate docker-build docker-up docker-down \
+.PHONY: help run status test bench bench-stats soak reconcile seed fmt lint build migrate docker-build docker-up docker-down \
 	kube-start kube-secrets kube-build kube-up kube-seed kube-status kube-forward kube-down
 
 SERVICES := user role card saldo topup withdraw transfer merchant transaction email
@@ -27,6 +27,9 @@ bench: ## Transfers/s and latency through NGINX vs the pgbench ceiling of the sa
 
 bench-stats: ## p99 of every statistics endpoint through NGINX, small vs large demo data (the large seed is long, once)
 	@deploy/local/bench-stats.sh
+
+soak: ## Event backbone under load: demo seed + transfers, a broker restart midway, lag and rates (stop `make run` first)
+	@deploy/local/soak.sh
 
 reconcile: ## Check the ledger of DATABASE_URL: journal sums to zero, balances equal their lines
 	cargo run -q --bin saldo-service -- reconcile

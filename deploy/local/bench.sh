@@ -32,19 +32,7 @@ export STATE_DIR="$STATE_DIR/bench"
 export RUST_LOG="${RUST_LOG:-warn}" RATE_LIMIT_PER_MINUTE=100000000 \
     RATE_LIMIT_ANONYMOUS_PER_MINUTE=100000000 NGINX_RATE_PER_SECOND=100000 NGINX_RATE_BURST=100000
 
-mkdir -p "$STATE_DIR/logs"
-rm -rf "$STATE_DIR/kafka"
-PIDS=()
-cleanup() {
-    trap - INT TERM EXIT
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup INT TERM EXIT
-
-ensure_postgres "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DATABASE_NAME" >/dev/null
-start_platform
+start_fresh_platform
 
 API="http://127.0.0.1:$HTTP_PORT/api/v1"
 
@@ -105,8 +93,7 @@ RECONCILE="$("$BIN/saldo-service" reconcile 2>/dev/null | tail -1)"
 say "ledger after the runs: $RECONCILE"
 
 say "stopping the services; pgbench gets the machine to itself"
-cleanup
-trap - INT TERM EXIT
+stop_platform
 psql "$DATABASE_URL" -q <<SQL
 DROP SCHEMA IF EXISTS bench_ceiling CASCADE;
 CREATE SCHEMA bench_ceiling;

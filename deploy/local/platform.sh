@@ -109,3 +109,22 @@ start_platform() {
     PIDS+=("$!")
     wait_port 127.0.0.1 "$HTTP_PORT" "nginx"
 }
+
+# stop_platform — stops every process in PIDS (bench and soak runs; run.sh has its own).
+stop_platform() {
+    trap - INT TERM EXIT
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+
+# start_fresh_platform — for measurements: start_platform on a dropped and recreated database
+# DATABASE_NAME and fresh Kafka storage under STATE_DIR; everything stops when the script ends.
+start_fresh_platform() {
+    mkdir -p "$STATE_DIR/logs"
+    rm -rf "$STATE_DIR/kafka" "$STATE_DIR/mail"
+    PIDS=()
+    trap stop_platform INT TERM EXIT
+    ensure_postgres "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+    psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DATABASE_NAME" >/dev/null
+    start_platform
+}

@@ -223,7 +223,6 @@ impl Nginx {
             .arg("daemon off;")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
             .spawn()
             .context("starting nginx (set NGINX_BIN or install nginx)")?;
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -248,8 +247,21 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// Fast shutdown: SIGTERM makes the master stop its workers too. (SIGKILL, what
+    /// `kill_on_drop` sends, killed only the master and left its workers running, holding the
+    /// listening ports, one set per test.)
     fn drop(&mut self) {
-        let _ = self.child.start_kill();
+        match self.child.id() {
+            Some(pid) => {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+            }
+            None => {
+                let _ = self.child.start_kill();
+            }
+        }
     }
 }
 

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# `make soak`: the event backbone under sustained load, with a broker restart in the middle.
+#
+# 1. starts the whole platform (PROFILE, default release) on a fresh database `payments_soak`
+#    and a fresh Kafka;
+# 2. runs the demo seed (SOAK_SIZE, default small; `large` is ≈ 1.1 M operations) and, beside
+#    it, SOAK_RATE transfers/s through NGINX for SOAK_SECONDS;
+# 3. halfway through SOAK_SECONDS restarts the broker (SIGTERM, then start again on the same
+#    storage);
+# 4. after the load, waits until every outbox is drained and every consumer group is at zero
+#    lag;
+# 5. prints, from samples taken every 5 s (deploy/local/soak_sample.py): events produced per
+#    topic and consumed per group (total and per second), peak and final lag per group, the
+#    broker's CPU time and peak RSS, and how long the lag took to return to zero; then
+#    reconciles the ledger. Nothing here is asserted: the figures go in README.
+# Stop `make run` first: the services use their standard admin ports.
+
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/platform.sh"
+
+PROFILE="${PROFILE:-release}"
+HTTP_PORT="${SOAK_HTTP_PORT:-8380}"
+GRPC_PORT="${SOAK_GRPC_PORT:-8381}"
+KAFKA_PORT="${SOAK_KAFKA_PORT:-9392}"
+SMTP_PORT="${SOAK_SMTP_PORT:-1325}"
+SIZE="${SOAK_SIZE:-small}"
+RATE="${SOAK_RATE:-50}"
+DURATION="${SOAK_SECONDS:-120}"
+ADMIN_EMAIL="${ADMIN_EMAIL:-admin@payments.local}"
+ADMIN_PASSWORD="${ADMIN_PASSWORD:-Demo-Platform-2026!}"
+DATABASE_NAME=payments_soak
+SEED_DEMO=0
+export STATE_DIR="$STATE_DIR/soak"
+export RUST_LOG="${RUST_LOG:-warn}" RATE_LIMIT_PER_MINUTE=100000000 \
+    RATE_LIMIT_ANONYMOUS_PER_MINUTE=100000000 NGINX_RATE_PER_SECOND=100000 NGINX_RATE_BURST=100000
+
+start_fresh_platform
+API="http://127.0.0.1:$HTTP_PORT/api/v1"
+SAMPLES="$STATE_DIR/samples.jsonl"
+: >"$SAMPLES"
+
+echo "$KAFKA_PID" >"$STATE_DIR/kafka.pid"
+python3 "$ROOT/deploy/local/soak_sample.py" sample "$DATABASE_URL" "$SAMPLES" "$STATE_DIR/kafka.pid" &
+SAMPLER=$!
+PIDS+=("$SAMPLER")
+T0=$SECONDS
+
+say "load: demo seed ($SIZE) and $RATE transfers/s for ${DURATION}s, the broker restarted at $((DURATION / 2))s"
+ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/seed" demo --size "$SIZE" \
+    >"$STATE_DIR/logs/seed.out" 2>&1 &
+SEED=$!
+ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/bench" transfers --base "$API" \
+    --customers 40 --rate "$RATE" --duration "$DURATION" >"$STATE_DIR/logs/transfers.out" 2>&1 &
+TRAFFIC=$!
+
+sleep $((DURATION / 2))
+say "restarting the broker (SIGTERM, then start on the same storage)"
+kill "$KAFKA_PID"
+wait "$KAFKA_PID" 2>/dev/null || true
+RESTART_AT=$((SECONDS - T0))
+start_kafka "$KAFKA_PORT" "$STATE_DIR/kafka" "$STATE_DIR/logs/kafka-2.log"
+PIDS+=("$KAFKA_PID")
+echo "$KAFKA_PID" >"$STATE_DIR/kafka.pid"
+say "broker back after $((SECONDS - T0 - RESTART_AT)) s"
+
+wait "$TRAFFIC" || say "the transfer load reported an error (see $STATE_DIR/logs/transfers.out)"
+wait "$SEED" || die "the seed failed (see $STATE_DIR/logs/seed.out)"
+LOAD_END=$((SECONDS - T0))
+say "load over after ${LOAD_END}s; waiting for zero lag"
+python3 "$ROOT/deploy/local/soak_sample.py" settle "$DATABASE_URL" 600
+SETTLED=$((SECONDS - T0))
+kill "$SAMPLER" 2>/dev/null || true
+wait "$SAMPLER" 2>/dev/null || true
+
+grep '^RESULT' "$STATE_DIR/logs/transfers.out" || true
+tail -1 "$STATE_DIR/logs/seed.out"
+python3 "$ROOT/deploy/local/soak_sample.py" report "$SAMPLES" "$LOAD_END" "$SETTLED" "$RESTART_AT"
+say "ledger: $("$BIN/saldo-service" reconcile 2>/dev/null | tail -1)"
