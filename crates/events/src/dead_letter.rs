@@ -20,6 +20,8 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use crate::monitor::GroupPosition;
+
 /// The consumer group whose committed offset marks what an operator has handled.
 pub const OPERATOR_GROUP: &str = "payments.dead-letter.operator";
 
@@ -139,36 +141,9 @@ impl DeadLetters {
         })
     }
 
-    fn partitions(&self) -> anyhow::Result<Vec<i32>> {
-        let metadata = self
-            .consumer
-            .fetch_metadata(Some(&self.topic), TIMEOUT)
-            .context("reading the dead-letter topic's metadata")?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect())
-    }
-
-    /// Per partition: (operator cursor, high watermark).
-    fn bounds(&self) -> anyhow::Result<Vec<(i32, i64, i64)>> {
-        let mut list = TopicPartitionList::new();
-        let partitions = self.partitions()?;
-        for p in &partitions {
-            list.add_partition(&self.topic, *p);
-        }
-        let committed = self.consumer.committed_offsets(list, TIMEOUT)?;
-        let mut bounds = Vec::new();
-        for p in partitions {
-            let (low, high) = self.consumer.fetch_watermarks(&self.topic, p, TIMEOUT)?;
-            let cursor = match committed.find_partition(&self.topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o.max(low),
-                _ => low,
-            };
-            bounds.push((p, cursor, high));
-        }
-        Ok(bounds)
+    /// Per partition: where the operator cursor stands, and the watermarks.
+    fn bounds(&self) -> anyhow::Result<Vec<GroupPosition>> {
+        crate::monitor::positions(&self.consumer, std::slice::from_ref(&self.topic))
     }
 
     /// How many messages are open (after the operator cursor).
@@ -176,17 +151,21 @@ impl DeadLetters {
         Ok(self
             .bounds()?
             .iter()
-            .map(|(_, cursor, high)| (high - cursor).max(0))
+            .map(|p| (p.high - p.position).max(0))
             .sum())
     }
 
     /// The messages `filter` selects, oldest first.
     pub fn list(&self, filter: &Filter) -> anyhow::Result<Vec<DeadLetter>> {
         let mut found = Vec::new();
-        for (partition, cursor, high) in self.bounds()? {
-            let (low, _) = self
-                .consumer
-                .fetch_watermarks(&self.topic, partition, TIMEOUT)?;
+        for GroupPosition {
+            partition,
+            low,
+            position: cursor,
+            high,
+            ..
+        } in self.bounds()?
+        {
             let start = if filter.include_handled { low } else { cursor };
             if start >= high {
                 continue;
@@ -286,7 +265,13 @@ impl DeadLetters {
     pub fn purge(&self, through: Option<i64>) -> anyhow::Result<i64> {
         let mut commit = TopicPartitionList::new();
         let mut purged = 0;
-        for (partition, cursor, high) in self.bounds()? {
+        for GroupPosition {
+            partition,
+            position: cursor,
+            high,
+            ..
+        } in self.bounds()?
+        {
             let end = through.map_or(high, |t| (t + 1).min(high));
             if end > cursor {
                 purged += end - cursor;

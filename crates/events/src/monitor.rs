@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use platform::shutdown::Shutdown;
 use platform::status::Report;
-use rdkafka::consumer::{BaseConsumer, Consumer as _, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -135,15 +135,13 @@ impl Monitor {
             let topics = self.topics.clone();
             let measured =
                 tokio::task::spawn_blocking(move || measure(&consumer, probe.as_deref(), &topics))
-                    .await;
+                    .await
+                    .map_err(anyhow::Error::from)
+                    .and_then(|measured| measured);
             let partitions = match measured {
-                Ok(Ok(partitions)) => partitions,
-                Ok(Err(e)) => {
-                    self.report_unmeasured(&format!("{e:#}"));
-                    continue;
-                }
+                Ok(partitions) => partitions,
                 Err(e) => {
-                    self.report_unmeasured(&e.to_string());
+                    self.report_unmeasured(&format!("{e:#}"));
                     continue;
                 }
             };
@@ -258,14 +256,7 @@ impl Monitor {
                 "assigned_here": p.assigned,
             })).collect::<Vec<_>>(),
         });
-        platform::status::set(
-            &component(&self.group),
-            Report {
-                ready: reason.is_none(),
-                reason,
-                detail,
-            },
-        );
+        platform::status::set(&component(&self.group), Report { reason, detail });
     }
 
     fn report_unmeasured(&self, error: &str) {
@@ -273,7 +264,6 @@ impl Monitor {
         platform::status::set(
             &component(&self.group),
             Report {
-                ready: true,
                 reason: None,
                 detail: json!({
                     "group": self.group,
@@ -299,13 +289,26 @@ fn probe_consumer(brokers: &str, group: &str) -> anyhow::Result<BaseConsumer> {
         .create()?)
 }
 
-/// Blocking: the lag of every partition of `topics` for the consumer's group.
-fn measure(
-    consumer: &StreamConsumer,
-    probe: Option<&BaseConsumer>,
+/// Where a consumer group stands on one partition.
+#[derive(Clone, Debug)]
+pub(crate) struct GroupPosition {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    /// The partition's low watermark.
+    pub(crate) low: i64,
+    /// The next offset the group reads: its committed offset, or with none (or one already
+    /// removed by retention) the low watermark, as `auto.offset.reset=earliest` does.
+    pub(crate) position: i64,
+    /// The high watermark.
+    pub(crate) high: i64,
+}
+
+/// Blocking: the position of `consumer`'s group on every partition of `topics` (broker-side
+/// names).
+pub(crate) fn positions<C: Consumer>(
+    consumer: &C,
     topics: &[String],
-) -> anyhow::Result<Vec<PartitionLag>> {
-    let assignment = consumer.assignment()?;
+) -> anyhow::Result<Vec<GroupPosition>> {
     let mut all = TopicPartitionList::new();
     for topic in topics {
         let metadata = consumer.fetch_metadata(Some(topic), BROKER_TIMEOUT)?;
@@ -316,26 +319,43 @@ fn measure(
         }
     }
     let committed = consumer.committed_offsets(all, BROKER_TIMEOUT)?;
-    let mut partitions = Vec::new();
+    let mut positions = Vec::new();
     for element in committed.elements() {
         let (low, high) =
             consumer.fetch_watermarks(element.topic(), element.partition(), BROKER_TIMEOUT)?;
-        // No commit yet: the group starts at the earliest offset (`auto.offset.reset`).
         let position = match element.offset() {
             Offset::Offset(offset) => offset.max(low),
             _ => low,
         };
-        partitions.push(PartitionLag {
+        positions.push(GroupPosition {
             topic: element.topic().to_owned(),
             partition: element.partition(),
+            low,
             position,
             high,
-            assigned: assignment
-                .find_partition(element.topic(), element.partition())
-                .is_some(),
-            oldest_age: None,
         });
     }
+    Ok(positions)
+}
+
+/// Blocking: the lag of every partition of `topics` for the consumer's group.
+fn measure(
+    consumer: &StreamConsumer,
+    probe: Option<&BaseConsumer>,
+    topics: &[String],
+) -> anyhow::Result<Vec<PartitionLag>> {
+    let assignment = consumer.assignment()?;
+    let mut partitions: Vec<PartitionLag> = positions(consumer, topics)?
+        .into_iter()
+        .map(|p| PartitionLag {
+            assigned: assignment.find_partition(&p.topic, p.partition).is_some(),
+            topic: p.topic,
+            partition: p.partition,
+            position: p.position,
+            high: p.high,
+            oldest_age: None,
+        })
+        .collect();
     if let Some(probe) = probe {
         oldest_ages(probe, &mut partitions);
     }

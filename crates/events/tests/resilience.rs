@@ -46,7 +46,7 @@ async fn a_stuck_consumer_is_reported_not_ready_with_its_lag_and_clears_when_it_
 
     // Lag is measured although nothing is consumed: 20 unread messages, the oldest aging.
     let stalled = testkit::eventually(Duration::from_secs(20), "the stall reported", || async {
-        report(&group).filter(|r| !r.ready)
+        report(&group).filter(|r| !r.ready())
     })
     .await;
     let reason = stalled.reason.clone().unwrap();
@@ -64,7 +64,7 @@ async fn a_stuck_consumer_is_reported_not_ready_with_its_lag_and_clears_when_it_
     let caught_up = testkit::eventually(
         Duration::from_secs(20),
         "the consumer ready again",
-        || async { report(&group).filter(|r| r.ready && r.detail["state"] == "caught up") },
+        || async { report(&group).filter(|r| r.ready() && r.detail["state"] == "caught up") },
     )
     .await;
     assert_eq!(caught_up.detail["lag_messages"], 0);

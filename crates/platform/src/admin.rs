@@ -100,11 +100,8 @@ async fn ready(State(readiness): State<Readiness>) -> Response {
         }
     }
     for (name, report) in crate::status::snapshot() {
-        if !report.ready {
-            failures.insert(
-                name,
-                json!(report.reason.unwrap_or_else(|| "not ready".into())),
-            );
+        if let Some(reason) = report.reason {
+            failures.insert(name, json!(reason));
         }
     }
     if failures.is_empty() {
@@ -123,7 +120,7 @@ async fn status() -> Response {
         .into_iter()
         .map(|(name, report)| {
             let value = json!({
-                "ready": report.ready,
+                "ready": report.ready(),
                 "reason": report.reason,
                 "detail": report.detail,
             });

@@ -13,12 +13,18 @@ use serde_json::Value;
 /// One component's latest report.
 #[derive(Clone, Debug)]
 pub struct Report {
-    /// Whether the process can be considered ready as far as this component is concerned.
-    pub ready: bool,
-    /// Why not, when not ready (shown by `/readyz`).
+    /// Why the process is not ready as far as this component is concerned (shown by
+    /// `/readyz`); `None` when it is.
     pub reason: Option<String>,
     /// Anything worth showing (`/status`).
     pub detail: Value,
+}
+
+impl Report {
+    /// Whether the component lets the process count as ready.
+    pub fn ready(&self) -> bool {
+        self.reason.is_none()
+    }
 }
 
 fn registry() -> &'static Mutex<BTreeMap<String, Report>> {

@@ -251,18 +251,20 @@ impl Drop for Nginx {
     /// `kill_on_drop` sends, killed only the master and left its workers running, holding the
     /// listening ports, one set per test.)
     fn drop(&mut self) {
-        match self.child.id() {
-            Some(pid) => {
-                let _ = std::process::Command::new("kill")
-                    .arg("-TERM")
-                    .arg(pid.to_string())
-                    .status();
-            }
-            None => {
-                let _ = self.child.start_kill();
-            }
+        if let Some(pid) = self.child.id() {
+            let _ = send_signal(pid, "TERM");
         }
     }
+}
+
+/// `kill -SIGNAL pid`.
+fn send_signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+    Ok(())
 }
 
 /// A private Apache Kafka broker (deploy/local/kafka/broker.sh) for tests that freeze, kill or
@@ -293,20 +295,13 @@ impl KafkaBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn pid(&self) -> anyhow::Result<u32> {
-        self.child
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self
+            .child
             .as_ref()
             .and_then(tokio::process::Child::id)
-            .context("the broker is not running")
-    }
-
-    fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid()?.to_string())
-            .status()?;
-        anyhow::ensure!(status.success(), "kill -{signal} failed");
-        Ok(())
+            .context("the broker is not running")?;
+        send_signal(pid, signal)
     }
 
     /// Freezes the broker (SIGSTOP): connections stay open, nothing is answered, as with a
@@ -367,8 +362,8 @@ impl KafkaBroker {
 
 impl Drop for KafkaBroker {
     fn drop(&mut self) {
+        // SIGKILL ends the JVM even while it is frozen.
         if let Some(child) = self.child.as_mut() {
-            // A frozen JVM must be woken to die of SIGKILL promptly; SIGKILL works regardless.
             let _ = child.start_kill();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
