@@ -17,14 +17,16 @@ use anyhow::Context;
 use platform::shutdown::Shutdown;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tracing::Instrument;
 
 use crate::Envelope;
 use crate::monitor::{LoopState, Monitor, MonitorConfig};
+use crate::offsets::Offsets;
 
 /// Why a handler failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,13 @@ pub trait EventHandler: Send + Sync + 'static {
         conn: &'a mut PgConnection,
         event: &'a Envelope,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a;
+
+    /// Events with the same key are handled one after another, in partition order; events
+    /// with different keys may be handled at once (see [`ConsumerConfig::concurrency`]).
+    /// Default: the event's subject, which is also its Kafka key.
+    fn order_key<'a>(&self, event: &'a Envelope) -> &'a str {
+        &event.subject
+    }
 }
 
 /// Settings of one consumer.
@@ -73,6 +82,10 @@ pub struct ConsumerConfig {
     pub dead_letter_topic: String,
     /// The watchdog's timing.
     pub monitor: MonitorConfig,
+    /// Lanes handling events at once (default 1: one at a time). An event goes to the lane
+    /// of its [`EventHandler::order_key`], so events of one key keep their order; offsets
+    /// are committed only past events that are all done.
+    pub concurrency: usize,
 }
 
 impl ConsumerConfig {
@@ -87,6 +100,7 @@ impl ConsumerConfig {
             max_backoff: Duration::from_secs(10),
             dead_letter_topic: crate::topics::DEAD_LETTER.to_owned(),
             monitor: MonitorConfig::default(),
+            concurrency: 1,
         }
     }
 }
@@ -109,6 +123,23 @@ enum SessionEnd {
     Rebuild,
 }
 
+/// A message on its way to a lane, with its envelope decoded (or why it could not be).
+struct Job {
+    message: OwnedMessage,
+    envelope: Result<Envelope, String>,
+}
+
+/// A lane's word that a message is finished with.
+struct Finished {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    outcome: Outcome,
+}
+
+/// Queued messages per lane before the loop waits (keeps memory and redelivery small).
+const LANE_QUEUE: usize = 16;
+
 impl<H: EventHandler> Consumer<H> {
     /// A consumer that applies `handler` inside transactions on `pool`.
     pub fn new(config: ConsumerConfig, pool: PgPool, handler: H) -> anyhow::Result<Self> {
@@ -125,48 +156,47 @@ impl<H: EventHandler> Consumer<H> {
     /// [`crate::monitor`]) is dropped and a new Kafka consumer rejoins the group, without a
     /// process restart.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let topics: Vec<String> = self
+        let this = Arc::new(self);
+        let topics: Vec<String> = this
             .config
             .topics
             .iter()
             .map(|t| crate::topics::physical(t).into_owned())
             .collect();
-        let component = crate::monitor::component(&self.config.group);
+        let component = crate::monitor::component(&this.config.group);
         loop {
-            let consumer = Arc::new(self.subscribe(&topics)?);
-            let state = Arc::new(LoopState::default());
+            let consumer = Arc::new(this.subscribe(&topics)?);
+            let lanes = this.config.concurrency.max(1);
+            let state = Arc::new(LoopState::new(lanes));
             let rebuild = Arc::new(Notify::new());
             let stop_monitor = Shutdown::new();
             let monitor = tokio::spawn(
                 Monitor {
-                    group: self.config.group.clone(),
+                    group: this.config.group.clone(),
                     topics: topics.clone(),
-                    brokers: self.config.brokers.clone(),
-                    config: self.config.monitor,
+                    brokers: this.config.brokers.clone(),
+                    config: this.config.monitor,
                     consumer: consumer.clone(),
                     state: state.clone(),
                 }
                 .run(stop_monitor.clone(), rebuild.clone()),
             );
-            let end = self.consume(&consumer, &state, &rebuild, &shutdown).await;
+            let end = this.consume(&consumer, &state, &rebuild, &shutdown).await;
             stop_monitor.trigger();
             let _ = monitor.await;
-            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                tracing::debug!(error = %e, "final offset commit");
-            }
             // Closing leaves the group, a blocking call.
             let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
             match end {
                 SessionEnd::Shutdown => break,
                 SessionEnd::Rebuild => {
-                    metrics::counter!("kafka_consumer_rebuilds_total", "group" => self.config.group.clone())
+                    metrics::counter!("kafka_consumer_rebuilds_total", "group" => this.config.group.clone())
                         .increment(1);
-                    tracing::warn!(group = %self.config.group, "rebuilding the stalled Kafka consumer");
+                    tracing::warn!(group = %this.config.group, "rebuilding the stalled Kafka consumer");
                 }
             }
         }
         platform::status::remove(&component);
-        tracing::info!(group = %self.config.group, "consumer stopped");
+        tracing::info!(group = %this.config.group, "consumer stopped");
         Ok(())
     }
 
@@ -175,6 +205,9 @@ impl<H: EventHandler> Consumer<H> {
             .set("bootstrap.servers", &self.config.brokers)
             .set("group.id", &self.config.group)
             .set("enable.auto.commit", "false")
+            // Offsets are committed explicitly, only past messages that are done (not merely
+            // received): a message still queued or aborted at shutdown is delivered again.
+            .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             // Generous for a busy small machine: a broker that pauses for a few seconds must
             // not cost the group its session (the watchdog covers a session that is lost).
@@ -190,17 +223,41 @@ impl<H: EventHandler> Consumer<H> {
     }
 
     /// One session: messages until shutdown or until the watchdog asks for a new session.
+    /// The loop receives, decodes and hands each message to the lane of its order key; lanes
+    /// (tasks) handle their messages in order and report back; the loop commits the offsets
+    /// that are done.
     async fn consume(
-        &self,
+        self: &Arc<Self>,
         consumer: &StreamConsumer,
-        state: &LoopState,
+        state: &Arc<LoopState>,
         rebuild: &Notify,
         shutdown: &Shutdown,
     ) -> SessionEnd {
-        loop {
+        let lanes = self.config.concurrency.max(1);
+        let (finished_tx, mut finished) = mpsc::unbounded_channel::<Finished>();
+        let mut queues = Vec::with_capacity(lanes);
+        let mut workers = Vec::with_capacity(lanes);
+        for lane in 0..lanes {
+            let (queue, jobs) = mpsc::channel::<Job>(LANE_QUEUE);
+            queues.push(queue);
+            workers.push(tokio::spawn(self.clone().lane(
+                lane,
+                jobs,
+                finished_tx.clone(),
+                state.clone(),
+                shutdown.clone(),
+            )));
+        }
+        drop(finished_tx);
+        let mut offsets = Offsets::default();
+        let end = loop {
             let message = tokio::select! {
-                _ = shutdown.wait() => return SessionEnd::Shutdown,
-                _ = rebuild.notified() => return SessionEnd::Rebuild,
+                _ = shutdown.wait() => break SessionEnd::Shutdown,
+                _ = rebuild.notified() => break SessionEnd::Rebuild,
+                Some(done) = finished.recv() => {
+                    self.finish(consumer, &mut offsets, done, CommitMode::Async);
+                    continue;
+                }
                 message = consumer.recv() => message,
             };
             let message = match message {
@@ -211,21 +268,89 @@ impl<H: EventHandler> Consumer<H> {
                     continue;
                 }
             };
-            state.busy();
-            let outcome = self.process(&message, shutdown).await;
-            state.idle();
-            match outcome {
-                Outcome::Done => {
-                    if let Err(e) = consumer.commit_message(&message, CommitMode::Async) {
-                        tracing::warn!(error = %e, "offset commit failed; the message may be redelivered");
-                    }
-                }
-                Outcome::Aborted => return SessionEnd::Shutdown,
+            let envelope = decode(&message);
+            let key = envelope
+                .as_ref()
+                .map_or("", |envelope| self.handler.order_key(envelope));
+            let lane = lane_of(key, lanes);
+            offsets.dispatched(message.topic(), message.partition(), message.offset());
+            let job = Job {
+                message: message.detach(),
+                envelope,
+            };
+            // A full lane makes the loop wait: lanes keep reporting through the unbounded
+            // channel meanwhile, so this cannot deadlock.
+            if queues[lane].send(job).await.is_err() {
+                break SessionEnd::Shutdown;
             }
+        };
+        // Lanes finish what they hold (on shutdown: only the message in hand); then the last
+        // offsets are committed synchronously.
+        drop(queues);
+        for worker in workers {
+            let _ = worker.await;
+        }
+        while let Ok(done) = finished.try_recv() {
+            self.finish(consumer, &mut offsets, done, CommitMode::Sync);
+        }
+        end
+    }
+
+    /// One lane: its messages in order until its queue closes.
+    async fn lane(
+        self: Arc<Self>,
+        lane: usize,
+        mut jobs: mpsc::Receiver<Job>,
+        finished: mpsc::UnboundedSender<Finished>,
+        state: Arc<LoopState>,
+        shutdown: Shutdown,
+    ) {
+        while let Some(job) = jobs.recv().await {
+            if shutdown.is_triggered() {
+                break;
+            }
+            state.busy(lane);
+            let outcome = self.process(&job.message, job.envelope, &shutdown).await;
+            state.idle(lane);
+            let _ = finished.send(Finished {
+                topic: job.message.topic().to_owned(),
+                partition: job.message.partition(),
+                offset: job.message.offset(),
+                outcome,
+            });
         }
     }
 
-    async fn process(&self, message: &BorrowedMessage<'_>, shutdown: &Shutdown) -> Outcome {
+    /// Records a finished message and commits its partition's offset if that moved.
+    fn finish(
+        &self,
+        consumer: &StreamConsumer,
+        offsets: &mut Offsets,
+        done: Finished,
+        mode: CommitMode,
+    ) {
+        // An aborted message stays in flight: nothing after it is committed.
+        if matches!(done.outcome, Outcome::Aborted) {
+            return;
+        }
+        let Some(next) = offsets.done(&done.topic, done.partition, done.offset) else {
+            return;
+        };
+        let mut commit = TopicPartitionList::new();
+        let committed = commit
+            .add_partition_offset(&done.topic, done.partition, Offset::Offset(next))
+            .and_then(|()| consumer.commit(&commit, mode));
+        if let Err(e) = committed {
+            tracing::warn!(error = %e, "offset commit failed; messages may be redelivered");
+        }
+    }
+
+    async fn process(
+        &self,
+        message: &OwnedMessage,
+        envelope: Result<Envelope, String>,
+        shutdown: &Shutdown,
+    ) -> Outcome {
         let headers = header_map(message);
         let span = tracing::info_span!(
             "consume",
@@ -237,15 +362,11 @@ impl<H: EventHandler> Consumer<H> {
         );
         platform::telemetry::set_parent_from_headers(&span, &headers);
         async {
-            let envelope: Envelope = match message
-                .payload()
-                .context("empty message")
-                .and_then(|p| serde_json::from_slice(p).context("not an event envelope"))
-            {
+            let envelope = match envelope {
                 Ok(envelope) => envelope,
                 Err(e) => {
                     return self
-                        .dead_letter(message, &format!("malformed: {e:#}"), shutdown)
+                        .dead_letter(message, &format!("malformed: {e}"), shutdown)
                         .await;
                 }
             };
@@ -308,7 +429,7 @@ impl<H: EventHandler> Consumer<H> {
 
     async fn dead_letter(
         &self,
-        message: &BorrowedMessage<'_>,
+        message: &OwnedMessage,
         reason: &str,
         shutdown: &Shutdown,
     ) -> Outcome {
@@ -382,7 +503,24 @@ impl<H: EventHandler> Consumer<H> {
     }
 }
 
-fn header_map(message: &BorrowedMessage<'_>) -> HashMap<String, String> {
+/// The envelope of a message, or why it has none.
+fn decode(message: &BorrowedMessage<'_>) -> Result<Envelope, String> {
+    message
+        .payload()
+        .context("empty message")
+        .and_then(|p| serde_json::from_slice(p).context("not an event envelope"))
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// The lane of an order key.
+fn lane_of(key: &str, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % lanes as u64) as usize
+}
+
+fn header_map(message: &OwnedMessage) -> HashMap<String, String> {
     let mut map = HashMap::new();
     if let Some(headers) = message.headers() {
         for header in headers.iter() {

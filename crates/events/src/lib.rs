@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod envelope;
 pub mod monitor;
+mod offsets;
 pub mod outbox;
 pub mod payloads;
 pub mod topics;

@@ -51,30 +51,43 @@ impl Default for MonitorConfig {
     }
 }
 
-/// What the consume loop shares with its watchdog.
-#[derive(Debug, Default)]
+/// What the consumer's lanes share with its watchdog.
+#[derive(Debug)]
 pub(crate) struct LoopState {
-    /// Unix ms since which the loop has been handling one message (0: waiting for messages).
-    busy_since_ms: AtomicI64,
+    /// Per lane: Unix ms since which it has been handling one message (0: waiting).
+    busy_since_ms: Vec<AtomicI64>,
 }
 
 impl LoopState {
-    pub(crate) fn busy(&self) {
-        self.busy_since_ms
-            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
-    }
-
-    pub(crate) fn idle(&self) {
-        self.busy_since_ms.store(0, Ordering::Relaxed);
-    }
-
-    fn busy_for(&self) -> Option<Duration> {
-        match self.busy_since_ms.load(Ordering::Relaxed) {
-            0 => None,
-            since => Some(Duration::from_millis(
-                (chrono::Utc::now().timestamp_millis() - since).max(0) as u64,
-            )),
+    pub(crate) fn new(lanes: usize) -> Self {
+        Self {
+            busy_since_ms: (0..lanes).map(|_| AtomicI64::new(0)).collect(),
         }
+    }
+
+    pub(crate) fn busy(&self, lane: usize) {
+        if let Some(since) = self.busy_since_ms.get(lane) {
+            since.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn idle(&self, lane: usize) {
+        if let Some(since) = self.busy_since_ms.get(lane) {
+            since.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// How long the longest-running message in hand has been handled; `None` when every lane
+    /// waits for messages.
+    fn busy_for(&self) -> Option<Duration> {
+        let oldest = self
+            .busy_since_ms
+            .iter()
+            .map(|since| since.load(Ordering::Relaxed))
+            .filter(|since| *since != 0)
+            .min()?;
+        let now = chrono::Utc::now().timestamp_millis();
+        Some(Duration::from_millis((now - oldest).max(0) as u64))
     }
 }
 

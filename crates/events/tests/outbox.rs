@@ -187,3 +187,91 @@ async fn a_malformed_message_is_dead_lettered_and_the_next_event_still_applies()
         .unwrap();
     assert!(reason.starts_with("malformed"), "{reason}");
 }
+
+#[tokio::test]
+async fn lanes_apply_each_subject_in_order_and_every_event_once_across_a_restart() {
+    let (pool, topic) = setup().await;
+    enqueue(&pool, &topic, 60).await;
+    while relay(&pool).relay_once().await.unwrap() > 0 {}
+    let group = testkit::unique("group");
+    let lanes = |delay| {
+        let mut config = common::config(&testkit::kafka_brokers(), &topic, &group);
+        config.concurrency = 4;
+        Consumer::new(config, pool.clone(), Recorder::new(delay)).unwrap()
+    };
+
+    let first = Shutdown::new();
+    let running = tokio::spawn(lanes(Duration::from_millis(40)).run(first.clone()));
+    testkit::eventually(Duration::from_secs(30), "some events consumed", || async {
+        (effect_counts(&pool).await.0 >= 12).then_some(())
+    })
+    .await;
+    first.trigger();
+    running.await.unwrap().unwrap();
+    assert!(
+        effect_counts(&pool).await.0 < 60,
+        "the restart happened mid-stream"
+    );
+
+    let second = Shutdown::new();
+    let running = tokio::spawn(lanes(Duration::ZERO).run(second.clone()));
+    testkit::eventually(Duration::from_secs(30), "all events consumed", || async {
+        (effect_counts(&pool).await.1 == 60).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    second.trigger();
+    running.await.unwrap().unwrap();
+    assert_eq!(
+        effect_counts(&pool).await,
+        (60, 60),
+        "each event applied once"
+    );
+    // Subjects are spread over three partitions and four lanes; each one's events were
+    // committed to the outbox in seq order and must have been applied in that order.
+    for (subject, seqs) in common::applied_per_subject(&pool).await.iter().enumerate() {
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            seqs, &sorted,
+            "subject thing-{subject} applied out of order"
+        );
+        assert_eq!(seqs.len(), 12);
+    }
+}
+
+#[tokio::test]
+async fn a_shutdown_during_retries_leaves_the_event_to_be_delivered_again() {
+    let (pool, topic) = setup().await;
+    enqueue(&pool, &topic, 1).await;
+    relay(&pool).relay_once().await.unwrap();
+    let group = testkit::unique("group");
+    let failing = Recorder::new(Duration::ZERO);
+    failing
+        .open
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut config = common::config(&testkit::kafka_brokers(), &topic, &group);
+    config.max_attempts = 1_000;
+    let first = Shutdown::new();
+    let running = tokio::spawn(
+        Consumer::new(config, pool.clone(), failing)
+            .unwrap()
+            .run(first.clone()),
+    );
+    // Let it receive the event and fail a few times, then stop it mid-retry.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    first.trigger();
+    running.await.unwrap().unwrap();
+    assert_eq!(effect_counts(&pool).await, (0, 0));
+
+    let second = Shutdown::new();
+    let running = tokio::spawn(consumer(&pool, &topic, &group, Duration::ZERO).run(second.clone()));
+    testkit::eventually(
+        Duration::from_secs(30),
+        "the event delivered again",
+        || async { (effect_counts(&pool).await == (1, 1)).then_some(()) },
+    )
+    .await;
+    second.trigger();
+    running.await.unwrap().unwrap();
+}

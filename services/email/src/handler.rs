@@ -468,6 +468,16 @@ impl EmailEvents {
 }
 
 impl EventHandler for EmailEvents {
+    /// The recipient: money, payment and merchant events name the user they mail; user
+    /// events are about their subject. One person's emails go out in order.
+    fn order_key<'a>(&self, event: &'a Envelope) -> &'a str {
+        event
+            .data
+            .get("user_id")
+            .and_then(Value::as_str)
+            .unwrap_or(&event.subject)
+    }
+
     async fn handle(&self, _conn: &mut PgConnection, event: &Envelope) -> Result<(), HandlerError> {
         match self.compose(event).await? {
             Some(email) => self.deliver(event, email).await,

@@ -55,6 +55,9 @@ pub struct Config {
     pub retry_initial: Duration,
     /// `EMAIL_RETRY_MAX_SECS` (default 300): longest retry delay.
     pub retry_max: Duration,
+    /// `EMAIL_CONCURRENCY` (default 8): emails in flight at once per consumer group; one
+    /// recipient's emails still go out in order.
+    pub concurrency: usize,
 }
 
 impl Config {
@@ -86,6 +89,7 @@ impl Config {
                 1000_u64,
             )?),
             retry_max: platform::config::seconds("EMAIL_RETRY_MAX_SECS", 300)?,
+            concurrency: platform::config::parsed("EMAIL_CONCURRENCY", 8_usize)?.max(1),
         })
     }
 }
@@ -131,6 +135,7 @@ impl Application {
                 .saturating_add(1);
             consumer_config.initial_backoff = config.retry_initial;
             consumer_config.max_backoff = config.retry_max;
+            consumer_config.concurrency = config.concurrency;
             if let Some(topic) = &config.dead_letter_topic {
                 consumer_config.dead_letter_topic.clone_from(topic);
             }

@@ -25,7 +25,7 @@ pub async fn setup(brokers: &str) -> (PgPool, String) {
              sent_at TIMESTAMPTZ);
          CREATE TABLE processed_events (consumer TEXT NOT NULL, event_id UUID NOT NULL,
              processed_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (consumer, event_id));
-         CREATE TABLE effects (event_id UUID NOT NULL, seq INT NOT NULL);",
+         CREATE TABLE effects (n BIGSERIAL, event_id UUID NOT NULL, seq INT NOT NULL);",
     )
     .execute(&pool)
     .await
@@ -112,7 +112,25 @@ pub fn consumer(
     group: &str,
     handler: Recorder,
 ) -> Consumer<Recorder> {
+    Consumer::new(config(brokers, topic, group), pool.clone(), handler).unwrap()
+}
+
+/// A consumer's settings with quick retries.
+pub fn config(brokers: &str, topic: &str, group: &str) -> ConsumerConfig {
     let mut config = ConsumerConfig::new(brokers, group, &[topic]);
     config.initial_backoff = Duration::from_millis(20);
-    Consumer::new(config, pool.clone(), handler).unwrap()
+    config
+}
+
+/// The sequence numbers applied for each subject (`thing-<seq % 5>`), in the order applied.
+pub async fn applied_per_subject(pool: &PgPool) -> Vec<Vec<i32>> {
+    let rows: Vec<(i32,)> = sqlx::query_as("SELECT seq FROM effects ORDER BY n")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let mut per_subject = vec![Vec::new(); 5];
+    for (seq,) in rows {
+        per_subject[(seq % 5) as usize].push(seq);
+    }
+    per_subject
 }

@@ -249,6 +249,7 @@ impl Platform {
             dead_letter_topic: options.dead_letter_topic.clone(),
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(1),
+            concurrency: 8,
         })
         .await
         .unwrap();
