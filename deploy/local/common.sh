@@ -133,6 +133,19 @@ start_kafka() {
     done
 }
 
+# ensure_asyncapi_parser — the AsyncAPI initiative's parser (npm @asyncapi/parser, pinned) in
+# $ASYNCAPI_PARSER_DIR, once; Node.js from Debian if missing. Sets ASYNCAPI_PARSER_DIR.
+ASYNCAPI_PARSER_VERSION="3.6.6"
+ensure_asyncapi_parser() {
+    ASYNCAPI_PARSER_DIR="$TOOLS_DIR/asyncapi-parser-$ASYNCAPI_PARSER_VERSION"
+    command -v node >/dev/null || apt_install nodejs npm
+    [ -f "$ASYNCAPI_PARSER_DIR/node_modules/@asyncapi/parser/package.json" ] && return
+    say "installing @asyncapi/parser $ASYNCAPI_PARSER_VERSION from npm into $ASYNCAPI_PARSER_DIR (one time)"
+    mkdir -p "$ASYNCAPI_PARSER_DIR"
+    npm install --silent --no-audit --no-fund --prefix "$ASYNCAPI_PARSER_DIR" \
+        "@asyncapi/parser@$ASYNCAPI_PARSER_VERSION" >&2
+}
+
 # ensure_nextest — cargo-nextest (the test runner `make test` uses: one process per test, and
 # the platform tests' test group), built once with cargo if missing.
 ensure_nextest() {

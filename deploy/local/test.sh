@@ -19,6 +19,10 @@ export TEST_KAFKA_BROKERS="127.0.0.1:$TEST_KAFKA_PORT"
 # Tests that freeze or restart a broker start private ones from these jars (testkit::KafkaBroker).
 export KAFKA_LIBS
 
+ensure_asyncapi_parser
+say "AsyncAPI document (crates/events/asyncapi.json) against the AsyncAPI parser"
+node "$ROOT/deploy/local/asyncapi/validate.cjs" "$ASYNCAPI_PARSER_DIR" "$ROOT/crates/events/asyncapi.json"
+
 command -v promtool >/dev/null || apt_install prometheus
 say "promtool check rules (deploy/prometheus/alerts.yml)"
 promtool check rules "$ROOT/deploy/prometheus/alerts.yml" >/dev/null

@@ -7,6 +7,7 @@
 //! (at least once). Consumers make at-least-once delivery effectively exactly-once by
 //! recording each event id in `processed_events` in the same transaction as their effect.
 
+pub mod catalogue;
 pub mod consumer;
 pub mod dead_letter;
 pub mod envelope;

@@ -2,6 +2,7 @@
 //! Adding a field is compatible; renaming or removing one needs a new `version`.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -32,7 +33,7 @@ pub mod user {
     pub const DELETED: &str = "user.deleted";
 
     /// Data of most user events: who, and their contact details.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
     pub struct UserData {
         /// The user.
         pub user_id: Uuid,
@@ -46,7 +47,7 @@ pub mod user {
 
     /// Data of events that carry a one-time token to be emailed (registered, created when
     /// unverified, verification requested, password reset requested).
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
     pub struct TokenIssued {
         /// Who.
         #[serde(flatten)]
@@ -58,7 +59,7 @@ pub mod user {
     }
 
     /// Data of `user.deleted`.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
     pub struct Deleted {
         /// The deleted user.
         pub user_id: Uuid,
@@ -77,7 +78,7 @@ pub mod role {
     pub const CHANGED: &str = "role.changed";
 
     /// Data of `role.assigned` / `role.revoked`.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
     pub struct Assignment {
         /// The user.
         pub user_id: Uuid,
@@ -88,7 +89,7 @@ pub mod role {
     }
 
     /// Data of `role.changed`.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
     pub struct Changed {
         /// The role.
         pub role_id: Uuid,
@@ -115,7 +116,7 @@ pub mod card {
     pub const DELETED: &str = "card.deleted";
 
     /// Data of every card event. The number is masked; the CVV never leaves the service.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
     pub struct CardData {
         /// The card.
         pub card_id: Uuid,
@@ -147,7 +148,7 @@ pub mod saldo {
     pub const BALANCE_CHANGED: &str = "balance.changed";
 
     /// Data of `account.opened`.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
     pub struct AccountOpened {
         /// The account.
         pub account_id: Uuid,
@@ -163,7 +164,7 @@ pub mod saldo {
     }
 
     /// Data of `balance.changed`.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
     pub struct BalanceChanged {
         /// The account.
         pub account_id: Uuid,
@@ -200,7 +201,7 @@ pub mod movement {
     }
 
     /// Data of a movement's completion event.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
     pub struct Movement {
         /// The topup, withdraw or transfer id (also the ledger posting id).
         pub id: Uuid,
@@ -264,7 +265,7 @@ pub mod merchant {
     pub const DOCUMENT_CHANGED: &str = "merchant_document.changed";
 
     /// Data of merchant lifecycle and status events.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
     pub struct MerchantData {
         /// The merchant.
         pub merchant_id: Uuid,
@@ -283,7 +284,7 @@ pub mod merchant {
     }
 
     /// Data of API-key events. Never the key itself.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
     pub struct ApiKeyData {
         /// The merchant.
         pub merchant_id: Uuid,
@@ -296,7 +297,7 @@ pub mod merchant {
     }
 
     /// Data of document events.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
     pub struct DocumentData {
         /// The document.
         pub document_id: Uuid,
@@ -328,7 +329,7 @@ pub mod transaction {
     }
 
     /// Data of a payment's completion event.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
     pub struct Payment {
         /// The payment (also the ledger posting id).
         pub id: Uuid,
@@ -363,7 +364,7 @@ pub mod transaction {
     }
 
     /// Data of a refund's completion event.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
     pub struct Refund {
         /// The refund (also the ledger posting id).
         pub id: Uuid,

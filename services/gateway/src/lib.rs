@@ -293,6 +293,17 @@ pub fn router(state: AppState) -> Router {
             "/openapi.json",
             get(|| async { axum::Json(openapi::ApiDoc::openapi()) }),
         )
+        // The event catalogue (AsyncAPI 3.0, a JSON Schema per event type and version),
+        // generated from the events crate's payload types and committed beside them.
+        .route(
+            "/asyncapi.json",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    include_str!("../../../crates/events/asyncapi.json"),
+                )
+            }),
+        )
         .route("/docs", get(|| async { Html(openapi::SWAGGER_UI) }));
     Router::new()
         .nest("/api/v1", api)

@@ -506,6 +506,27 @@ async fn openapi_document_describes_the_api() {
     let response = p.http.get(format!("{}/docs", p.base)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().get("x-request-id").is_some());
+
+    // The event catalogue sits next to it, through NGINX, without a login.
+    let (status, events) = p.get("/asyncapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(events["asyncapi"].as_str().unwrap().starts_with("3."));
+    for message in [
+        "user.registered.v1",
+        "payment.succeeded.v1",
+        "balance.changed.v1",
+    ] {
+        let schema = &events["components"]["schemas"][message];
+        assert_eq!(schema["type"], "object", "{message} has no schema");
+        assert!(
+            schema["properties"]["data"].is_object(),
+            "{message} describes no data"
+        );
+    }
+    assert_eq!(
+        events["channels"]["payments_transaction_events"]["address"],
+        "payments.transaction.events"
+    );
 }
 
 #[tokio::test]

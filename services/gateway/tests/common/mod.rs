@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)]
 
+pub mod contract;
+
 use std::time::Duration;
 
 use platform::auth::JwtConfig;
@@ -94,8 +96,27 @@ pub struct Platform {
 }
 
 impl Drop for Platform {
+    /// Stops the services, then checks every event they published against the catalogue
+    /// (on a thread of its own: this runs inside the test's runtime).
     fn drop(&mut self) {
         self.shutdown.trigger();
+        if std::thread::panicking() {
+            return;
+        }
+        let url = self.database_url.clone();
+        let checked = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(contract::published_events_match_the_catalogue(&url)))
+        })
+        .join();
+        match checked {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("{e:#}"),
+            Err(_) => panic!("checking the published events panicked"),
+        }
     }
 }
 
