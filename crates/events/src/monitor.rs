@@ -4,7 +4,8 @@
 //! Every [`MonitorConfig::interval`] it reads, for every partition of the subscribed topics,
 //! the group's committed offset and the partition's high watermark (lag in messages), and for
 //! partitions with lag the timestamp of the oldest unconsumed message (lag in seconds), with a
-//! separate probe consumer that never joins the group. Metrics:
+//! probe client of its own that never joins the group (so a broken session of the consumer
+//! does not blind it). Metrics:
 //!
 //! - `kafka_consumer_lag_messages{group,topic,partition}` and
 //!   `kafka_consumer_lag_seconds{group,topic,partition}`;
@@ -17,7 +18,9 @@
 //! the consumer *stalled*: the process reports not ready (`/readyz`) with the reason, and logs
 //! it. If at that moment the loop is not busy with a message (it waits on the broker that has
 //! messages for it), the session is broken — a lost assignment, a group that never resumed —
-//! and the monitor asks the loop to rebuild its Kafka consumer, which rejoins the group.
+//! and the monitor asks the loop to rebuild its Kafka consumer, which rejoins the group. An
+//! idle consumer whose lag cannot be measured for as long is rebuilt too (without touching
+//! readiness: the APIs work while the broker is away).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -129,15 +132,16 @@ impl Monitor {
     /// Measures until `stop` fires; notifies `rebuild` when the session looks broken.
     pub(crate) async fn run(self, stop: Shutdown, rebuild: Arc<Notify>) {
         let probe = match probe_consumer(&self.brokers, &self.group) {
-            Ok(probe) => Some(Arc::new(probe)),
+            Ok(probe) => Arc::new(probe),
             Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "lag probe unavailable");
-                None
+                tracing::error!(error = format!("{e:#}"), group = %self.group, "no lag probe; the watchdog is off");
+                return;
             }
         };
         // Per partition: the last position seen and since when it has not moved.
         let mut seen: HashMap<(String, i32), (i64, Instant)> = HashMap::new();
         let mut last_rebuild_request = Instant::now();
+        let mut unmeasured_since: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.config.interval) => {}
@@ -146,15 +150,30 @@ impl Monitor {
             let consumer = self.consumer.clone();
             let probe = probe.clone();
             let topics = self.topics.clone();
-            let measured =
-                tokio::task::spawn_blocking(move || measure(&consumer, probe.as_deref(), &topics))
-                    .await
-                    .map_err(anyhow::Error::from)
-                    .and_then(|measured| measured);
+            let measured = tokio::task::spawn_blocking(move || measure(&consumer, &probe, &topics))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|measured| measured);
             let partitions = match measured {
-                Ok(partitions) => partitions,
+                Ok(partitions) => {
+                    unmeasured_since = None;
+                    partitions
+                }
                 Err(e) => {
                     self.report_unmeasured(&format!("{e:#}"));
+                    // The broker is unreachable, or answers the group's questions no more. An
+                    // idle session that stays like that is rebuilt too (harmless while the
+                    // broker is down: the new one waits for it like the old one). Readiness is
+                    // left alone: the platform's APIs work without the broker.
+                    let since = *unmeasured_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.config.stall_after
+                        && self.state.busy_for().is_none()
+                        && last_rebuild_request.elapsed() >= self.config.stall_after
+                    {
+                        last_rebuild_request = Instant::now();
+                        tracing::warn!(group = %self.group, "lag unmeasurable for {} s; rejoining the group", since.elapsed().as_secs());
+                        rebuild.notify_one();
+                    }
                     continue;
                 }
             };
@@ -290,12 +309,14 @@ impl Monitor {
 
 const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A consumer that only reads single messages at given offsets; it never joins or commits
-/// for a group.
+/// The watchdog's own client of the group: it reads the group's committed offsets (through
+/// its own connection to the coordinator, so a broken session of the consumer does not blind
+/// the watchdog) and single messages at given offsets. It never subscribes, so it never joins
+/// the group, and never commits.
 fn probe_consumer(brokers: &str, group: &str) -> anyhow::Result<BaseConsumer> {
     Ok(rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{group}.lag-probe"))
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("fetch.wait.max.ms", "100")
@@ -354,11 +375,11 @@ pub(crate) fn positions<C: Consumer>(
 /// Blocking: the lag of every partition of `topics` for the consumer's group.
 fn measure(
     consumer: &StreamConsumer,
-    probe: Option<&BaseConsumer>,
+    probe: &BaseConsumer,
     topics: &[String],
 ) -> anyhow::Result<Vec<PartitionLag>> {
     let assignment = consumer.assignment()?;
-    let mut partitions: Vec<PartitionLag> = positions(consumer, topics)?
+    let mut partitions: Vec<PartitionLag> = positions(probe, topics)?
         .into_iter()
         .map(|p| PartitionLag {
             assigned: assignment.find_partition(&p.topic, p.partition).is_some(),
@@ -369,9 +390,7 @@ fn measure(
             oldest_age: None,
         })
         .collect();
-    if let Some(probe) = probe {
-        oldest_ages(probe, &mut partitions);
-    }
+    oldest_ages(probe, &mut partitions);
     Ok(partitions)
 }
 

@@ -81,6 +81,10 @@ async fn a_stuck_consumer_is_reported_not_ready_with_its_lag_and_clears_when_it_
 /// first batch of events was applied, while a second batch is committed. Both batches must be
 /// applied exactly once.
 async fn survives(broker: &mut testkit::KafkaBroker, disturb: Disturbance) {
+    // Logs as in the binaries: shown when the test fails.
+    static TELEMETRY: std::sync::OnceLock<Option<platform::telemetry::TelemetryGuard>> =
+        std::sync::OnceLock::new();
+    TELEMETRY.get_or_init(|| platform::telemetry::init("events-tests").ok());
     let brokers = broker.brokers();
     let (pool, topic) = common::setup(&brokers).await;
     let shutdown = Shutdown::new();

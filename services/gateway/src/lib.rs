@@ -76,6 +76,8 @@ pub struct Config {
     pub grpc_deadline: Duration,
     /// Largest accepted request body (`BODY_LIMIT_BYTES`).
     pub body_limit_bytes: usize,
+    /// `KAFKA_BROKERS`: for the dead-letter admin routes.
+    pub kafka_brokers: String,
 }
 
 impl Config {
@@ -100,6 +102,7 @@ impl Config {
             rate_limit_anonymous_per_minute: parsed("RATE_LIMIT_ANONYMOUS_PER_MINUTE", 120)?,
             grpc_deadline: Duration::from_millis(parsed("GRPC_DEADLINE_MS", 5000)?),
             body_limit_bytes: parsed("BODY_LIMIT_BYTES", 64 * 1024)?,
+            kafka_brokers: optional("KAFKA_BROKERS", "127.0.0.1:9092"),
         })
     }
 }
@@ -130,7 +133,9 @@ pub struct AppState {
 
 /// The API router (without listeners), so tests and the binary build the same thing.
 pub fn router(state: AppState) -> Router {
-    use routes::{auth, cards, ledger, merchants, movements, payments, roles, stats, users};
+    use routes::{
+        auth, cards, dead_letters, ledger, merchants, movements, payments, roles, stats, users,
+    };
     let api = Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/verify-email", post(auth::verify_email))
@@ -285,6 +290,9 @@ pub fn router(state: AppState) -> Router {
         .route("/stats/{kind}/yearly-methods", get(stats::yearly_methods))
         .route("/stats/{kind}/monthly-status", get(stats::monthly_status))
         .route("/stats/{kind}/yearly-status", get(stats::yearly_status))
+        .route("/admin/dead-letters", get(dead_letters::list))
+        .route("/admin/dead-letters/replay", post(dead_letters::replay))
+        .route("/admin/dead-letters/purge", post(dead_letters::purge))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::authenticate_and_limit,

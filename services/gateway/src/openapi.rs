@@ -4,8 +4,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    auth, cards, ledger, merchant_views, merchants, money_views, movements, payments, roles, stats,
-    users, views,
+    auth, cards, dead_letters, ledger, merchant_views, merchants, money_views, movements, payments,
+    roles, stats, users, views,
 };
 
 struct BearerAuth;
@@ -49,6 +49,7 @@ impl Modify for BearerAuth {
         cards::restore, cards::delete, cards::restore_all, cards::delete_all_trashed,
         cards::balance, cards::statement,
         ledger::accounts, ledger::posting, ledger::reconcile,
+        dead_letters::list, dead_letters::replay, dead_letters::purge,
         movements::create_topup, movements::get_topup, movements::list_topups, movements::card_topups,
         movements::create_withdraw, movements::get_withdraw, movements::list_withdraws,
         movements::card_withdraws,
@@ -93,11 +94,14 @@ impl Modify for BearerAuth {
         stats::MethodsView, stats::StatusView, stats::StatusComparisonView,
         stats::BalancePeriodView, stats::BalancePeriodsView, stats::BalanceComparisonView,
         stats::DashboardView,
+        dead_letters::DeadLetterView, dead_letters::DeadLetterList,
+        dead_letters::DeadLetterOutcome, dead_letters::ReplayRequest, dead_letters::PurgeRequest,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "users"), (name = "roles"), (name = "cards"), (name = "ledger"),
         (name = "topups"), (name = "withdraws"), (name = "transfers"), (name = "merchants"),
-        (name = "merchant documents"), (name = "payments"), (name = "statistics"))
+        (name = "merchant documents"), (name = "payments"), (name = "statistics"),
+        (name = "events"))
 )]
 pub struct ApiDoc;
 

@@ -434,3 +434,110 @@ async fn malformed_events_are_dead_lettered_and_the_next_event_is_still_mailed()
         "{reasons:?}"
     );
 }
+
+#[tokio::test]
+async fn dead_letters_are_listed_replayed_and_purged_through_the_admin_api() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, customer) = p.customer(&admin).await;
+
+    // A message no consumer can read, on a topic two groups consume (top-up statistics and
+    // email): each group dead-letters it.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", testkit::kafka_brokers())
+        .create()
+        .unwrap();
+    let poison = testkit::unique("not an event");
+    producer
+        .send(
+            FutureRecord::to(&events::topics::physical(events::topics::TOPUP_EVENTS))
+                .key("poison")
+                .payload(poison.as_str()),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let listed = testkit::eventually(WAIT, "two dead letters", || async {
+        let (status, body) = p.get("/admin/dead-letters", Some(&admin)).await;
+        (status == StatusCode::OK && body["open"] == 2).then_some(body)
+    })
+    .await;
+    let messages = listed["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{listed}");
+    for message in messages {
+        assert!(
+            message["reason"].as_str().unwrap().starts_with("malformed"),
+            "{message}"
+        );
+        assert_eq!(message["source_topic"], events::topics::TOPUP_EVENTS);
+        assert_eq!(message["payload"], poison.as_str());
+    }
+    let first = messages[0]["offset"].as_i64().unwrap();
+    let (_, one) = p
+        .get(&format!("/admin/dead-letters?offset={first}"), Some(&admin))
+        .await;
+    assert_eq!(one["messages"].as_array().unwrap().len(), 1, "{one}");
+
+    // Only operators; bad input is named.
+    let (status, body) = p.get("/admin/dead-letters", Some(&customer)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = p.get("/admin/dead-letters", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = p
+        .post(
+            "/admin/dead-letters/replay",
+            Some(&customer),
+            json!({"open": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = p
+        .post("/admin/dead-letters/replay", Some(&admin), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "open", "{body}");
+    let (status, body) = p
+        .post(
+            "/admin/dead-letters/purge",
+            Some(&admin),
+            json!({"through": -1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "through", "{body}");
+    let (status, _) = p
+        .get("/admin/dead-letters?offset=first", Some(&admin))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Replayed to its topic, it is read (and, still unreadable, dead-lettered) again by
+    // both groups.
+    let (status, body) = p
+        .post(
+            "/admin/dead-letters/replay",
+            Some(&admin),
+            json!({"offset": first}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["count"], 1);
+    testkit::eventually(WAIT, "the replayed message dead-lettered again", || async {
+        let (_, body) = p.get("/admin/dead-letters", Some(&admin)).await;
+        (body["open"] == 4).then_some(())
+    })
+    .await;
+
+    // Purged: nothing open, everything still listable with `all`.
+    let (status, body) = p
+        .post("/admin/dead-letters/purge", Some(&admin), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["count"], 4);
+    let (_, body) = p.get("/admin/dead-letters", Some(&admin)).await;
+    assert_eq!(body["open"], 0);
+    assert!(body["messages"].as_array().unwrap().is_empty());
+    let (_, body) = p.get("/admin/dead-letters?all=true", Some(&admin)).await;
+    assert_eq!(body["messages"].as_array().unwrap().len(), 4);
+}

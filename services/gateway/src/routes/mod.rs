@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cards;
+pub mod dead_letters;
 pub mod ledger;
 pub mod merchant_views;
 pub mod merchants;

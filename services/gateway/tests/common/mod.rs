@@ -328,6 +328,7 @@ impl Platform {
             rate_limit_anonymous_per_minute: options.rate_limit_per_minute,
             grpc_deadline: Duration::from_secs(10),
             body_limit_bytes: 64 * 1024,
+            kafka_brokers: testkit::kafka_brokers(),
         })
         .await
         .unwrap();
