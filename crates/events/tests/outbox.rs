@@ -45,33 +45,43 @@ async fn events_are_applied_exactly_once_across_a_consumer_restart() {
     assert_eq!(unsent, 0);
 
     let group = testkit::unique("group");
-    let first = Shutdown::new();
-    let running =
-        tokio::spawn(consumer(&pool, &topic, &group, Duration::from_millis(30)).run(first.clone()));
+    restart_mid_stream(&pool, 40, 8, |delay| consumer(&pool, &topic, &group, delay)).await;
+}
+
+/// Runs a slow consumer until `first` events are applied, stops it, then a fast one of the
+/// same group until all `total` are; each must have been applied exactly once.
+async fn restart_mid_stream(
+    pool: &PgPool,
+    total: i64,
+    first: i64,
+    consumer: impl Fn(Duration) -> Consumer<Recorder>,
+) {
+    let stop = Shutdown::new();
+    let running = tokio::spawn(consumer(Duration::from_millis(30)).run(stop.clone()));
     testkit::eventually(Duration::from_secs(30), "some events consumed", || async {
-        (effect_counts(&pool).await.0 >= 8).then_some(())
+        (effect_counts(pool).await.0 >= first).then_some(())
     })
     .await;
-    first.trigger();
+    stop.trigger();
     running.await.unwrap().unwrap();
-    let (partial, _) = effect_counts(&pool).await;
+    let (partial, _) = effect_counts(pool).await;
     assert!(
-        partial < 40,
-        "the restart happened mid-stream ({partial} of 40)"
+        partial < total,
+        "the restart happened mid-stream ({partial} of {total})"
     );
 
-    let second = Shutdown::new();
-    let running = tokio::spawn(consumer(&pool, &topic, &group, Duration::ZERO).run(second.clone()));
+    let stop = Shutdown::new();
+    let running = tokio::spawn(consumer(Duration::ZERO).run(stop.clone()));
     testkit::eventually(Duration::from_secs(30), "all events consumed", || async {
-        (effect_counts(&pool).await.1 == 40).then_some(())
+        (effect_counts(pool).await.1 == total).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    second.trigger();
+    stop.trigger();
     running.await.unwrap().unwrap();
     assert_eq!(
-        effect_counts(&pool).await,
-        (40, 40),
+        effect_counts(pool).await,
+        (total, total),
         "each event applied exactly once"
     );
 }
@@ -200,33 +210,7 @@ async fn lanes_apply_each_subject_in_order_and_every_event_once_across_a_restart
         Consumer::new(config, pool.clone(), Recorder::new(delay)).unwrap()
     };
 
-    let first = Shutdown::new();
-    let running = tokio::spawn(lanes(Duration::from_millis(40)).run(first.clone()));
-    testkit::eventually(Duration::from_secs(30), "some events consumed", || async {
-        (effect_counts(&pool).await.0 >= 12).then_some(())
-    })
-    .await;
-    first.trigger();
-    running.await.unwrap().unwrap();
-    assert!(
-        effect_counts(&pool).await.0 < 60,
-        "the restart happened mid-stream"
-    );
-
-    let second = Shutdown::new();
-    let running = tokio::spawn(lanes(Duration::ZERO).run(second.clone()));
-    testkit::eventually(Duration::from_secs(30), "all events consumed", || async {
-        (effect_counts(&pool).await.1 == 60).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    second.trigger();
-    running.await.unwrap().unwrap();
-    assert_eq!(
-        effect_counts(&pool).await,
-        (60, 60),
-        "each event applied once"
-    );
+    restart_mid_stream(&pool, 60, 12, lanes).await;
     // Subjects are spread over three partitions and four lanes; each one's events were
     // committed to the outbox in seq order and must have been applied in that order.
     for (subject, seqs) in common::applied_per_subject(&pool).await.iter().enumerate() {
