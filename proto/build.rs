@@ -14,6 +14,22 @@ fn main() -> anyhow::Result<()> {
     }
     let descriptors = protox::compile(&files, [&root])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    // Every method's HTTP/2 path, for the edge's allow-list check and bounded metric labels.
+    let mut methods = Vec::new();
+    for file in &descriptors.file {
+        for service in &file.service {
+            for method in &service.method {
+                methods.push(format!(
+                    "/{}.{}/{}",
+                    file.package(),
+                    service.name(),
+                    method.name()
+                ));
+            }
+        }
+    }
+    methods.sort();
+    std::fs::write(out_dir.join("methods.rs"), format!("&{methods:?}"))?;
     std::fs::write(
         out_dir.join("descriptors.bin"),
         prost::Message::encode_to_vec(&descriptors),

@@ -3,16 +3,22 @@
 # kustomize turns it into the `platform-secrets` Secret. Delete the file to rotate everything.
 set -euo pipefail
 out="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/k8s/config/secrets.env"
+rand() { head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c "$1"; }
 if [ -s "$out" ]; then
+    # Keys added since the file was written get values; nothing else changes.
+    if ! grep -q '^ONE_TIME_TOKEN_KEY=' "$out"; then
+        echo "ONE_TIME_TOKEN_KEY=$(rand 48)" >>"$out"
+        echo "$out: added ONE_TIME_TOKEN_KEY"
+    fi
     echo "$out exists; keeping it"
     exit 0
 fi
-rand() { head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c "$1"; }
 pg="$(rand 32)" redis="$(rand 32)"
 umask 077
 cat >"$out" <<SECRETS
 JWT_SECRET=$(rand 48)
 CARD_CVV_KEY=$(rand 48)
+ONE_TIME_TOKEN_KEY=$(rand 48)
 POSTGRES_PASSWORD=$pg
 DATABASE_URL=postgres://payments:$pg@postgres:5432/payments
 REDIS_PASSWORD=$redis

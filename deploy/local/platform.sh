@@ -30,6 +30,12 @@ start_platform() {
         CARD_CVV_KEY="$(cat "$STATE_DIR/card_cvv_key")"
     fi
     export CARD_CVV_KEY
+    # And the key the user and email services derive one-time link tokens with.
+    if [ -z "${ONE_TIME_TOKEN_KEY:-}" ]; then
+        [ -s "$STATE_DIR/one_time_token_key" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$STATE_DIR/one_time_token_key"
+        ONE_TIME_TOKEN_KEY="$(cat "$STATE_DIR/one_time_token_key")"
+    fi
+    export ONE_TIME_TOKEN_KEY
     export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
     export LOG_FORMAT="${LOG_FORMAT:-text}"
 

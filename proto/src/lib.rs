@@ -7,6 +7,32 @@
 /// Encoded `FileDescriptorSet` of every package, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
 
+/// Every gRPC method of the platform's services, as its HTTP/2 path
+/// (`/payments.user.v1.AuthService/Login`), sorted.
+pub const METHODS: &[&str] = include!(concat!(env!("OUT_DIR"), "/methods.rs"));
+
+/// Methods only the platform's services call one another with. The public gRPC port
+/// (NGINX) never forwards them: its allow-list is [`METHODS`] without these, which a test
+/// holds the NGINX template to.
+pub const INTERNAL_METHODS: &[&str] = &[
+    // Ledger postings: only the movement and payment services move money.
+    "/payments.saldo.v1.SaldoService/Post",
+    // CVV checks: only the transaction service, which counts failures per card and key.
+    "/payments.card.v1.CardService/VerifyCvv",
+    // API-key authentication: the gateway and the transaction service resolve keys.
+    "/payments.merchant.v1.MerchantService/AuthenticateApiKey",
+    // A user's grants: the user service, when it signs an access token.
+    "/payments.role.v1.RoleService/GetUserGrants",
+];
+
+/// Methods of the standard gRPC services every server offers (health, reflection).
+pub const STANDARD_METHODS: &[&str] = &[
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
 pub mod common {
     pub mod v1 {
         tonic::include_proto!("payments.common.v1");

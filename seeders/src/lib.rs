@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use platform::auth::TokenIssuer;
-use proto::role::v1::AssignRoleRequest;
 use proto::role::v1::role_service_client::RoleServiceClient;
+use proto::role::v1::{AssignRoleRequest, UserRolesRequest};
 use proto::user::v1::user_service_client::UserServiceClient;
 use proto::user::v1::{CreateUserRequest, ListUsersRequest};
 
@@ -44,13 +44,20 @@ pub enum AdminOutcome {
 
 /// Makes sure an account with `email` exists (verified, with `password` if it is created)
 /// and holds the admin role. Safe to run any number of times.
+///
+/// It only ever promotes an account it creates itself. An existing account with the admin
+/// email that is not an admin already was made by someone else (anyone can register any
+/// address, or change theirs to it): promoting it would hand the platform to them, so the
+/// seeder refuses loudly instead.
 pub async fn ensure_admin(
     target: &Target,
     email: &str,
     password: &str,
 ) -> anyhow::Result<AdminOutcome> {
-    let token = TokenIssuer::new(&target.jwt)
-        .service_token("seeder", &["users.read", "users.write", "roles.assign"])?;
+    let token = TokenIssuer::new(&target.jwt).service_token(
+        "seeder",
+        &["users.read", "users.write", "roles.assign", "roles.read"],
+    )?;
     let bearer = Some(token.token.expose().as_str());
     let deadline = Duration::from_secs(10);
     let mut users = UserServiceClient::new(platform::grpc::channel(&target.user_service_url)?);
@@ -89,7 +96,25 @@ pub async fn ensure_admin(
                 .into_iter()
                 .find(|u| u.email.eq_ignore_ascii_case(email))
                 .context("the admin email is taken by a trashed account; restore it first")?;
-            AdminOutcome::AlreadyExisted(user.id)
+            let roles = roles
+                .list_user_roles(platform::grpc::outgoing(
+                    UserRolesRequest {
+                        user_id: user.id.clone(),
+                    },
+                    bearer,
+                    deadline,
+                ))
+                .await
+                .context("reading the existing account's roles")?
+                .into_inner();
+            anyhow::ensure!(
+                roles.roles.iter().any(|r| r.name == "admin"),
+                "refusing to promote {email}: an account with this address exists (id {}) and \
+                 is not an admin, so the seeder did not create it; choose another ADMIN_EMAIL, \
+                 or delete that account first",
+                user.id
+            );
+            return Ok(AdminOutcome::AlreadyExisted(user.id));
         }
         Err(status) => return Err(anyhow::anyhow!("creating the admin: {status}")),
     };

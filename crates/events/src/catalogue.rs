@@ -38,7 +38,7 @@ fn of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
     generator.subschema_for::<T>()
 }
 
-/// `user.created`: with the verification token when the admin left the account unverified.
+/// `user.created`: with the verification token's id when the admin left the account unverified.
 fn user_created(generator: &mut SchemaGenerator) -> Schema {
     let issued = generator.subschema_for::<user::TokenIssued>();
     let plain = generator.subschema_for::<user::UserData>();
@@ -46,15 +46,18 @@ fn user_created(generator: &mut SchemaGenerator) -> Schema {
 }
 
 macro_rules! spec {
-    ($type:expr, $topic:expr, $key:expr, $data:expr, $summary:expr) => {
+    (@version $version:literal, $type:expr, $topic:expr, $key:expr, $data:expr, $summary:expr) => {
         EventSpec {
             event_type: $type,
-            version: 1,
+            version: $version,
             topic: $topic,
             key: $key,
             summary: $summary,
             data: $data,
         }
+    };
+    ($type:expr, $topic:expr, $key:expr, $data:expr, $summary:expr) => {
+        spec!(@version 1, $type, $topic, $key, $data, $summary)
     };
 }
 
@@ -63,25 +66,28 @@ pub fn all() -> Vec<EventSpec> {
     use topics::*;
     vec![
         spec!(
+            @version 2,
             user::REGISTERED,
             USER_EVENTS,
             "user id",
             of::<user::TokenIssued>,
-            "A customer registered; carries the email-verification token."
+            "A customer registered; carries the id of the email-verification token (v2: never the token)."
         ),
         spec!(
+            @version 2,
             user::CREATED,
             USER_EVENTS,
             "user id",
             user_created,
-            "An admin created an account (with a verification token when unverified)."
+            "An admin created an account (with a verification token id when unverified)."
         ),
         spec!(
+            @version 2,
             user::VERIFICATION_REQUESTED,
             USER_EVENTS,
             "user id",
             of::<user::TokenIssued>,
-            "A new verification token was issued."
+            "A new verification token was issued (its id, never the token)."
         ),
         spec!(
             user::VERIFIED,
@@ -91,11 +97,12 @@ pub fn all() -> Vec<EventSpec> {
             "The email address was verified."
         ),
         spec!(
+            @version 2,
             user::PASSWORD_RESET_REQUESTED,
             USER_EVENTS,
             "user id",
             of::<user::TokenIssued>,
-            "A password reset was requested; carries the reset token."
+            "A password reset was requested; carries the reset token's id (v2: never the token)."
         ),
         spec!(
             user::PASSWORD_CHANGED,
@@ -110,6 +117,13 @@ pub fn all() -> Vec<EventSpec> {
             "user id",
             of::<user::UserData>,
             "Profile fields changed."
+        ),
+        spec!(
+            user::EMAIL_CHANGED,
+            USER_EVENTS,
+            "user id",
+            of::<user::EmailChanged>,
+            "The email address changed; the previous address gets a notice."
         ),
         spec!(
             user::TRASHED,

@@ -47,6 +47,13 @@ impl Envelope {
         })
     }
 
+    /// The same event at schema `version` of its `data`.
+    #[must_use]
+    pub fn with_version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
     /// The payload as a typed value.
     pub fn data_as<T: DeserializeOwned>(&self) -> serde_json::Result<T> {
         serde_json::from_value(self.data.clone())

@@ -10,8 +10,8 @@ use uuid::Uuid;
 pub mod user {
     use super::*;
 
-    /// A customer registered themselves; carries the email-verification token for the email
-    /// service.
+    /// A customer registered themselves; carries the id of the email-verification token
+    /// (version 2; version 1 carried the token itself and is withdrawn).
     pub const REGISTERED: &str = "user.registered";
     /// An admin created an account.
     pub const CREATED: &str = "user.created";
@@ -19,12 +19,14 @@ pub mod user {
     pub const VERIFICATION_REQUESTED: &str = "user.verification_requested";
     /// The email address was verified.
     pub const VERIFIED: &str = "user.verified";
-    /// A password reset was requested; carries the reset token for the email service.
+    /// A password reset was requested; carries the id of the reset token (version 2).
     pub const PASSWORD_RESET_REQUESTED: &str = "user.password_reset_requested";
     /// The password changed (reset or update).
     pub const PASSWORD_CHANGED: &str = "user.password_changed";
     /// Profile fields changed.
     pub const UPDATED: &str = "user.updated";
+    /// The email address changed; the previous address is told (it may be a takeover).
+    pub const EMAIL_CHANGED: &str = "user.email_changed";
     /// Soft-deleted.
     pub const TRASHED: &str = "user.trashed";
     /// Restored from the trash.
@@ -45,17 +47,42 @@ pub mod user {
         pub last_name: String,
     }
 
-    /// Data of events that carry a one-time token to be emailed (registered, created when
-    /// unverified, verification requested, password reset requested).
+    /// Version of the events that announce a one-time token ([`TokenIssued`]).
+    pub const TOKEN_EVENT_VERSION: u32 = 2;
+
+    /// The schema version `event_type` is published at.
+    pub fn version_of(event_type: &str) -> u32 {
+        match event_type {
+            REGISTERED | CREATED | VERIFICATION_REQUESTED | PASSWORD_RESET_REQUESTED => {
+                TOKEN_EVENT_VERSION
+            }
+            _ => 1,
+        }
+    }
+
+    /// Data of events that announce a one-time token to be emailed (registered, created when
+    /// unverified, verification requested, password reset requested). The token itself never
+    /// travels: the email service derives it from `token_id` with the key it shares with the
+    /// user service (`platform::link_token`).
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
     pub struct TokenIssued {
         /// Who.
         #[serde(flatten)]
         pub user: UserData,
-        /// The token to put into the link; only its hash is stored.
-        pub token: String,
+        /// The id the token is derived from; worthless without the key.
+        pub token_id: Uuid,
         /// When the token stops working.
         pub expires_at: DateTime<Utc>,
+    }
+
+    /// Data of `user.email_changed`.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+    pub struct EmailChanged {
+        /// Who, with the new address.
+        #[serde(flatten)]
+        pub user: UserData,
+        /// The address before the change, which gets the notice.
+        pub previous_email: String,
     }
 
     /// Data of `user.deleted`.

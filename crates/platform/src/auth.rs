@@ -4,7 +4,10 @@
 //! lifetime and the caller's roles and permissions, so services authorize without a lookup.
 //! Refresh tokens are not JWTs at all (opaque random strings owned by the user service), so
 //! one can never pass for an access token. Logged-out access tokens are put on a Redis
-//! denylist until they expire; [`Authenticator`] checks it.
+//! denylist until they expire; events that must end *every* session of a user at once
+//! (password change or reset, email change, trash, a revoked role, logout everywhere) set the
+//! user's session epoch ([`end_all_sessions`]): tokens issued before it are refused.
+//! [`Authenticator`] checks both in one Redis round trip.
 //!
 //! Services calling services use short-lived *service tokens*: same format, subject
 //! `service:<name>`, carrying only the permissions the call needs.
@@ -25,6 +28,8 @@ use crate::Secret;
 pub const ACCESS_TOKEN_TYPE: &str = "access";
 /// Redis key prefix of revoked access-token ids.
 pub const DENYLIST_PREFIX: &str = "auth:revoked-jti:";
+/// Redis key prefix of users' session epochs (milliseconds since the Unix epoch).
+pub const EPOCH_PREFIX: &str = "auth:epoch:";
 
 /// JWT settings (`JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `ACCESS_TOKEN_TTL_SECS`).
 #[derive(Clone, Debug)]
@@ -98,6 +103,8 @@ pub struct Principal {
     pub permissions: BTreeSet<String>,
     /// Token id.
     pub token_id: String,
+    /// When the token was issued, in milliseconds (from its UUIDv7 id).
+    pub issued_at_ms: i64,
     /// When the token expires.
     pub expires_at: DateTime<Utc>,
 }
@@ -219,6 +226,11 @@ impl TokenIssuer {
         }
     }
 
+    /// How long access tokens live.
+    pub fn access_ttl(&self) -> Duration {
+        self.config.access_ttl
+    }
+
     /// An access token for a user.
     pub fn access_token(
         &self,
@@ -307,18 +319,21 @@ impl Authenticator {
         }
     }
 
-    /// Verifies a bearer token (signature, issuer, audience, expiry, type, denylist).
+    /// Verifies a bearer token (signature, issuer, audience, expiry, type, denylist, the
+    /// user's session epoch).
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let principal = self.decode(token)?;
         // Service tokens live a minute and are never logged out, so only user tokens are
         // checked against the denylist (one Redis round trip fewer per internal call).
-        if let Subject::User(_) = principal.subject
+        if let Subject::User(user) = principal.subject
             && let Some(redis) = &self.redis
-            && is_revoked(redis, &principal.token_id)
-                .await
-                .map_err(AuthError::Backend)?
         {
-            return Err(AuthError::Revoked);
+            let (revoked, epoch) = revocation_state(redis, &principal.token_id, user)
+                .await
+                .map_err(AuthError::Backend)?;
+            if revoked || principal.issued_before(epoch) {
+                return Err(AuthError::Revoked);
+            }
         }
         Ok(principal)
     }
@@ -340,11 +355,24 @@ impl Authenticator {
             Some(name) => Subject::Service(name.to_owned()),
             None => Subject::User(claims.sub.parse().map_err(|_| AuthError::Invalid)?),
         };
+        let issued_at_ms = claims
+            .jti
+            .parse::<Uuid>()
+            .ok()
+            .and_then(|id| id.get_timestamp())
+            .map_or(claims.iat.saturating_mul(1000), |t| {
+                let (secs, nanos) = t.to_unix();
+                i64::try_from(secs)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1000)
+                    .saturating_add(i64::from(nanos / 1_000_000))
+            });
         Ok(Principal {
             subject,
             roles: claims.roles.into_iter().collect(),
             permissions: claims.perms.into_iter().collect(),
             token_id: claims.jti,
+            issued_at_ms,
             expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
         })
     }
@@ -385,14 +413,50 @@ pub fn denylist_key(jti: &str) -> String {
     format!("{DENYLIST_PREFIX}{jti}")
 }
 
-async fn is_revoked(redis: &deadpool_redis::Pool, jti: &str) -> anyhow::Result<bool> {
+/// The Redis key of `user`'s session epoch.
+pub fn epoch_key(user: Uuid) -> String {
+    format!("{EPOCH_PREFIX}{user}")
+}
+
+impl Principal {
+    /// Whether the token was issued at or before a session epoch (and so is ended).
+    pub fn issued_before(&self, epoch_ms: Option<i64>) -> bool {
+        epoch_ms.is_some_and(|epoch| self.issued_at_ms <= epoch)
+    }
+}
+
+async fn revocation_state(
+    redis: &deadpool_redis::Pool,
+    jti: &str,
+    user: Uuid,
+) -> anyhow::Result<(bool, Option<i64>)> {
     let mut conn = redis.get().await.context("redis pool")?;
-    let exists: bool = deadpool_redis::redis::cmd("EXISTS")
-        .arg(denylist_key(jti))
+    deadpool_redis::redis::pipe()
+        .exists(denylist_key(jti))
+        .get(epoch_key(user))
         .query_async(&mut conn)
         .await
-        .context("redis EXISTS")?;
-    Ok(exists)
+        .context("redis revocation check")
+}
+
+/// Ends every session of `user` at once: access tokens issued until now are refused from now
+/// on (kept for `access_ttl`, after which they have expired anyway). Refresh tokens are the
+/// user service's to revoke.
+pub async fn end_all_sessions(
+    redis: &deadpool_redis::Pool,
+    user: Uuid,
+    access_ttl: Duration,
+) -> anyhow::Result<()> {
+    let mut conn = redis.get().await.context("redis pool")?;
+    let _: () = deadpool_redis::redis::cmd("SET")
+        .arg(epoch_key(user))
+        .arg(Utc::now().timestamp_millis())
+        .arg("EX")
+        .arg(access_ttl.as_secs().saturating_add(60))
+        .query_async(&mut conn)
+        .await
+        .context("redis SET session epoch")?;
+    Ok(())
 }
 
 /// Puts an access token id on the denylist until it would have expired anyway.

@@ -20,6 +20,27 @@ use crate::shutdown::Shutdown;
 
 tokio::task_local! {
     static REQUEST_ID: String;
+    static CLIENT_ADDRESS: String;
+}
+
+/// Metadata key of the end client's address: set by the gateway from NGINX's `X-Real-IP`, and
+/// by NGINX itself on the public gRPC port (overwriting whatever a client sent). Per-client
+/// limits (the login lockout) key on it.
+pub const CLIENT_ADDRESS_HEADER: &str = "x-client-address";
+
+/// Runs `fut` with `address` as the end client's address: calls made inside carry it.
+pub async fn with_client_address<F: std::future::Future>(address: String, fut: F) -> F::Output {
+    CLIENT_ADDRESS.scope(address, fut).await
+}
+
+/// The end client's address of an incoming call, `unknown` when no edge named one.
+pub fn client_address(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
+        .get(CLIENT_ADDRESS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .unwrap_or("unknown")
+        .to_owned()
 }
 
 /// Metadata key of the request id.
@@ -122,14 +143,21 @@ pub fn channel(url: &str) -> anyhow::Result<Channel> {
         .connect_lazy())
 }
 
-/// A request to another service carrying the current request id, the trace context, an
-/// optional bearer token and a deadline.
+/// A request to another service carrying the current request id, the end client's address
+/// (if known), the trace context, an optional bearer token and a deadline.
 pub fn outgoing<T>(message: T, bearer: Option<&str>, deadline: Duration) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(deadline);
     let metadata = request.metadata_mut();
     if let Ok(value) = current_request_id().parse() {
         metadata.insert(REQUEST_ID_HEADER, value);
+    }
+    if let Some(Ok(value)) = CLIENT_ADDRESS
+        .try_with(Clone::clone)
+        .ok()
+        .map(|a| a.parse())
+    {
+        metadata.insert(CLIENT_ADDRESS_HEADER, value);
     }
     for (key, value) in crate::telemetry::current_context_headers() {
         if let (Ok(key), Ok(value)) = (
@@ -145,6 +173,25 @@ pub fn outgoing<T>(message: T, bearer: Option<&str>, deadline: Duration) -> toni
         metadata.insert("authorization", value);
     }
     request
+}
+
+/// The `method` label of a call: the path of a method the platform defines, else `unknown`.
+/// Labelling by whatever path a client sends would let anyone grow every service's memory
+/// with new Prometheus series.
+fn metric_method(path: &str) -> String {
+    static KNOWN: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
+        std::sync::LazyLock::new(|| {
+            proto::METHODS
+                .iter()
+                .chain(proto::STANDARD_METHODS)
+                .copied()
+                .collect()
+        });
+    if KNOWN.contains(path) {
+        path.to_owned()
+    } else {
+        "unknown".to_owned()
+    }
 }
 
 /// Tower layer adding request ids, spans and metrics to every gRPC call.
@@ -180,7 +227,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = request.uri().path().to_owned();
+        let method = metric_method(request.uri().path());
         let headers = request.headers();
         let request_id = headers
             .get(REQUEST_ID_HEADER)

@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod failpoint;
 pub mod grpc;
+pub mod link_token;
 pub mod pagination;
 pub mod process;
 pub mod redis;

@@ -169,6 +169,7 @@ pub struct Nginx {
     pub http_port: u16,
     /// gRPC port (HTTP/2, `grpc_pass` to the services).
     pub grpc_port: u16,
+    dir: PathBuf,
     child: tokio::process::Child,
 }
 
@@ -236,6 +237,7 @@ impl Nginx {
         Ok(Self {
             http_port,
             grpc_port,
+            dir,
             child,
         })
     }
@@ -243,6 +245,11 @@ impl Nginx {
     /// Base URL of the public HTTP API.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// Everything NGINX has written to its access log so far.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("logs/access.log")).unwrap_or_default()
     }
 }
 

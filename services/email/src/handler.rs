@@ -43,6 +43,8 @@ pub struct Settings {
     pub base_url: String,
     /// `EMAIL_MAX_ATTEMPTS`: SMTP attempts per email before it is dead-lettered.
     pub max_attempts: i32,
+    /// `ONE_TIME_TOKEN_KEY`: derives the link tokens from the ids the events carry.
+    pub link_key: platform::link_token::LinkTokenKey,
 }
 
 /// An email to send.
@@ -144,10 +146,19 @@ impl EmailEvents {
         }
     }
 
-    fn link(&self, path: &str, token: &str) -> String {
+    /// The link to the platform's landing page for `purpose`, the token derived from its id.
+    /// The token is in the fragment: browsers never send it, so it is in no request line and
+    /// no access log; the page reads it and posts it to the API.
+    fn link(&self, purpose: &str, token_id: Uuid) -> String {
+        let page = if purpose == platform::link_token::RESET_PASSWORD {
+            "reset-password"
+        } else {
+            "verify-email"
+        };
         format!(
-            "{}/{path}?token={token}",
-            self.settings.base_url.trim_end_matches('/')
+            "{}/account/{page}#token={}",
+            self.settings.base_url.trim_end_matches('/'),
+            self.settings.link_key.token(purpose, token_id)
         )
     }
 
@@ -157,7 +168,7 @@ impl EmailEvents {
         let email = match t {
             user::REGISTERED | user::CREATED | user::VERIFICATION_REQUESTED => {
                 let raw: Value = data(event)?;
-                if raw.get("token").is_some() {
+                if raw.get("token_id").is_some() {
                     let issued: user::TokenIssued = data(event)?;
                     self.to_user_as_sent(
                         issued.user.user_id,
@@ -165,7 +176,7 @@ impl EmailEvents {
                         "verify_email",
                         json!({
                             "name": issued.user.first_name,
-                            "link": self.link("verify-email", &issued.token),
+                            "link": self.link(platform::link_token::VERIFY_EMAIL, issued.token_id),
                             "expires_at": when(issued.expires_at),
                         }),
                     )
@@ -199,6 +210,19 @@ impl EmailEvents {
                 )
                 .await?
             }
+            user::EMAIL_CHANGED => {
+                let changed: user::EmailChanged = data(event)?;
+                self.to_user_as_sent(
+                    changed.user.user_id,
+                    changed.previous_email,
+                    "email_changed",
+                    json!({
+                        "name": changed.user.first_name,
+                        "new_email": changed.user.email,
+                    }),
+                )
+                .await?
+            }
             user::PASSWORD_RESET_REQUESTED => {
                 let issued: user::TokenIssued = data(event)?;
                 self.to_user_as_sent(
@@ -207,7 +231,7 @@ impl EmailEvents {
                     "password_reset",
                     json!({
                         "name": issued.user.first_name,
-                        "link": self.link("reset-password", &issued.token),
+                        "link": self.link(platform::link_token::RESET_PASSWORD, issued.token_id),
                         "expires_at": when(issued.expires_at),
                     }),
                 )

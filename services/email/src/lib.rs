@@ -80,6 +80,7 @@ impl Config {
                     "http://127.0.0.1:8080",
                 ),
                 max_attempts,
+                link_key: platform::link_token::LinkTokenKey::from_env()?,
             },
             templates_dir: (!templates_dir.is_empty()).then(|| PathBuf::from(templates_dir)),
             group: platform::config::optional("EMAIL_EVENTS_GROUP", events::topics::groups::EMAIL),

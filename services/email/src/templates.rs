@@ -42,6 +42,14 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../templates/password_reset.html"),
     ),
     (
+        "email_changed.txt",
+        include_str!("../templates/email_changed.txt"),
+    ),
+    (
+        "email_changed.html",
+        include_str!("../templates/email_changed.html"),
+    ),
+    (
         "password_changed.txt",
         include_str!("../templates/password_changed.txt"),
     ),
@@ -158,6 +166,7 @@ mod tests {
             "card": "**** 1", "to_card": "**** 2", "method": "bca", "reason": "", "id": "1",
             "merchant": "Shop <b>", "description": "", "failure": "", "payment_id": "2",
             "status": "active", "previous": "pending", "document_type": "tax_id", "note": "",
+            "new_email": "ann@example.com",
         });
         for name in [
             "verify_email",
@@ -165,6 +174,7 @@ mod tests {
             "email_verified",
             "password_reset",
             "password_changed",
+            "email_changed",
             "movement",
             "payment",
             "refund",

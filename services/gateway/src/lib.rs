@@ -173,7 +173,7 @@ pub fn router(state: AppState) -> Router {
         .route("/cards", get(cards::list).post(cards::create))
         .route("/cards/restore-all", post(cards::restore_all))
         .route("/cards/trash", delete(cards::delete_all_trashed))
-        .route("/cards/by-number/{number}", get(cards::by_number))
+        .route("/cards/lookup", post(cards::by_number))
         .route(
             "/cards/{id}",
             get(cards::get).patch(cards::update).delete(cards::delete),
@@ -315,6 +315,17 @@ pub fn router(state: AppState) -> Router {
         .route("/docs", get(|| async { Html(openapi::SWAGGER_UI) }));
     Router::new()
         .nest("/api/v1", api)
+        // The pages the links in the emails open (the token travels in the fragment).
+        .route(
+            "/account/verify-email",
+            get(routes::account_pages::verify_email),
+        )
+        .route(
+            "/account/reset-password",
+            get(routes::account_pages::reset_password),
+        )
+        .route("/account/account.js", get(routes::account_pages::script))
+        .route("/account/account.css", get(routes::account_pages::style))
         .fallback(|| async {
             error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

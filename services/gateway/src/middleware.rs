@@ -42,9 +42,13 @@ pub async fn observe(request: Request, next: Next) -> Response {
     let span = tracing::info_span!("http", http.method = %method, http.route = %route, request_id = %request_id, http.status = tracing::field::Empty);
     platform::telemetry::set_parent_from_headers(&span, &carrier);
     let started = Instant::now();
-    let mut response = platform::grpc::with_request_id(request_id.clone(), next.run(request))
-        .instrument(span.clone())
-        .await;
+    let client = client_ip(&request);
+    let mut response = platform::grpc::with_request_id(
+        request_id.clone(),
+        platform::grpc::with_client_address(client, next.run(request)),
+    )
+    .instrument(span.clone())
+    .await;
     let status = response.status().as_u16();
     span.record("http.status", status);
     let elapsed = started.elapsed().as_secs_f64();
@@ -82,7 +86,7 @@ pub async fn authenticate_and_limit(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut revocation_key = None;
+    let mut revocation = None;
     let principal_key = match bearer {
         Some(value) => {
             let Some(token) = value
@@ -100,8 +104,11 @@ pub async fn authenticate_and_limit(
                 Ok(principal) => {
                     let key = match &principal.subject {
                         platform::auth::Subject::User(id) => {
-                            revocation_key =
-                                Some(platform::auth::denylist_key(&principal.token_id));
+                            revocation = Some(Revocation {
+                                denylist_key: platform::auth::denylist_key(&principal.token_id),
+                                epoch_key: platform::auth::epoch_key(*id),
+                                issued_at_ms: principal.issued_at_ms,
+                            });
                             format!("user:{id}")
                         }
                         platform::auth::Subject::Service(name) => format!("service:{name}"),
@@ -112,20 +119,17 @@ pub async fn authenticate_and_limit(
                 Err(e) => return ApiError::from(tonic::Status::from(e)).into_response(),
             }
         }
-        // A merchant's API key is its principal; its hash (never the key) names the bucket.
-        None => match request
-            .headers()
-            .get(crate::extract::API_KEY_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.trim().is_empty())
-        {
-            Some(key) => {
-                use sha2::Digest;
-                let digest = sha2::Sha256::digest(key.trim().as_bytes());
-                format!("key:{}", hex::encode(&digest[..12]))
-            }
-            None => format!("ip:{}", client_ip(&request)),
-        },
+        // A request with an API key is not authenticated yet (the merchant service checks the
+        // key later), so the key cannot name the bucket: any made-up value would get a fresh
+        // one. Such requests share one bucket per client address, at the authenticated limit.
+        None => {
+            let has_key = request
+                .headers()
+                .get(crate::extract::API_KEY_HEADER)
+                .is_some_and(|v| !v.as_bytes().trim_ascii().is_empty());
+            let prefix = if has_key { "api-key-client" } else { "ip" };
+            format!("{prefix}:{}", client_ip(&request))
+        }
     };
     let limit = if principal_key.starts_with("ip:") {
         state.config.rate_limit_anonymous_per_minute
@@ -133,14 +137,7 @@ pub async fn authenticate_and_limit(
         state.config.rate_limit_per_minute
     };
     // One Redis round trip: the revocation check of the token and the rate-limit counter.
-    match check_rate(
-        &state.redis,
-        &principal_key,
-        limit,
-        revocation_key.as_deref(),
-    )
-    .await
-    {
+    match check_rate(&state.redis, &principal_key, limit, revocation.as_ref()).await {
         Ok(RateDecision::Revoked) => {
             ApiError::from(tonic::Status::from(platform::auth::AuthError::Revoked)).into_response()
         }
@@ -155,7 +152,7 @@ pub async fn authenticate_and_limit(
             metrics::counter!("http_rate_limited_total").increment(1);
             ApiError::too_many_requests(retry_after).into_response()
         }
-        Err(e) if revocation_key.is_some() => {
+        Err(e) if revocation.is_some() => {
             // A token whose revocation cannot be checked is not accepted.
             ApiError::from(tonic::Status::from(platform::auth::AuthError::Backend(e)))
                 .into_response()
@@ -193,27 +190,35 @@ enum RateDecision {
     Revoked,
 }
 
+/// What ends a user's access token: its id on the denylist, or a session epoch after it.
+struct Revocation {
+    denylist_key: String,
+    epoch_key: String,
+    issued_at_ms: i64,
+}
+
 /// Fixed one-minute windows: `INCR` the window's counter, expire it with the window; in the
-/// same pipeline, whether the token is on the denylist.
+/// same pipeline, whether the token is on the denylist and the user's session epoch.
 async fn check_rate(
     pool: &deadpool_redis::Pool,
     principal: &str,
     limit: u64,
-    revocation_key: Option<&str>,
+    revocation: Option<&Revocation>,
 ) -> anyhow::Result<RateDecision> {
     let now = chrono::Utc::now().timestamp();
     let window = now / 60;
     let key = format!("ratelimit:{principal}:{window}");
     let mut conn = pool.get().await?;
-    let (count, revoked): (u64, bool) = redis::pipe()
+    let (count, revoked, epoch): (u64, bool, Option<i64>) = redis::pipe()
         .atomic()
         .incr(&key, 1)
         .expire(&key, 61)
         .ignore()
-        .exists(revocation_key.unwrap_or("auth:no-token"))
+        .exists(revocation.map_or("auth:no-token", |r| r.denylist_key.as_str()))
+        .get(revocation.map_or("auth:no-epoch", |r| r.epoch_key.as_str()))
         .query_async(&mut conn)
         .await?;
-    if revoked {
+    if revoked || revocation.is_some_and(|r| epoch.is_some_and(|e| r.issued_at_ms <= e)) {
         return Ok(RateDecision::Revoked);
     }
     if count > limit {

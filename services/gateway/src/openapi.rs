@@ -76,7 +76,7 @@ impl Modify for BearerAuth {
         views::UserView, views::TokenPairView, views::MeView, views::PageView, views::UserPage,
         views::RoleView, views::RolePage, views::UserRolesView, views::PermissionView,
         views::BulkView, views::AcceptedView,
-        cards::CreateCardBody, cards::UpdateCardBody, movements::CardMovementBody,
+        cards::CreateCardBody, cards::UpdateCardBody, cards::CardLookupBody, movements::CardMovementBody,
         movements::TransferBody,
         money_views::CardView, money_views::CreatedCardView, money_views::CardPage,
         money_views::AccountView, money_views::AccountPage, money_views::StatementLineView,

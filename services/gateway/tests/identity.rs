@@ -512,7 +512,7 @@ async fn openapi_document_describes_the_api() {
     assert_eq!(status, StatusCode::OK);
     assert!(events["asyncapi"].as_str().unwrap().starts_with("3."));
     for message in [
-        "user.registered.v1",
+        "user.registered.v2",
         "payment.succeeded.v1",
         "balance.changed.v1",
     ] {

@@ -131,7 +131,7 @@ async fn a_customer_moves_money_and_every_record_agrees() {
     );
     assert!(cards["items"][0].get("number").is_none());
     let (_, own) = p
-        .get(&format!("/cards/by-number/{}", a.number), Some(&alice))
+        .post("/cards/lookup", Some(&alice), json!({"number": a.number}))
         .await;
     assert_eq!(own["id"], a.id.as_str());
 
@@ -141,11 +141,32 @@ async fn a_customer_moves_money_and_every_record_agrees() {
         format!("/cards/{}/balance", a.id),
         format!("/cards/{}/statement", a.id),
         format!("/topups/{}", topup["id"].as_str().unwrap()),
-        format!("/cards/by-number/{}", a.number),
     ] {
         let (status, body) = p.get(&path, Some(&bob)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
     }
+    // Someone else's card number and a number nobody holds answer alike.
+    let (status, theirs) = p
+        .post("/cards/lookup", Some(&bob), json!({"number": a.number}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{theirs}");
+    let mut unknown = a.number.clone();
+    unknown.replace_range(6..15, "000000000");
+    let unknown = luhn_complete(&unknown[..15]);
+    assert_ne!(unknown, a.number);
+    let (status, nobodys) = p
+        .post("/cards/lookup", Some(&bob), json!({"number": unknown}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{nobodys}");
+    assert_eq!(theirs["error"]["reason"], nobodys["error"]["reason"]);
+    assert_eq!(theirs["error"]["message"], nobodys["error"]["message"]);
+    // No card number ever appears in a URL, so none is in NGINX's access log.
+    let log = p.nginx.access_log();
+    assert!(!log.is_empty());
+    assert!(
+        !log.contains(&a.number) && !log.contains(&b.number),
+        "{log}"
+    );
     let (status, body) = p.transfer(&bob, &a.number, &b.number, 1_000).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["reason"], "CARD_NOT_OWNED");
@@ -207,6 +228,14 @@ async fn a_customer_moves_money_and_every_record_agrees() {
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 
     p.assert_books_balance(&admin).await;
+}
+
+/// `prefix` (15 digits) with the Luhn check digit appended.
+fn luhn_complete(prefix: &str) -> String {
+    (0..10)
+        .map(|d| format!("{prefix}{d}"))
+        .find(|n| card_number_valid(n))
+        .unwrap()
 }
 
 fn card_number_valid(number: &str) -> bool {

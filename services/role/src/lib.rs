@@ -72,6 +72,7 @@ impl Application {
         let users = UserServiceClient::new(platform::grpc::channel(&config.user_service_url)?);
         let roles = service::Roles::new(
             pool.clone(),
+            redis.clone(),
             Authenticator::new(&common.jwt, Some(redis)),
             TokenIssuer::new(&common.jwt),
             users,

@@ -38,9 +38,30 @@ pub struct RoleInput {
 #[derive(Clone)]
 pub struct Roles {
     pool: PgPool,
+    redis: deadpool_redis::Pool,
     authenticator: Authenticator,
     issuer: TokenIssuer,
     users: UserServiceClient<Channel>,
+}
+
+/// Nobody grants more than they hold: a user may assign or revoke a role only if they hold
+/// every permission it carries, and only admins hand out or take away `admin`. Services
+/// (the seeder) act with the permissions of their token.
+fn require_may_grant(caller: &Principal, role: &RoleRow) -> Result<(), RoleError> {
+    if caller.user_id().is_none() || caller.roles.contains("admin") {
+        return Ok(());
+    }
+    if role.id == ADMIN_ROLE_ID {
+        return Err(platform::auth::AuthError::MissingPermission("admin".to_owned()).into());
+    }
+    if let Some(missing) = role
+        .permissions
+        .iter()
+        .find(|p| !caller.permissions.contains(p.as_str()))
+    {
+        return Err(platform::auth::AuthError::MissingPermission(missing.clone()).into());
+    }
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<String, FieldViolation> {
@@ -78,12 +99,14 @@ fn parse_user_id(raw: &str) -> Result<Uuid, RoleError> {
 impl Roles {
     pub fn new(
         pool: PgPool,
+        redis: deadpool_redis::Pool,
         authenticator: Authenticator,
         issuer: TokenIssuer,
         users: UserServiceClient<Channel>,
     ) -> Self {
         Self {
             pool,
+            redis,
             authenticator,
             issuer,
             users,
@@ -175,9 +198,10 @@ impl Roles {
             .await?
             .filter(|r| r.deleted_at.is_none())
             .ok_or(RoleError::NotFound)?;
+        // System roles keep their names and permission sets: adding a permission to
+        // `customer` would hand it to every customer at once.
         if current.is_system
-            && (name.as_ref().is_some_and(|n| *n != current.name)
-                || (id == ADMIN_ROLE_ID && input.permissions.is_some()))
+            && (name.as_ref().is_some_and(|n| *n != current.name) || input.permissions.is_some())
         {
             return Err(RoleError::SystemRole);
         }
@@ -366,6 +390,7 @@ impl Roles {
         if role.deleted_at.is_some() {
             return Err(RoleError::NotFound);
         }
+        require_may_grant(caller, &role)?;
         let by = caller
             .user_id()
             .map_or_else(|| "service".to_owned(), |id| id.to_string());
@@ -389,6 +414,7 @@ impl Roles {
         let user_id = parse_user_id(user_id)?;
         let mut tx = self.pool.begin().await?;
         let role = self.resolve_role(&mut tx, role).await?;
+        require_may_grant(caller, &role)?;
         if role.id == ADMIN_ROLE_ID {
             let admins = repo::lock_and_count_admins(&mut tx).await?;
             let is_admin = repo::roles_of_user(&mut tx, user_id)
@@ -399,11 +425,19 @@ impl Roles {
                 return Err(RoleError::LastAdmin);
             }
         }
-        if repo::revoke(&mut tx, user_id, role.id).await? {
+        let revoked = repo::revoke(&mut tx, user_id, role.id).await?;
+        if revoked {
             emit_assignment(&mut tx, ev::REVOKED, user_id, &role).await?;
         }
         let roles = repo::roles_of_user(&mut tx, user_id).await?;
         tx.commit().await?;
+        if revoked {
+            // The user's access tokens carry the revoked role's permissions: end them now,
+            // not when they expire. The next refresh signs the grants that are left.
+            platform::auth::end_all_sessions(&self.redis, user_id, self.issuer.access_ttl())
+                .await
+                .map_err(RoleError::Internal)?;
+        }
         Ok(roles)
     }
 

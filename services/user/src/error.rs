@@ -20,6 +20,12 @@ pub enum UserError {
         /// Seconds until the lock lifts.
         retry_after_secs: u64,
     },
+    /// Too many password hashes are running or waiting; retry shortly.
+    #[error("the service is busy; try again in {retry_after_secs} seconds")]
+    Busy {
+        /// Seconds after which a retry is likely to be admitted.
+        retry_after_secs: u64,
+    },
     /// Login before verifying the email address.
     #[error("email address is not verified")]
     EmailNotVerified,
@@ -72,7 +78,7 @@ impl DomainError for UserError {
             Self::NotFound => ErrorKind::NotFound,
             Self::NotTrashed | Self::SelfDelete => ErrorKind::FailedPrecondition,
             Self::Auth(e) => e.kind(),
-            Self::RoleService(_) => ErrorKind::Unavailable,
+            Self::RoleService(_) | Self::Busy { .. } => ErrorKind::Unavailable,
             Self::Database(_) | Self::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -83,6 +89,7 @@ impl DomainError for UserError {
             Self::EmailTaken => "EMAIL_TAKEN",
             Self::InvalidCredentials => "INVALID_CREDENTIALS",
             Self::AccountLocked { .. } => "ACCOUNT_LOCKED",
+            Self::Busy { .. } => "BUSY",
             Self::EmailNotVerified => "EMAIL_NOT_VERIFIED",
             Self::InvalidRefreshToken => "INVALID_REFRESH_TOKEN",
             Self::RefreshTokenReused => "REFRESH_TOKEN_REUSED",
@@ -113,7 +120,9 @@ impl DomainError for UserError {
 
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::AccountLocked { retry_after_secs } => Some(*retry_after_secs),
+            Self::AccountLocked { retry_after_secs } | Self::Busy { retry_after_secs } => {
+                Some(*retry_after_secs)
+            }
             _ => None,
         }
     }

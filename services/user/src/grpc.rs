@@ -100,8 +100,9 @@ impl pb::auth_service_server::AuthService for Handlers {
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::TokenPair>, Status> {
+        let client = platform::grpc::client_address(request.metadata());
         let r = request.into_inner();
-        let session = self.users.login(&r.email, &r.password).await?;
+        let session = self.users.login(&r.email, &r.password, &client).await?;
         Ok(Response::new(session_to_proto(session)))
     }
 
@@ -127,9 +128,13 @@ impl pb::auth_service_server::AuthService for Handlers {
         request: Request<pb::LogoutRequest>,
     ) -> Result<Response<pb::LogoutResponse>, Status> {
         let caller = self.users.authenticator().optional(&request).await?;
-        self.users
-            .logout(&request.into_inner().refresh_token, caller.as_ref())
-            .await?;
+        let r = request.into_inner();
+        if r.all_sessions {
+            let caller = caller.ok_or(platform::auth::AuthError::Missing)?;
+            self.users.logout_everywhere(&caller).await?;
+        } else {
+            self.users.logout(&r.refresh_token, caller.as_ref()).await?;
+        }
         Ok(Response::new(pb::LogoutResponse {}))
     }
 
@@ -195,6 +200,7 @@ impl pb::user_service_server::UserService for Handlers {
         request: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
         let caller = self.caller(&request).await?;
+        let client = platform::grpc::client_address(request.metadata());
         let r = request.into_inner();
         let id = parse_id(&r.id)?;
         let changes = AccountChanges {
@@ -202,6 +208,8 @@ impl pb::user_service_server::UserService for Handlers {
             first_name: r.first_name,
             last_name: r.last_name,
             password: r.password,
+            current_password: r.current_password,
+            client_address: client,
         };
         let user = self.users.update_user(&caller, id, changes).await?;
         Ok(Response::new(user_to_proto(user)))

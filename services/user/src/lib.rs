@@ -41,8 +41,18 @@ pub struct Config {
     pub login_max_failures: u32,
     /// Window in which failures count (`LOGIN_FAILURE_WINDOW_SECS`).
     pub login_failure_window: Duration,
-    /// Lock duration (`LOGIN_LOCKOUT_SECS`).
+    /// First lock's duration, doubled for each further lock within a day (`LOGIN_LOCKOUT_SECS`).
     pub login_lockout: Duration,
+    /// Key deriving one-time link tokens (`ONE_TIME_TOKEN_KEY`, shared with the email service).
+    pub link_key: platform::link_token::LinkTokenKey,
+    /// Password hashes running at once (`PASSWORD_HASH_CONCURRENCY`, default: the CPUs).
+    pub password_hash_concurrency: usize,
+    /// Password hashes waiting beyond those (`PASSWORD_HASH_QUEUE`).
+    pub password_hash_queue: usize,
+    /// How long one waits before a 503 (`PASSWORD_HASH_WAIT_MS`).
+    pub password_hash_wait: Duration,
+    /// Reset/verification emails per address and hour (`EMAILS_PER_RECIPIENT_PER_HOUR`).
+    pub emails_per_recipient_per_hour: u32,
 }
 
 impl Config {
@@ -60,6 +70,14 @@ impl Config {
             login_max_failures: parsed("LOGIN_MAX_FAILURES", 5)?,
             login_failure_window: seconds("LOGIN_FAILURE_WINDOW_SECS", 900)?,
             login_lockout: seconds("LOGIN_LOCKOUT_SECS", 900)?,
+            link_key: platform::link_token::LinkTokenKey::from_env()?,
+            password_hash_concurrency: parsed(
+                "PASSWORD_HASH_CONCURRENCY",
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            )?,
+            password_hash_queue: parsed("PASSWORD_HASH_QUEUE", 16)?,
+            password_hash_wait: Duration::from_millis(parsed("PASSWORD_HASH_WAIT_MS", 2_000)?),
+            emails_per_recipient_per_hour: parsed("EMAILS_PER_RECIPIENT_PER_HOUR", 5)?,
         })
     }
 }
@@ -96,7 +114,16 @@ impl Application {
             redis,
             roles,
             lockout,
-            config.lifetimes.clone(),
+            service::Security {
+                lifetimes: config.lifetimes.clone(),
+                link_key: config.link_key.clone(),
+                hasher: crypto::PasswordHasher::new(
+                    config.password_hash_concurrency,
+                    config.password_hash_queue,
+                    config.password_hash_wait,
+                ),
+                emails_per_recipient_per_hour: config.emails_per_recipient_per_hour,
+            },
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

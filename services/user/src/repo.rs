@@ -220,10 +220,11 @@ pub enum TokenPurpose {
 }
 
 impl TokenPurpose {
-    fn as_str(self) -> &'static str {
+    /// The stored name, also the purpose a link token is derived for.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Self::VerifyEmail => "verify_email",
-            Self::ResetPassword => "reset_password",
+            Self::VerifyEmail => platform::link_token::VERIFY_EMAIL,
+            Self::ResetPassword => platform::link_token::RESET_PASSWORD,
         }
     }
 }

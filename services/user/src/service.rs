@@ -39,6 +39,19 @@ pub struct TokenLifetimes {
     pub password_reset: Duration,
 }
 
+/// Secrets and limits of the user service's credentials.
+#[derive(Clone, Debug)]
+pub struct Security {
+    pub lifetimes: TokenLifetimes,
+    /// Derives one-time link tokens from the ids events carry (shared with the email service).
+    pub link_key: platform::link_token::LinkTokenKey,
+    /// Bounded argon2.
+    pub hasher: crypto::PasswordHasher,
+    /// Reset and verification emails one address gets per hour at most, so the platform
+    /// cannot be used to mail-bomb anyone.
+    pub emails_per_recipient_per_hour: u32,
+}
+
 /// A logged-in session: an access token and a refresh token.
 #[derive(Debug)]
 pub struct Session {
@@ -62,6 +75,10 @@ pub struct AccountChanges {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub password: Option<String>,
+    /// The caller's current password; required to change one's own email or password.
+    pub current_password: Option<String>,
+    /// The end client's address (the lockout of a wrong current password counts per client).
+    pub client_address: String,
 }
 
 /// The user service.
@@ -74,6 +91,9 @@ pub struct Users {
     roles: RoleServiceClient<Channel>,
     lockout: Lockout,
     lifetimes: TokenLifetimes,
+    link_key: platform::link_token::LinkTokenKey,
+    hasher: crypto::PasswordHasher,
+    emails_per_recipient_per_hour: u32,
     dummy_hash: String,
 }
 
@@ -85,10 +105,10 @@ impl Users {
         redis: deadpool_redis::Pool,
         roles: RoleServiceClient<Channel>,
         lockout: Lockout,
-        lifetimes: TokenLifetimes,
+        security: Security,
     ) -> Result<Self, UserError> {
         // Verifying against this when the email is unknown makes both cases take as long.
-        let dummy_hash = crypto::hash_password(crypto::new_token("")).await?;
+        let dummy_hash = security.hasher.hash(crypto::new_token("")).await?;
         Ok(Self {
             pool,
             issuer,
@@ -96,7 +116,10 @@ impl Users {
             redis,
             roles,
             lockout,
-            lifetimes,
+            lifetimes: security.lifetimes,
+            link_key: security.link_key,
+            hasher: security.hasher,
+            emails_per_recipient_per_hour: security.emails_per_recipient_per_hour,
             dummy_hash,
         })
     }
@@ -134,7 +157,7 @@ impl Users {
         event_type: &str,
     ) -> Result<UserRow, UserError> {
         let (email, password, first, last) = self.parse_account(account)?;
-        let hash = crypto::hash_password(password.expose().to_owned()).await?;
+        let hash = self.hasher.hash(password.expose().to_owned()).await?;
         let mut tx = self.pool.begin().await?;
         let user = repo::insert_user(
             &mut tx,
@@ -174,7 +197,8 @@ impl Users {
         purpose: TokenPurpose,
         ttl: Duration,
     ) -> Result<ev::TokenIssued, UserError> {
-        let token = crypto::new_token("");
+        let token_id = Uuid::now_v7();
+        let token = self.link_key.token(purpose.as_str(), token_id);
         let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
         repo::replace_one_time_token(
             conn,
@@ -186,7 +210,7 @@ impl Users {
         .await?;
         Ok(ev::TokenIssued {
             user: user.event_data(),
-            token,
+            token_id,
             expires_at,
         })
     }
@@ -225,6 +249,9 @@ impl Users {
         let mut tx = self.pool.begin().await?;
         if let Some(user) = repo::active_user_by_email(&mut tx, email.as_str()).await?
             && user.email_verified_at.is_none()
+            && self
+                .may_mail(TokenPurpose::VerifyEmail, email.as_str())
+                .await?
         {
             let issued = self
                 .issue_one_time(
@@ -240,33 +267,38 @@ impl Users {
         Ok(())
     }
 
-    /// Checks credentials (with lockout) and starts a session.
+    /// Checks credentials (with a lockout per account and client, counted before the password
+    /// is checked) and starts a session.
     #[tracing::instrument(skip_all)]
-    pub async fn login(&self, email: &str, password: &str) -> Result<Session, UserError> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: &str,
+    ) -> Result<Session, UserError> {
         let email = Email::parse(email, "email")?;
         if password.is_empty() {
             return Err(platform::FieldViolation::new("password", "is required").into());
         }
-        self.lockout.check(email.as_str()).await?;
+        let attempt = self.lockout.admit(email.as_str(), client).await?;
         let mut conn = self.pool.acquire().await?;
         let user = repo::active_user_by_email(&mut conn, email.as_str()).await?;
         drop(conn);
         let stored = user
             .as_ref()
             .map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
-        let matches = crypto::verify_password(password.to_owned(), stored).await?;
+        let matches = self.hasher.verify(password.to_owned(), stored).await?;
         let user = match (user, matches) {
             (Some(user), true) => user,
             _ => {
-                self.lockout.record_failure(email.as_str()).await?;
                 metrics::counter!("user_logins_total", "outcome" => "failed").increment(1);
-                return Err(UserError::InvalidCredentials);
+                return Err(self.lockout.failed(attempt).await);
             }
         };
         if user.email_verified_at.is_none() {
             return Err(UserError::EmailNotVerified);
         }
-        self.lockout.reset(email.as_str()).await?;
+        self.lockout.succeeded(attempt).await?;
         let session = self.start_session(&user, Uuid::now_v7()).await?;
         metrics::counter!("user_logins_total", "outcome" => "succeeded").increment(1);
         tracing::info!(user_id = %user.id, "logged in");
@@ -349,10 +381,15 @@ impl Users {
         if row.expires_at <= Utc::now() {
             return Err(UserError::RefreshTokenExpired);
         }
+        // A trashed user, or one whose address is unverified (changed since the login), gets
+        // no new access token.
         let user = repo::user_by_id(&mut tx, row.user_id, false)
             .await?
             .filter(|u| u.deleted_at.is_none())
             .ok_or(UserError::InvalidRefreshToken)?;
+        if user.email_verified_at.is_none() {
+            return Err(UserError::EmailNotVerified);
+        }
         repo::mark_refresh_used(&mut tx, row.id).await?;
         let refresh = crypto::new_token("rt_");
         let expires_at =
@@ -411,7 +448,11 @@ impl Users {
     pub async fn forgot_password(&self, email: &str) -> Result<(), UserError> {
         let email = Email::parse(email, "email")?;
         let mut tx = self.pool.begin().await?;
-        if let Some(user) = repo::active_user_by_email(&mut tx, email.as_str()).await? {
+        if let Some(user) = repo::active_user_by_email(&mut tx, email.as_str()).await?
+            && self
+                .may_mail(TokenPurpose::ResetPassword, email.as_str())
+                .await?
+        {
             let issued = self
                 .issue_one_time(
                     &mut tx,
@@ -440,7 +481,7 @@ impl Users {
             .ok_or(UserError::InvalidOneTimeToken)?;
         let email = Email::parse(&user.email, "email")?;
         let password = NewPassword::parse(new_password, "new_password", Some(&email))?;
-        let password_hash = crypto::hash_password(password.expose().to_owned()).await?;
+        let password_hash = self.hasher.hash(password.expose().to_owned()).await?;
         let changes = UserChanges {
             password_hash: Some(password_hash),
             ..UserChanges::default()
@@ -449,8 +490,114 @@ impl Users {
         repo::revoke_all_for_user(&mut tx, user.id, "password reset").await?;
         emit(&mut tx, ev::PASSWORD_CHANGED, user.id, &user.event_data()).await?;
         tx.commit().await?;
+        self.end_access_tokens(user.id).await?;
         self.lockout.reset(&user.email).await?;
         Ok(())
+    }
+
+    /// Counts a one-time-token email to `email` in the current hour; `false` once the hour's
+    /// allowance is spent (the request is answered as always, and no email goes out).
+    async fn may_mail(&self, purpose: TokenPurpose, email: &str) -> Result<bool, UserError> {
+        use sha2::Digest;
+        let hour = Utc::now().timestamp() / 3600;
+        let key = format!(
+            "mail:{}:{}:{hour}",
+            purpose.as_str(),
+            hex::encode(&sha2::Sha256::digest(email.as_bytes())[..16])
+        );
+        let mut conn = self
+            .redis
+            .get()
+            .await
+            .map_err(|e| UserError::Internal(e.into()))?;
+        let (sent,): (u32,) = deadpool_redis::redis::pipe()
+            .atomic()
+            .incr(&key, 1)
+            .expire(&key, 3600)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| UserError::Internal(e.into()))?;
+        let allowed = sent <= self.emails_per_recipient_per_hour;
+        if !allowed {
+            metrics::counter!("user_emails_throttled_total", "purpose" => purpose.as_str())
+                .increment(1);
+            tracing::warn!(
+                purpose = purpose.as_str(),
+                "one-time-token emails to this address throttled"
+            );
+        }
+        Ok(allowed)
+    }
+
+    /// Ends every session of the caller: all refresh tokens, and every access token at once.
+    #[tracing::instrument(skip_all)]
+    pub async fn logout_everywhere(&self, caller: &Principal) -> Result<(), UserError> {
+        let id = caller.user_id().ok_or(UserError::NotFound)?;
+        let mut tx = self.pool.begin().await?;
+        repo::revoke_all_for_user(&mut tx, id, "logout everywhere").await?;
+        tx.commit().await?;
+        self.end_access_tokens(id).await
+    }
+
+    /// Refuses every access token of `user` issued until now.
+    async fn end_access_tokens(&self, user: Uuid) -> Result<(), UserError> {
+        platform::auth::end_all_sessions(&self.redis, user, self.issuer.access_ttl())
+            .await
+            .map_err(UserError::Internal)
+    }
+
+    /// Only admins act on admins: a `users.write` or `users.delete` holder cannot change,
+    /// trash or delete an admin's account (which would be a way to become one).
+    async fn require_may_act_on(&self, caller: &Principal, target: Uuid) -> Result<(), UserError> {
+        if caller.user_id() == Some(target) || caller.roles.contains("admin") {
+            return Ok(());
+        }
+        let (roles, _) = self.grants(target).await?;
+        if roles.iter().any(|r| r == "admin") {
+            return Err(platform::auth::AuthError::MissingPermission("admin".to_owned()).into());
+        }
+        Ok(())
+    }
+
+    /// The current password of a self-service change of email or password, through the
+    /// login lockout (a stolen session must not become a password oracle).
+    async fn check_current_password(
+        &self,
+        current: &UserRow,
+        changes: &AccountChanges,
+    ) -> Result<(), UserError> {
+        let Some(given) = changes
+            .current_password
+            .as_deref()
+            .filter(|p| !p.is_empty())
+        else {
+            return Err(platform::FieldViolation::new(
+                "current_password",
+                "is required to change your email or password",
+            )
+            .into());
+        };
+        let attempt = self
+            .lockout
+            .admit(&current.email, &changes.client_address)
+            .await?;
+        if self
+            .hasher
+            .verify(given.to_owned(), current.password_hash.clone())
+            .await?
+        {
+            self.lockout.succeeded(attempt).await
+        } else {
+            Err(match self.lockout.failed(attempt).await {
+                UserError::InvalidCredentials => platform::FieldViolation::new(
+                    "current_password",
+                    "does not match your password",
+                )
+                .into(),
+                other => other,
+            })
+        }
     }
 
     /// The caller's own account.
@@ -503,6 +650,7 @@ impl Users {
         caller
             .require_self_or(id, USERS_WRITE)
             .map_err(|_| UserError::NotFound)?;
+        self.require_may_act_on(caller, id).await?;
         let mut v = Violations::default();
         let email = changes
             .email
@@ -529,12 +677,16 @@ impl Users {
         let password_hash = match changes.password.as_deref() {
             Some(p) => {
                 let p = NewPassword::parse(p, "password", Some(&effective_email))?;
-                Some(crypto::hash_password(p.expose().to_owned()).await?)
+                Some(self.hasher.hash(p.expose().to_owned()).await?)
             }
             None => None,
         };
         let email_changed = email.as_ref().is_some_and(|e| e.as_str() != current.email);
         let password_changed = password_hash.is_some();
+        if (email_changed || password_changed) && caller.user_id() == Some(id) {
+            // Whoever holds a session must not be able to take the account over with it.
+            self.check_current_password(&current, &changes).await?;
+        }
         let update = UserChanges {
             email: email.map(|e| e.as_str().to_owned()),
             first_name: first.map(|n| n.as_str().to_owned()),
@@ -558,10 +710,27 @@ impl Users {
             emit(&mut tx, ev::VERIFICATION_REQUESTED, user.id, &issued).await?;
         }
         if password_changed {
-            repo::revoke_all_for_user(&mut tx, user.id, "password changed").await?;
             emit(&mut tx, ev::PASSWORD_CHANGED, user.id, &user.event_data()).await?;
         }
+        if email_changed {
+            let changed = ev::EmailChanged {
+                user: user.event_data(),
+                previous_email: current.email.clone(),
+            };
+            emit(&mut tx, ev::EMAIL_CHANGED, user.id, &changed).await?;
+        }
+        if password_changed || email_changed {
+            let reason = if password_changed {
+                "password changed"
+            } else {
+                "email changed"
+            };
+            repo::revoke_all_for_user(&mut tx, user.id, reason).await?;
+        }
         tx.commit().await?;
+        if password_changed || email_changed {
+            self.end_access_tokens(user.id).await?;
+        }
         Ok(user)
     }
 
@@ -590,6 +759,7 @@ impl Users {
         if caller.user_id() == Some(id) {
             return Err(UserError::SelfDelete);
         }
+        self.require_may_act_on(caller, id).await?;
         let mut tx = self.pool.begin().await?;
         let user = repo::set_trashed(&mut tx, id, true)
             .await?
@@ -597,6 +767,7 @@ impl Users {
         repo::revoke_all_for_user(&mut tx, id, "user trashed").await?;
         emit(&mut tx, ev::TRASHED, id, &user.event_data()).await?;
         tx.commit().await?;
+        self.end_access_tokens(id).await?;
         Ok(user)
     }
 
@@ -619,6 +790,7 @@ impl Users {
         if caller.user_id() == Some(id) {
             return Err(UserError::SelfDelete);
         }
+        self.require_may_act_on(caller, id).await?;
         let mut tx = self.pool.begin().await?;
         let user = repo::user_by_id(&mut tx, id, true)
             .await?
@@ -664,7 +836,8 @@ async fn emit(
     data: &impl Serialize,
 ) -> Result<(), UserError> {
     let event = Envelope::new(SOURCE, event_type, subject, data)
-        .map_err(|e| UserError::Internal(e.into()))?;
+        .map_err(|e| UserError::Internal(e.into()))?
+        .with_version(ev::version_of(event_type));
     events::outbox::enqueue(conn, topics::USER_EVENTS, &event).await?;
     Ok(())
 }

@@ -54,6 +54,9 @@ pub struct LogoutBody {
     /// The refresh token of the session to end (its whole family is revoked).
     #[serde(default)]
     pub refresh_token: String,
+    /// End every session of the caller, on every device (needs the access token).
+    #[serde(default)]
+    pub all_sessions: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -169,6 +172,7 @@ pub async fn logout(
     let request = state.request(
         pb::LogoutRequest {
             refresh_token: body.refresh_token,
+            all_sessions: body.all_sessions,
         },
         caller.as_ref(),
     );

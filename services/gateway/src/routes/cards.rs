@@ -154,14 +154,28 @@ pub async fn get(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/cards/by-number/{number}", tag = "cards", params(("number" = String, Path)),
-    responses((status = 200, body = CardView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+/// A card number to look a card up by. It travels in the body, never in a URL: URLs end up
+/// in access logs, browser histories and `Referer` headers.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CardLookupBody {
+    /// The 16-digit card number.
+    pub number: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/cards/lookup", tag = "cards", request_body = CardLookupBody,
+    responses((status = 200, body = CardView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn by_number(
     State(state): State<AppState>,
     caller: Caller,
-    Path(number): Path<String>,
+    ApiJson(body): ApiJson<CardLookupBody>,
 ) -> Result<Json<CardView>, ApiError> {
-    let request = state.request(pb::CardNumberRequest { number }, Some(&caller));
+    let request = state.request(
+        pb::CardNumberRequest {
+            number: body.number,
+        },
+        Some(&caller),
+    );
     Ok(Json(
         state
             .cards

@@ -2,6 +2,7 @@
 //! (forwarding the caller's token, request id, trace context and a deadline), call the
 //! service, and convert the reply back. Authorization is decided by the services.
 
+pub mod account_pages;
 pub mod auth;
 pub mod cards;
 pub mod dead_letters;

@@ -33,6 +33,8 @@ pub struct UpdateUserBody {
     pub last_name: Option<String>,
     /// A new password ends every session of the user.
     pub password: Option<String>,
+    /// Your current password: required to change your own email or password.
+    pub current_password: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(ListQuery),
@@ -122,6 +124,7 @@ pub async fn update(
             first_name: body.first_name,
             last_name: body.last_name,
             password: body.password,
+            current_password: body.current_password,
         },
         Some(&caller),
     );

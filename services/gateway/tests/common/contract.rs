@@ -8,7 +8,20 @@ use anyhow::Context;
 
 /// Checks every event published into the database at `database_url`.
 pub async fn published_events_match_the_catalogue(database_url: &str) -> anyhow::Result<usize> {
-    let pool = sqlx::PgPool::connect(database_url).await?;
+    // The platform's pools are closing as this runs; on a busy server a connection may be
+    // refused for a moment ("too many clients"), which says nothing about the events.
+    let mut attempts = 0;
+    let pool = loop {
+        match sqlx::PgPool::connect(database_url).await {
+            Ok(pool) => break pool,
+            Err(e) if attempts < 20 => {
+                attempts += 1;
+                eprintln!("contract check: connecting ({e}); retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e).context("connecting to check the published events"),
+        }
+    };
     let schemas: Vec<String> = sqlx::query_scalar(
         "SELECT table_schema FROM information_schema.tables WHERE table_name = 'outbox'",
     )

@@ -30,9 +30,18 @@ pub fn jwt() -> JwtConfig {
 
 pub const CVV_KEY: &str = "test-cvv-key-test-cvv-key-0123456789";
 
+/// The key the user and email services derive one-time link tokens with.
+pub fn link_key() -> platform::link_token::LinkTokenKey {
+    platform::link_token::LinkTokenKey::new("test-one-time-token-key-0123456789abcdef").unwrap()
+}
+
 pub struct Options {
     pub rate_limit_per_minute: u64,
     pub login_max_failures: u32,
+    /// Password hashes at once, and waiting.
+    pub password_hash_concurrency: usize,
+    pub password_hash_queue: usize,
+    pub emails_per_recipient_per_hour: u32,
     /// SMTP attempts per email before it is dead-lettered.
     pub email_max_attempts: i32,
     /// The dead-letter topic of the email consumer (tests that read it use their own).
@@ -44,6 +53,9 @@ impl Default for Options {
         Self {
             rate_limit_per_minute: 1_000_000,
             login_max_failures: 5,
+            password_hash_concurrency: 4,
+            password_hash_queue: 64,
+            emails_per_recipient_per_hour: 5,
             email_max_attempts: 50,
             dead_letter_topic: None,
         }
@@ -173,6 +185,11 @@ impl Platform {
             login_max_failures: options.login_max_failures,
             login_failure_window: Duration::from_secs(900),
             login_lockout: Duration::from_secs(900),
+            link_key: link_key(),
+            password_hash_concurrency: options.password_hash_concurrency,
+            password_hash_queue: options.password_hash_queue,
+            password_hash_wait: Duration::from_secs(5),
+            emails_per_recipient_per_hour: options.emails_per_recipient_per_hour,
         })
         .await
         .unwrap();
@@ -264,6 +281,7 @@ impl Platform {
                 brand: "Payments".into(),
                 base_url: "http://payments.test".into(),
                 max_attempts: options.email_max_attempts,
+                link_key: link_key(),
             },
             templates_dir: None,
             group: testkit::unique("email"),
@@ -478,7 +496,9 @@ impl Platform {
         body
     }
 
-    /// The one-time token of the newest `event_type` event for `email` on the user topic.
+    /// The one-time token of the newest `event_type` event for `email` on the user topic:
+    /// the event carries only the token's id, and the token is derived from it with the key
+    /// the email service holds (as the email service does for the link it mails).
     pub async fn token_from_event(&self, event_type: &str, email: &str) -> String {
         let reader =
             testkit::topic_reader(&events::topics::physical(events::topics::USER_EVENTS)).unwrap();
@@ -488,8 +508,17 @@ impl Platform {
             &reader,
             Duration::from_secs(if found.is_some() { 1 } else { 20 }),
             |v| {
-                (v["type"] == event_type && v["data"]["email"] == email)
-                    .then(|| v["data"]["token"].as_str().unwrap().to_owned())
+                (v["type"] == event_type && v["data"]["email"] == email).then(|| {
+                    assert!(v["data"].get("token").is_none(), "a token in an event: {v}");
+                    let purpose = if event_type == events::payloads::user::PASSWORD_RESET_REQUESTED
+                    {
+                        platform::link_token::RESET_PASSWORD
+                    } else {
+                        platform::link_token::VERIFY_EMAIL
+                    };
+                    let id = v["data"]["token_id"].as_str().unwrap().parse().unwrap();
+                    link_key().token(purpose, id)
+                })
             },
         )
         .await

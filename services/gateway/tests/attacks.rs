@@ -1,0 +1,670 @@
+//! The attacker's view: each test plays one class of attack through NGINX (HTTP and the public
+//! gRPC port) against the real platform and asserts the secure answer — and that nothing
+//! moved. Concurrency attacks use at least 40 parallel attempts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{PASSWORD, Platform, email};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// An HTTP client whose connections come from `address` (another loopback address: to NGINX,
+/// another client).
+fn client_from(address: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::from(address)))
+        .build()
+        .unwrap()
+}
+
+async fn post_as(
+    client: &reqwest::Client,
+    p: &Platform,
+    path: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = client.post(format!("{}{path}", p.base)).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Fires `n` copies of a request at once; returns every answer.
+async fn burst(
+    p: &Arc<Platform>,
+    client: &reqwest::Client,
+    n: usize,
+    path: &'static str,
+    body: impl Fn(usize) -> Value,
+) -> Vec<(StatusCode, reqwest::header::HeaderMap, Value)> {
+    let attempts: Vec<_> = (0..n)
+        .map(|i| {
+            let (p, client, body) = (p.clone(), client.clone(), body(i));
+            tokio::spawn(async move { post_as(&client, &p, path, None, &body).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for attempt in attempts {
+        answers.push(attempt.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_password_guesses_get_no_more_than_five_answers() {
+    let p = Arc::new(Platform::start().await);
+    let address = email("guessed");
+    p.verified_customer(&address).await;
+    let attacker = client_from([127, 0, 0, 21]);
+
+    let answers = burst(
+        &p,
+        &attacker,
+        40,
+        "/auth/login",
+        |i| json!({"email": address, "password": format!("Wrong-Guess-{i}")}),
+    )
+    .await;
+    let checked = answers
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::UNAUTHORIZED)
+        .count();
+    let locked = answers
+        .iter()
+        .filter(|(s, h, b)| {
+            *s == StatusCode::TOO_MANY_REQUESTS
+                && h.contains_key("retry-after")
+                && b["error"]["reason"] == "ACCOUNT_LOCKED"
+        })
+        .count();
+    assert!(checked <= 5, "{checked} guesses were checked");
+    assert_eq!(checked + locked, 40, "{answers:?}");
+
+    // The attacker's address stays locked out of the account, even with the right password…
+    let (status, _, body) = post_as(
+        &attacker,
+        &p,
+        "/auth/login",
+        None,
+        &json!({"email": address, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // …but the owner, elsewhere, is not: the lockout is no denial of service.
+    let owner = client_from([127, 0, 0, 22]);
+    let (status, _, body) = post_as(
+        &owner,
+        &p,
+        "/auth/login",
+        None,
+        &json!({"email": address, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A password reset is the owner's way back in from anywhere: it clears every lock.
+    let (status, _) = p
+        .post("/auth/forgot-password", None, json!({"email": address}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let token = p
+        .token_from_event("user.password_reset_requested", &address)
+        .await;
+    let (status, body) = p
+        .post(
+            "/auth/reset-password",
+            None,
+            json!({"token": token, "new_password": "Brand-New-Secret-9"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, _, body) = post_as(
+        &attacker,
+        &p,
+        "/auth/login",
+        None,
+        &json!({"email": address, "password": "Brand-New-Secret-9"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_anonymous_logins_is_refused_not_hashed_without_bound() {
+    let p = Arc::new(
+        Platform::start_with(common::Options {
+            password_hash_concurrency: 1,
+            password_hash_queue: 2,
+            ..Default::default()
+        })
+        .await,
+    );
+    let client = client_from([127, 0, 0, 23]);
+    let answers = burst(&p, &client, 48, "/auth/login", |i| {
+        json!({"email": format!("nobody-{i}-{}@example.com", testkit::unique("x")), "password": "Whatever-123"})
+    })
+    .await;
+    let busy: Vec<_> = answers
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    // At most one hash runs and two wait: nearly everything else is turned away at once.
+    assert!(busy.len() >= 40, "{} of 48 refused", busy.len());
+    for (_, headers, body) in &busy {
+        assert!(headers.contains_key("retry-after"), "{body}");
+        assert_eq!(body["error"]["reason"], "BUSY");
+    }
+    for (status, _, body) in &answers {
+        assert!(
+            *status == StatusCode::SERVICE_UNAVAILABLE || *status == StatusCode::UNAUTHORIZED,
+            "{status}: {body}"
+        );
+    }
+    // Once the burst is over, logins are served again.
+    let address = email("after-burst");
+    p.verified_customer(&address).await;
+}
+
+/// Two logins of one customer: (access, refresh) of each.
+async fn two_sessions(p: &Platform, address: &str, password: &str) -> Vec<(String, String)> {
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let tokens = p.login(address, password).await;
+        sessions.push((
+            tokens["access_token"].as_str().unwrap().to_owned(),
+            tokens["refresh_token"].as_str().unwrap().to_owned(),
+        ));
+    }
+    sessions
+}
+
+/// Every access token is refused at once and no refresh token works any more.
+async fn assert_sessions_ended(p: &Platform, sessions: &[(String, String)]) {
+    for (access, refresh) in sessions {
+        let (status, body) = p.get("/auth/me", Some(access)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let (status, body) = p
+            .post("/auth/refresh", None, json!({"refresh_token": refresh}))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_password_reset_ends_every_session_at_once() {
+    let p = Platform::start().await;
+    let address = email("reset-ends");
+    p.verified_customer(&address).await;
+    let sessions = two_sessions(&p, &address, PASSWORD).await;
+    let (status, _) = p
+        .post("/auth/forgot-password", None, json!({"email": address}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let token = p
+        .token_from_event("user.password_reset_requested", &address)
+        .await;
+    let (status, body) = p
+        .post(
+            "/auth/reset-password",
+            None,
+            json!({"token": token, "new_password": "Reset-Secret-321"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_sessions_ended(&p, &sessions).await;
+    // A token issued after the reset works.
+    let fresh = p.login(&address, "Reset-Secret-321").await;
+    let (status, _) = p.get("/auth/me", fresh["access_token"].as_str()).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_stolen_session_cannot_change_the_password_or_email_without_the_password() {
+    let p = Platform::start().await;
+    let address = email("takeover");
+    let (id, _) = p.verified_customer(&address).await;
+    let sessions = two_sessions(&p, &address, PASSWORD).await;
+    let stolen = sessions[0].0.clone();
+    let path = format!("/users/{id}");
+
+    // Without, or with a wrong, current password: refused, field named, nothing changed.
+    for (body, why) in [
+        (json!({"password": "Attacker-Pass-1"}), "is required"),
+        (json!({"email": "attacker@example.com"}), "is required"),
+        (
+            json!({"email": "attacker@example.com", "current_password": "Guess-1234"}),
+            "does not match",
+        ),
+    ] {
+        let (status, reply) = p.call("PATCH", &path, Some(&stolen), Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+        assert_eq!(reply["error"]["details"][0]["field"], "current_password");
+        assert!(
+            reply["error"]["details"][0]["description"]
+                .as_str()
+                .unwrap()
+                .contains(why),
+            "{reply}"
+        );
+    }
+    let (_, me) = p.get("/auth/me", Some(&stolen)).await;
+    assert_eq!(me["user"]["email"], address.as_str());
+
+    // The owner changes the email with the password: every session ends at once, the new
+    // address must be verified again, and the old address is told.
+    let new_address = email("moved");
+    let (status, reply) = p
+        .call(
+            "PATCH",
+            &path,
+            Some(&stolen),
+            Some(json!({"email": new_address, "current_password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["email_verified"], false);
+    assert_sessions_ended(&p, &sessions).await;
+    let notice = p
+        .smtp
+        .wait_for(
+            &address,
+            "Subject: The email address of your account was changed",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(notice.contains(&new_address), "{notice}");
+    // Unverified again, the account cannot log in until the new address is verified.
+    let (status, reply) = p
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": new_address, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{reply}");
+    assert_eq!(reply["error"]["reason"], "EMAIL_NOT_VERIFIED");
+}
+
+#[tokio::test]
+async fn trashing_a_user_revoking_a_role_and_logout_everywhere_end_tokens_at_once() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+
+    // Trash: the user's live access token is refused at once, and refresh too.
+    let address = email("trashed");
+    let (id, _) = p.verified_customer(&address).await;
+    let sessions = two_sessions(&p, &address, PASSWORD).await;
+    let (status, body) = p
+        .post(&format!("/users/{id}/trash"), Some(&admin), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_sessions_ended(&p, &sessions).await;
+
+    // A revoked role: the token carrying it stops working at once.
+    let (helper_id, helper) = p.customer(&admin).await;
+    let (status, body) = p
+        .post(
+            &format!("/users/{helper_id}/roles"),
+            Some(&admin),
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    drop(helper);
+    let helper_email = {
+        let (_, user) = p.get(&format!("/users/{helper_id}"), Some(&admin)).await;
+        user["email"].as_str().unwrap().to_owned()
+    };
+    let empowered = p.login(&helper_email, PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = p.get("/users", Some(&empowered)).await;
+    assert_eq!(status, StatusCode::OK, "the role works while held");
+    let (status, body) = p
+        .call(
+            "DELETE",
+            &format!("/users/{helper_id}/roles/admin"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = p.get("/users", Some(&empowered)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the revoked role's token is dead"
+    );
+
+    // Logout everywhere.
+    let address = email("everywhere");
+    p.verified_customer(&address).await;
+    let sessions = two_sessions(&p, &address, PASSWORD).await;
+    let (status, body) = p
+        .post(
+            "/auth/logout",
+            Some(&sessions[0].0),
+            json!({"all_sessions": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_sessions_ended(&p, &sessions).await;
+}
+
+#[tokio::test]
+async fn the_seeder_never_promotes_an_account_it_did_not_create() {
+    let p = Platform::start().await;
+    // Someone registers the address the operator will use for the admin…
+    let address = email("would-be-admin");
+    let (id, tokens) = p.verified_customer(&address).await;
+    let target = seeders::Target {
+        user_service_url: p.user_grpc.clone(),
+        role_service_url: p.role_grpc.clone(),
+        jwt: common::jwt(),
+    };
+    // …and the seeder refuses, loudly, instead of promoting them.
+    let refused = seeders::ensure_admin(&target, &address, "Operator-Chosen-1")
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("refusing to promote"),
+        "{refused:#}"
+    );
+    let (_, roles) = p
+        .get(
+            &format!("/users/{id}/roles"),
+            tokens["access_token"].as_str(),
+        )
+        .await;
+    assert!(
+        !roles.to_string().contains("\"admin\""),
+        "the account was promoted: {roles}"
+    );
+    // An account the seeder created stays its own: running it again is fine.
+    let admin = email("real-admin");
+    seeders::ensure_admin(&target, &admin, "Operator-Chosen-1")
+        .await
+        .unwrap();
+    seeders::ensure_admin(&target, &admin, "Operator-Chosen-1")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn delegated_permissions_do_not_reach_admin() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, admin_me) = p.get("/auth/me", Some(&admin)).await;
+    let admin_id = admin_me["user"]["id"].as_str().unwrap().to_owned();
+
+    // A support role that may assign roles and manage users, given to a customer.
+    let (status, body) = p
+        .post(
+            "/roles",
+            Some(&admin),
+            json!({"name": "support", "description": "helpdesk",
+                   "permissions": ["roles.assign", "roles.read", "users.read", "users.write"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = p
+        .post(
+            "/roles",
+            Some(&admin),
+            json!({"name": "auditor", "description": "reads the ledger",
+                   "permissions": ["ledger.read"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (support_id, _, support_email) = p.customer_with_email(&admin).await;
+    let (status, body) = p
+        .post(
+            &format!("/users/{support_id}/roles"),
+            Some(&admin),
+            json!({"role": "support"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let support = p.login(&support_email, PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Assigning admin to themselves, or a role with permissions they do not hold: refused.
+    for role in ["admin", "auditor"] {
+        let (status, body) = p
+            .post(
+                &format!("/users/{support_id}/roles"),
+                Some(&support),
+                json!({"role": role}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{role}: {body}");
+    }
+    // Changing an admin's password or email, or trashing an admin: refused.
+    let (status, body) = p
+        .call(
+            "PATCH",
+            &format!("/users/{admin_id}"),
+            Some(&support),
+            Some(json!({"password": "Support-Owns-You-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = p
+        .call(
+            "PATCH",
+            &format!("/users/{admin_id}"),
+            Some(&support),
+            Some(json!({"email": "support@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // The system customer role's permissions are fixed, even for an admin.
+    let (_, roles) = p.get("/roles?search=customer", Some(&admin)).await;
+    let customer_role = roles["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "customer")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = p
+        .call(
+            "PATCH",
+            &format!("/roles/{customer_role}"),
+            Some(&admin),
+            Some(json!({"permissions": ["users.write"]})),
+        )
+        .await;
+    assert!(status.is_client_error(), "{status}: {body}");
+    // Nothing moved: the admin still logs in with the old password; the support user holds
+    // only what they were given.
+    p.login(common::ADMIN_EMAIL, common::ADMIN_PASSWORD).await;
+    let (_, grants) = p
+        .get(&format!("/users/{support_id}/roles"), Some(&admin))
+        .await;
+    let held = grants.to_string();
+    assert!(
+        held.contains("\"support\"")
+            && !held.contains("\"admin\"")
+            && !held.contains("\"auditor\""),
+        "{grants}"
+    );
+}
+
+#[tokio::test]
+async fn an_internal_rpc_is_not_reachable_through_the_edge() {
+    use proto::card::v1::card_service_client::CardServiceClient;
+    use proto::merchant::v1::merchant_service_client::MerchantServiceClient;
+    use proto::role::v1::role_service_client::RoleServiceClient;
+    use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
+    use proto::user::v1::auth_service_client::AuthServiceClient;
+
+    let p = Platform::start().await;
+    let edge =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", p.nginx.grpc_port))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let unimplemented = |result: Result<tonic::Code, tonic::Status>, what: &str| {
+        let code = result.unwrap_or_else(|s| s.code());
+        assert_eq!(code, tonic::Code::Unimplemented, "{what}");
+    };
+    unimplemented(
+        SaldoServiceClient::new(edge.clone())
+            .post(proto::saldo::v1::PostRequest::default())
+            .await
+            .map(|_| tonic::Code::Ok),
+        "ledger posting",
+    );
+    unimplemented(
+        CardServiceClient::new(edge.clone())
+            .verify_cvv(proto::card::v1::VerifyCvvRequest::default())
+            .await
+            .map(|_| tonic::Code::Ok),
+        "CVV verification",
+    );
+    unimplemented(
+        MerchantServiceClient::new(edge.clone())
+            .authenticate_api_key(proto::merchant::v1::AuthenticateApiKeyRequest::default())
+            .await
+            .map(|_| tonic::Code::Ok),
+        "API-key authentication",
+    );
+    unimplemented(
+        RoleServiceClient::new(edge.clone())
+            .get_user_grants(proto::role::v1::UserRolesRequest::default())
+            .await
+            .map(|_| tonic::Code::Ok),
+        "user grants",
+    );
+    // A public method is served: wrong credentials get the service's own answer.
+    let status = AuthServiceClient::new(edge)
+        .login(proto::user::v1::LoginRequest {
+            email: "nobody@example.com".into(),
+            password: "Whatever-123".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+}
+
+#[tokio::test]
+async fn a_made_up_api_key_does_not_buy_a_fresh_rate_limit_bucket() {
+    let p = Platform::start_with(common::Options {
+        rate_limit_per_minute: 30,
+        ..Default::default()
+    })
+    .await;
+    let client = client_from([127, 0, 0, 24]);
+    let mut limited = 0;
+    for i in 0..60 {
+        let response = client
+            .get(format!("{}/payments", p.base))
+            .header("X-Api-Key", format!("pk_made_up_{i}"))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(response.headers().contains_key("retry-after"));
+            limited += 1;
+        }
+    }
+    // One bucket for the address, whatever key is sent: at most 30 in the minute pass.
+    assert!(limited >= 30, "{limited} of 60 limited");
+}
+
+#[tokio::test]
+async fn the_platform_cannot_be_used_to_mail_bomb_an_address() {
+    let p = Platform::start().await;
+    let address = email("bombed");
+    p.verified_customer(&address).await;
+    for _ in 0..12 {
+        let (status, _) = p
+            .post("/auth/forgot-password", None, json!({"email": address}))
+            .await;
+        // The answer never changes (it says nothing about the address).
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    p.smtp
+        .wait_for(&address, "Subject: Reset your password", WAIT)
+        .await
+        .unwrap();
+    // Give the email service time to send whatever it was asked to.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let sent = p.smtp.find(&address, "Subject: Reset your password").len();
+    assert!((1..=5).contains(&sent), "{sent} reset emails");
+}
+
+#[tokio::test]
+async fn one_time_tokens_never_travel_in_events() {
+    let p = Platform::start().await;
+    let address = email("secretless");
+    let (status, _) = p
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": address, "password": PASSWORD, "first_name": "Ana", "last_name": "Silva"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // What Kafka (and the outbox, and the dead-letter topic) hold is an id, not a token.
+    let reader =
+        testkit::topic_reader(&events::topics::physical(events::topics::USER_EVENTS)).unwrap();
+    let event = testkit::next_matching(&reader, WAIT, |v| {
+        (v["type"] == "user.registered" && v["data"]["email"] == address.as_str())
+            .then(|| v.clone())
+    })
+    .await
+    .unwrap();
+    assert!(event["data"].get("token").is_none(), "{event}");
+    assert_eq!(event["version"], 2);
+    let id = event["data"]["token_id"].as_str().unwrap();
+    // The id alone verifies nothing.
+    let (status, body) = p
+        .post("/auth/verify-email", None, json!({"token": id}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // The link in the email works (the email service derives the token with its key).
+    let mail = p
+        .smtp
+        .wait_for(&address, "Subject: Verify your email address", WAIT)
+        .await
+        .unwrap();
+    let link = "#token=";
+    let at = mail.find(link).unwrap() + link.len();
+    let token: String = mail[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
+        .collect();
+    let (status, body) = p
+        .post("/auth/verify-email", None, json!({"token": token}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // And the access log never saw it.
+    assert!(!p.nginx.access_log().contains(&token));
+}
