@@ -119,6 +119,13 @@ pub fn all() -> Vec<EventSpec> {
             "Profile fields changed."
         ),
         spec!(
+            user::REGISTRATION_ATTEMPTED,
+            USER_EVENTS,
+            "user id",
+            of::<user::UserData>,
+            "Someone tried to register with this account's verified address; the owner is told."
+        ),
+        spec!(
             user::EMAIL_CHANGED,
             USER_EVENTS,
             "user id",

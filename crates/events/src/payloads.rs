@@ -25,6 +25,9 @@ pub mod user {
     pub const PASSWORD_CHANGED: &str = "user.password_changed";
     /// Profile fields changed.
     pub const UPDATED: &str = "user.updated";
+    /// Someone tried to register with the verified address of this account; its owner is
+    /// told (registration itself answers alike for new and taken addresses).
+    pub const REGISTRATION_ATTEMPTED: &str = "user.registration_attempted";
     /// The email address changed; the previous address is told (it may be a takeover).
     pub const EMAIL_CHANGED: &str = "user.email_changed";
     /// Soft-deleted.

@@ -30,6 +30,14 @@ pub enum CardError {
     CardLocked {
         until: chrono::DateTime<chrono::Utc>,
     },
+    /// The merchant API key caused too many CVV mismatches across cards.
+    #[error("too many wrong CVVs with this API key: its CVV checks are refused until {until}")]
+    KeyThrottled {
+        until: chrono::DateTime<chrono::Utc>,
+    },
+    /// The owner tried to undo what an admin decided (restore a card an admin trashed).
+    #[error("an admin trashed this card; only an admin can restore it")]
+    AdminDecision,
     /// A number collision kept happening (practically impossible).
     #[error("could not allocate a unique card number")]
     NumberExhausted,
@@ -53,8 +61,8 @@ impl DomainError for CardError {
             Self::Invalid(_) => ErrorKind::InvalidArgument,
             Self::NotFound | Self::UserNotFound => ErrorKind::NotFound,
             Self::NotTrashed | Self::HasBalance(_) => ErrorKind::FailedPrecondition,
-            Self::CvvMismatch { .. } => ErrorKind::PermissionDenied,
-            Self::CardLocked { .. } => ErrorKind::ResourceExhausted,
+            Self::CvvMismatch { .. } | Self::AdminDecision => ErrorKind::PermissionDenied,
+            Self::CardLocked { .. } | Self::KeyThrottled { .. } => ErrorKind::ResourceExhausted,
             Self::Auth(e) => e.kind(),
             Self::Upstream(..) => ErrorKind::Unavailable,
             Self::NumberExhausted | Self::Database(_) | Self::Internal(_) => ErrorKind::Internal,
@@ -70,6 +78,8 @@ impl DomainError for CardError {
             Self::HasBalance(_) => "CARD_HAS_BALANCE",
             Self::CvvMismatch { .. } => "CVV_MISMATCH",
             Self::CardLocked { .. } => "CARD_LOCKED",
+            Self::AdminDecision => "ADMIN_DECISION",
+            Self::KeyThrottled { .. } => "API_KEY_CVV_THROTTLED",
             Self::Auth(e) => e.reason(),
             Self::Upstream(..) => "UPSTREAM_UNAVAILABLE",
             Self::NumberExhausted | Self::Database(_) | Self::Internal(_) => "INTERNAL",

@@ -157,9 +157,18 @@ impl pb::card_service_server::CardService for Handlers {
     ) -> Result<Response<pb::Card>, Status> {
         let caller = self.caller(&request).await?;
         let r = request.get_ref();
+        let api_key = match r.api_key_id.trim() {
+            "" => None,
+            id => Some(id.parse().map_err(|_| {
+                CardError::from(platform::FieldViolation::new(
+                    "api_key_id",
+                    "must be a UUID",
+                ))
+            })?),
+        };
         let card = self
             .cards
-            .verify_cvv(&caller, r.number.trim(), r.cvv.trim())
+            .verify_cvv(&caller, r.number.trim(), r.cvv.trim(), api_key)
             .await?;
         Ok(Response::new(card_to_proto(card, false)))
     }

@@ -67,6 +67,12 @@ impl Config {
             cvv_lockout: service::CvvLockout {
                 max_attempts: platform::config::parsed("CARD_CVV_MAX_ATTEMPTS", 3_i32)?.max(1),
                 lock_for: platform::config::seconds("CARD_CVV_LOCK_SECS", 900)?,
+                per_key_max_failures: platform::config::parsed(
+                    "CARD_CVV_MAX_FAILURES_PER_KEY",
+                    20_i32,
+                )?
+                .max(1),
+                per_key_window: platform::config::seconds("CARD_CVV_KEY_WINDOW_SECS", 3600)?,
             },
         })
     }

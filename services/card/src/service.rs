@@ -101,6 +101,10 @@ pub struct CardChange {
 pub struct CvvLockout {
     pub max_attempts: i32,
     pub lock_for: Duration,
+    /// CVV mismatches one merchant API key may cause across all cards per window.
+    pub per_key_max_failures: i32,
+    /// The window of `per_key_max_failures`.
+    pub per_key_window: Duration,
 }
 
 /// Whose cards a list shows.
@@ -187,11 +191,55 @@ impl Cards {
     /// The customer's consent to a payment: the card with `number` if `cvv` matches its hash.
     /// Mismatches count per card; the `max_attempts`-th locks CVV checks for `lock_for`
     /// (every check fails then, even with the right CVV) and resets the count.
+    /// Reserves a CVV check of `key` in its window; fails with `KeyThrottled` when the key
+    /// has used up its mismatches. A matching CVV gives the reservation back.
+    async fn reserve_key_check(&self, key: Uuid) -> Result<(), CardError> {
+        let window = self.cvv_lockout.per_key_window.as_secs_f64();
+        let (reserved, started): (i32, DateTime<Utc>) = sqlx::query_as(
+            "INSERT INTO cvv_key_attempts AS a (api_key_id, window_started_at, reserved)
+             VALUES ($1, now(), 1)
+             ON CONFLICT (api_key_id) DO UPDATE SET
+                 window_started_at = CASE
+                     WHEN a.window_started_at < now() - make_interval(secs => $2) THEN now()
+                     ELSE a.window_started_at END,
+                 reserved = CASE
+                     WHEN a.window_started_at < now() - make_interval(secs => $2) THEN 1
+                     ELSE a.reserved + 1 END
+             RETURNING reserved, window_started_at",
+        )
+        .bind(key)
+        .bind(window)
+        .fetch_one(&self.pool)
+        .await?;
+        if reserved > self.cvv_lockout.per_key_max_failures {
+            metrics::counter!("card_cvv_checks_total", "outcome" => "key_throttled").increment(1);
+            let until = started
+                + chrono::Duration::from_std(self.cvv_lockout.per_key_window).unwrap_or_default();
+            tracing::warn!(api_key_id = %key, %until, "CVV checks of an API key throttled");
+            return Err(CardError::KeyThrottled { until });
+        }
+        Ok(())
+    }
+
+    async fn release_key_check(&self, key: Uuid) -> Result<(), CardError> {
+        sqlx::query(
+            "UPDATE cvv_key_attempts SET reserved = greatest(reserved - 1, 0)
+             WHERE api_key_id = $1",
+        )
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Checks a CVV for a merchant payment. Mismatches lock the card after
+    /// `max_attempts`; with `api_key`, they also count against the key across all cards.
     pub async fn verify_cvv(
         &self,
         caller: &Principal,
         number: &str,
         cvv: &str,
+        api_key: Option<Uuid>,
     ) -> Result<CardRow, CardError> {
         caller.require(CARDS_VERIFY)?;
         let mut violations = Vec::new();
@@ -207,6 +255,23 @@ impl Cards {
         if !violations.is_empty() {
             return Err(CardError::Invalid(violations));
         }
+        if let Some(key) = api_key {
+            self.reserve_key_check(key).await?;
+        }
+        let checked = self.check_cvv(number, cvv).await;
+        if let Some(key) = api_key
+            && !matches!(
+                checked,
+                Err(CardError::CvvMismatch { .. } | CardError::CardLocked { .. })
+            )
+        {
+            // Only mismatches (and checks refused by a card lock) keep counting.
+            self.release_key_check(key).await?;
+        }
+        checked
+    }
+
+    async fn check_cvv(&self, number: &str, cvv: &str) -> Result<CardRow, CardError> {
         let row: Option<(Uuid, Vec<u8>, Option<DateTime<Utc>>)> =
             sqlx::query_as("SELECT id, cvv_hash, cvv_locked_until FROM cards WHERE number = $1")
                 .bind(number)
@@ -495,6 +560,17 @@ impl Cards {
         if card.deleted_at.is_some() {
             return Err(CardError::NotFound);
         }
+        // An owner may shorten the card's validity, never extend it: the expiry is the
+        // issuer's decision (an admin, with cards.write, may renew).
+        if let Some((month, year)) = change.expiry
+            && !caller.has(CARDS_WRITE)
+            && (year, i64::from(month)) > (card.expiry_year, i64::from(card.expiry_month))
+        {
+            return Err(CardError::Invalid(vec![FieldViolation::new(
+                "expiry_year",
+                "you can shorten your card's validity, not extend it",
+            )]));
+        }
         let updated: CardRow = sqlx::query_as(
             "UPDATE cards SET card_type = COALESCE($2, card_type),
                  expiry_month = COALESCE($3, expiry_month), expiry_year = COALESCE($4, expiry_year),
@@ -527,14 +603,27 @@ impl Cards {
         if card.deleted_at.is_some() == trash {
             return Ok(card);
         }
+        // Decisions made by an admin stay made: the owner cannot restore a card someone
+        // else (an admin) trashed.
+        let by_owner = caller.user_id() == Some(card.user_id) && !caller.has(CARDS_DELETE);
+        let trashed_by_admin: bool =
+            sqlx::query_scalar("SELECT trashed_by_admin FROM cards WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !trash && by_owner && trashed_by_admin {
+            return Err(CardError::AdminDecision);
+        }
         let updated: CardRow = sqlx::query_as(
-            "UPDATE cards SET deleted_at = CASE WHEN $2 THEN now() END, updated_at = now()
+            "UPDATE cards SET deleted_at = CASE WHEN $2 THEN now() END,
+                 trashed_by_admin = $2 AND $3, updated_at = now()
              WHERE id = $1
              RETURNING id, user_id, number, brand, card_type, currency, expiry_month,
                  expiry_year, created_at, updated_at, deleted_at",
         )
         .bind(id)
         .bind(trash)
+        .bind(!by_owner)
         .fetch_one(&mut *tx)
         .await?;
         emit(

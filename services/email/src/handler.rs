@@ -210,6 +210,16 @@ impl EmailEvents {
                 )
                 .await?
             }
+            user::REGISTRATION_ATTEMPTED => {
+                let u: user::UserData = data(event)?;
+                self.to_user_as_sent(
+                    u.user_id,
+                    u.email,
+                    "registration_attempted",
+                    json!({ "name": u.first_name }),
+                )
+                .await?
+            }
             user::EMAIL_CHANGED => {
                 let changed: user::EmailChanged = data(event)?;
                 self.to_user_as_sent(

@@ -42,6 +42,14 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../templates/password_reset.html"),
     ),
     (
+        "registration_attempted.txt",
+        include_str!("../templates/registration_attempted.txt"),
+    ),
+    (
+        "registration_attempted.html",
+        include_str!("../templates/registration_attempted.html"),
+    ),
+    (
         "email_changed.txt",
         include_str!("../templates/email_changed.txt"),
     ),
@@ -175,6 +183,7 @@ mod tests {
             "password_reset",
             "password_changed",
             "email_changed",
+            "registration_attempted",
             "movement",
             "payment",
             "refund",

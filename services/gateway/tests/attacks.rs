@@ -631,7 +631,7 @@ async fn one_time_tokens_never_travel_in_events() {
             json!({"email": address, "password": PASSWORD, "first_name": "Ana", "last_name": "Silva"}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(status, StatusCode::ACCEPTED);
     // What Kafka (and the outbox, and the dead-letter topic) hold is an id, not a token.
     let reader =
         testkit::topic_reader(&events::topics::physical(events::topics::USER_EVENTS)).unwrap();
@@ -667,4 +667,228 @@ async fn one_time_tokens_never_travel_in_events() {
     assert_eq!(status, StatusCode::OK, "{body}");
     // And the access log never saw it.
     assert!(!p.nginx.access_log().contains(&token));
+}
+
+#[tokio::test]
+async fn registration_does_not_reveal_a_taken_email() {
+    let p = Platform::start().await;
+    let address = email("taken");
+    p.verified_customer(&address).await;
+    let fresh = email("fresh");
+    let mut answers = Vec::new();
+    for candidate in [&address, &fresh] {
+        answers.push(
+            p.post(
+                "/auth/register",
+                None,
+                json!({"email": candidate, "password": "Attacker-Pass-12", "first_name": "Eve", "last_name": "Probe"}),
+            )
+            .await,
+        );
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "taken and new addresses answer alike"
+    );
+    assert_eq!(answers[0].0, StatusCode::ACCEPTED);
+    // The owner is told; nothing of theirs changed.
+    p.smtp
+        .wait_for(
+            &address,
+            "Subject: Someone tried to register with your email address",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    p.login(&address, PASSWORD).await;
+    let (status, _) = p
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": address, "password": "Attacker-Pass-12"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn owners_cannot_undo_what_an_admin_decided() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, owner) = p.customer(&admin).await;
+
+    // A card an admin trashed stays trashed for its owner.
+    let card = p.card(&owner, "IDR").await;
+    let (status, body) = p
+        .post(
+            &format!("/cards/{}/trash", card.id),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = p
+        .post(
+            &format!("/cards/{}/restore", card.id),
+            Some(&owner),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["reason"], "ADMIN_DECISION");
+    // (A card the owner trashed themselves, they may restore.)
+    let own = p.card(&owner, "IDR").await;
+    for action in ["trash", "restore"] {
+        let (status, body) = p
+            .post(
+                &format!("/cards/{}/{action}", own.id),
+                Some(&owner),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{action}: {body}");
+    }
+
+    // The owner may shorten the card's validity, not extend it.
+    let (_, current) = p.get(&format!("/cards/{}", own.id), Some(&owner)).await;
+    let year = current["expiry_year"].as_i64().unwrap();
+    let month = current["expiry_month"].as_i64().unwrap();
+    let (status, body) = p
+        .call(
+            "PATCH",
+            &format!("/cards/{}", own.id),
+            Some(&owner),
+            Some(json!({"expiry_month": month, "expiry_year": year + 3})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "expiry_year");
+    let (_, after) = p.get(&format!("/cards/{}", own.id), Some(&owner)).await;
+    assert_eq!(after["expiry_year"].as_i64(), Some(year));
+
+    // A reviewed document can no longer be trashed or deleted by its owner.
+    let merchant = p.apply_merchant(&owner, "IDR").await;
+    let (status, doc) = p
+        .post(
+            &format!("/merchants/{}/documents", merchant.id),
+            Some(&owner),
+            json!({"document_type": "tax_id", "document_url": "https://files.example/tax.pdf"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{doc}");
+    let doc_id = doc["id"].as_str().unwrap();
+    let (status, body) = p
+        .post(
+            &format!("/merchant-documents/{doc_id}/review"),
+            Some(&admin),
+            json!({"status": "approved", "note": "matches the registry"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = p
+        .post(
+            &format!("/merchant-documents/{doc_id}/trash"),
+            Some(&owner),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status.as_u16() / 100, 4, "{status}: {body}");
+    assert_eq!(body["error"]["reason"], "DOCUMENT_ALREADY_REVIEWED");
+    let (_, still) = p
+        .get(&format!("/merchant-documents/{doc_id}"), Some(&owner))
+        .await;
+    assert_eq!(still["status"], "approved", "{still}");
+    assert!(still["deleted_at"].is_null(), "{still}");
+}
+
+#[tokio::test]
+async fn the_last_active_admin_cannot_be_removed_by_trashing_the_others() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, me) = p.get("/auth/me", Some(&admin)).await;
+    let admin_id = me["user"]["id"].as_str().unwrap().to_owned();
+    // A second admin, then trashed: they hold the role but cannot administer anything.
+    let (second, _) = p.customer(&admin).await;
+    let (status, body) = p
+        .post(
+            &format!("/users/{second}/roles"),
+            Some(&admin),
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = p
+        .post(&format!("/users/{second}/trash"), Some(&admin), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = p
+        .call(
+            "DELETE",
+            &format!("/users/{admin_id}/roles/admin"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status.as_u16() / 100, 4, "{status}: {body}");
+    assert_eq!(body["error"]["reason"], "LAST_ADMIN", "{body}");
+    let (status, _) = p.get("/users", Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "still an admin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_merchant_key_guessing_cvvs_across_cards_is_stopped() {
+    let p = Arc::new(
+        Platform::start_with(common::Options {
+            cvv_failures_per_key: 10,
+            ..Default::default()
+        })
+        .await,
+    );
+    let admin = p.admin_token().await;
+    let (_, owner) = p.customer(&admin).await;
+    let merchant = p.active_merchant(&admin, &owner, "IDR").await;
+    // Forty cards of forty customers, each with money on it.
+    let mut cards = Vec::new();
+    for _ in 0..40 {
+        let (_, customer) = p.customer(&admin).await;
+        let card = p.card(&customer, "IDR").await;
+        let (status, body) = p.topup(&customer, &card.number, 10_000).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        cards.push(card);
+    }
+    // One CVV, tried on every card at once with one key.
+    let attempts: Vec<_> = cards
+        .iter()
+        .enumerate()
+        .map(|(i, card)| {
+            let (p, key, number) = (p.clone(), merchant.key.clone(), card.number.clone());
+            let cvv = if card.cvv == "123" { "124" } else { "123" };
+            tokio::spawn(async move {
+                p.pay(
+                    &key,
+                    &format!("guess-{i}"),
+                    json!({"card_number": number, "cvv": cvv, "amount": 1_000, "method": "visa"}),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    let mut throttled = 0;
+    for attempt in attempts {
+        let (status, body, _) = attempt.await.unwrap();
+        match body["error"]["reason"].as_str() {
+            Some("CVV_MISMATCH") => checked += 1,
+            Some("API_KEY_CVV_THROTTLED") => {
+                assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+                throttled += 1;
+            }
+            other => panic!("unexpected {status} {other:?}: {body}"),
+        }
+    }
+    assert!(checked <= 10, "{checked} CVVs were checked");
+    assert_eq!(checked + throttled, 40);
+    // Nothing moved: the merchant got nothing.
+    assert_eq!(p.merchant_balance(&owner, &merchant.id).await, 0);
+    p.assert_books_balance(&admin).await;
 }

@@ -304,6 +304,7 @@ impl Documents {
         let mut tx = self.pool.begin().await?;
         let doc = Self::load(&mut tx, id).await?;
         let doc = Self::visible(caller, doc, MERCHANTS_DELETE)?;
+        Self::require_not_reviewed_unless_admin(caller, &doc)?;
         if doc.deleted_at.is_some() == trash {
             return Ok(doc);
         }
@@ -322,10 +323,23 @@ impl Documents {
         Ok(doc)
     }
 
+    /// A reviewed document is part of an admin's decision: its owner can no longer trash,
+    /// restore or delete it (only `merchants.delete` holders can).
+    fn require_not_reviewed_unless_admin(
+        caller: &Principal,
+        doc: &DocumentRow,
+    ) -> Result<(), MerchantError> {
+        if doc.status != "pending" && !caller.has(MERCHANTS_DELETE) {
+            return Err(MerchantError::AlreadyReviewed(doc.status.clone()));
+        }
+        Ok(())
+    }
+
     pub async fn delete(&self, caller: &Principal, id: Uuid) -> Result<(), MerchantError> {
         let mut tx = self.pool.begin().await?;
         let doc = Self::load(&mut tx, id).await?;
         let doc = Self::visible(caller, doc, MERCHANTS_DELETE)?;
+        Self::require_not_reviewed_unless_admin(caller, &doc)?;
         if doc.deleted_at.is_none() {
             return Err(MerchantError::NotTrashed("document"));
         }

@@ -230,14 +230,12 @@ pub async fn remove_user(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result
         .rows_affected())
 }
 
-/// Locks the admin assignments and counts them (serialises concurrent revocations).
-pub async fn lock_and_count_admins(conn: &mut PgConnection) -> sqlx::Result<i64> {
-    let ids: Vec<Uuid> =
-        sqlx::query_scalar("SELECT user_id FROM user_roles WHERE role_id = $1 FOR UPDATE")
-            .bind(ADMIN_ROLE_ID)
-            .fetch_all(conn)
-            .await?;
-    Ok(ids.len() as i64)
+/// Locks the admin assignments (serialising concurrent revocations); the admins' ids.
+pub async fn lock_admins(conn: &mut PgConnection) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar("SELECT user_id FROM user_roles WHERE role_id = $1 FOR UPDATE")
+        .bind(ADMIN_ROLE_ID)
+        .fetch_all(conn)
+        .await
 }
 
 /// Every role of a user (trashed roles included, flagged by `deleted_at`).

@@ -355,6 +355,15 @@ impl Roles {
     }
 
     async fn ensure_user_exists(&self, user_id: Uuid) -> Result<(), RoleError> {
+        if self.user_is_active(user_id).await? {
+            Ok(())
+        } else {
+            Err(RoleError::UserNotFound)
+        }
+    }
+
+    /// Whether the user exists and is not trashed.
+    async fn user_is_active(&self, user_id: Uuid) -> Result<bool, RoleError> {
         let token = self
             .issuer
             .service_token(SOURCE, &["users.read"])
@@ -367,9 +376,8 @@ impl Roles {
             Duration::from_secs(5),
         );
         match self.users.clone().get_user(request).await {
-            Ok(user) if user.get_ref().deleted_at.is_none() => Ok(()),
-            Ok(_) => Err(RoleError::UserNotFound),
-            Err(status) if status.code() == tonic::Code::NotFound => Err(RoleError::UserNotFound),
+            Ok(user) => Ok(user.get_ref().deleted_at.is_none()),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
             Err(status) => Err(RoleError::UserService(status)),
         }
     }
@@ -416,13 +424,20 @@ impl Roles {
         let role = self.resolve_role(&mut tx, role).await?;
         require_may_grant(caller, &role)?;
         if role.id == ADMIN_ROLE_ID {
-            let admins = repo::lock_and_count_admins(&mut tx).await?;
-            let is_admin = repo::roles_of_user(&mut tx, user_id)
-                .await?
-                .iter()
-                .any(|r| r.id == ADMIN_ROLE_ID);
-            if is_admin && admins <= 1 {
-                return Err(RoleError::LastAdmin);
+            let admins = repo::lock_admins(&mut tx).await?;
+            if admins.contains(&user_id) {
+                // Another admin must remain whose account is active: a trashed admin cannot
+                // administer anything.
+                let mut another_active = false;
+                for other in admins.iter().filter(|a| **a != user_id) {
+                    if self.user_is_active(*other).await? {
+                        another_active = true;
+                        break;
+                    }
+                }
+                if !another_active {
+                    return Err(RoleError::LastAdmin);
+                }
             }
         }
         let revoked = repo::revoke(&mut tx, user_id, role.id).await?;

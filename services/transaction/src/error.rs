@@ -25,6 +25,9 @@ pub enum TransactionError {
     /// Too many wrong CVVs: the card is locked for payments for a while.
     #[error("{0}")]
     CardLocked(String),
+    /// The API key caused too many CVV mismatches across cards: its payments wait.
+    #[error("{0}")]
+    ApiKeyThrottled(String),
     /// The card's currency differs from the merchant's settlement currency.
     #[error("the card is in {card} but the merchant settles in {merchant}")]
     CurrencyMismatch { card: String, merchant: String },
@@ -72,7 +75,7 @@ impl DomainError for TransactionError {
             Self::Movement(e) => e.kind(),
             Self::ApiKey { .. } => ErrorKind::Unauthenticated,
             Self::MerchantNotActive(_) | Self::CvvMismatch(_) => ErrorKind::PermissionDenied,
-            Self::CardLocked(_) => ErrorKind::ResourceExhausted,
+            Self::CardLocked(_) | Self::ApiKeyThrottled(_) => ErrorKind::ResourceExhausted,
             Self::CurrencyMismatch { .. }
             | Self::NotRefundable(_)
             | Self::RefundExceedsPayment { .. } => ErrorKind::FailedPrecondition,
@@ -91,6 +94,7 @@ impl DomainError for TransactionError {
             },
             Self::CvvMismatch(_) => "CVV_MISMATCH",
             Self::CardLocked(_) => "CARD_LOCKED",
+            Self::ApiKeyThrottled(_) => "API_KEY_CVV_THROTTLED",
             Self::CurrencyMismatch { .. } => "CURRENCY_MISMATCH",
             Self::NotRefundable(_) => "PAYMENT_NOT_REFUNDABLE",
             Self::RefundExceedsPayment { .. } => "REFUND_EXCEEDS_PAYMENT",

@@ -448,11 +448,13 @@ impl Payments {
         &self,
         number: &str,
         cvv: &str,
+        key_id: Uuid,
     ) -> Result<proto::card::v1::Card, TransactionError> {
         let request = platform::grpc::outgoing(
             VerifyCvvRequest {
                 number: number.to_owned(),
                 cvv: cvv.to_owned(),
+                api_key_id: key_id.to_string(),
             },
             Some(&self.bearer()?),
             DEADLINE,
@@ -462,6 +464,9 @@ impl Payments {
             Err(s) => Err(match platform::error::status_reason(&s).as_deref() {
                 Some("CVV_MISMATCH") => TransactionError::CvvMismatch(s.message().to_owned()),
                 Some("CARD_LOCKED") => TransactionError::CardLocked(s.message().to_owned()),
+                Some("API_KEY_CVV_THROTTLED") => {
+                    TransactionError::ApiKeyThrottled(s.message().to_owned())
+                }
                 Some("CARD_NOT_FOUND") => MovementError::CardNotFound("card_number").into(),
                 _ => MovementError::Upstream("card service", s).into(),
             }),
@@ -524,7 +529,9 @@ impl Payments {
         {
             return Ok(movement::replay("payment", existing, &fingerprint)?);
         }
-        let card = self.verify_cvv(&request.card_number, &request.cvv).await?;
+        let card = self
+            .verify_cvv(&request.card_number, &request.cvv, *key_id)
+            .await?;
         let card_info = movement::CardInfo::from_proto(&card).map_err(TransactionError::from)?;
         if card_info.trashed {
             return Err(MovementError::CardInactive("card_number").into());

@@ -142,6 +142,8 @@ async fn world() -> World {
         cvv_lockout: card_service::service::CvvLockout {
             max_attempts: 3,
             lock_for: std::time::Duration::from_secs(600),
+            per_key_max_failures: 20,
+            per_key_window: std::time::Duration::from_secs(3600),
         },
     })
     .await

@@ -62,8 +62,7 @@ impl pb::auth_service_server::AuthService for Handlers {
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let r = request.into_inner();
-        let user = self
-            .users
+        self.users
             .register(NewAccount {
                 email: &r.email,
                 password: &r.password,
@@ -71,9 +70,8 @@ impl pb::auth_service_server::AuthService for Handlers {
                 last_name: &r.last_name,
             })
             .await?;
-        Ok(Response::new(pb::RegisterResponse {
-            user: Some(user_to_proto(user)),
-        }))
+        // No user in the answer: it would tell a new account from a taken address.
+        Ok(Response::new(pb::RegisterResponse { user: None }))
     }
 
     async fn verify_email(

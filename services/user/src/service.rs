@@ -216,9 +216,54 @@ impl Users {
     }
 
     /// Self-registration: an unverified account; the role service gives it the customer role.
+    ///
+    /// The answer is the same whether or not the address is taken, so registration reveals
+    /// no accounts (the password is hashed either way, so it takes as long). A taken address
+    /// is told by email instead: a new verification link if it is still unverified, else a
+    /// notice that someone tried to register with it — both throttled per address.
     #[tracing::instrument(skip_all)]
-    pub async fn register(&self, account: NewAccount<'_>) -> Result<UserRow, UserError> {
-        self.create_account(&account, false, ev::REGISTERED).await
+    pub async fn register(&self, account: NewAccount<'_>) -> Result<(), UserError> {
+        match self.create_account(&account, false, ev::REGISTERED).await {
+            Ok(_) => Ok(()),
+            Err(UserError::EmailTaken) => self.registration_attempted(account.email).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn registration_attempted(&self, email: &str) -> Result<(), UserError> {
+        let email = Email::parse(email, "email")?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(user) = repo::active_user_by_email(&mut tx, email.as_str()).await? {
+            if user.email_verified_at.is_none() {
+                if self
+                    .may_mail(TokenPurpose::VerifyEmail.as_str(), email.as_str())
+                    .await?
+                {
+                    let issued = self
+                        .issue_one_time(
+                            &mut tx,
+                            &user,
+                            TokenPurpose::VerifyEmail,
+                            self.lifetimes.verification,
+                        )
+                        .await?;
+                    emit(&mut tx, ev::VERIFICATION_REQUESTED, user.id, &issued).await?;
+                }
+            } else if self
+                .may_mail("registration_attempted", email.as_str())
+                .await?
+            {
+                emit(
+                    &mut tx,
+                    ev::REGISTRATION_ATTEMPTED,
+                    user.id,
+                    &user.event_data(),
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Verifies an email address with its token.
@@ -250,7 +295,7 @@ impl Users {
         if let Some(user) = repo::active_user_by_email(&mut tx, email.as_str()).await?
             && user.email_verified_at.is_none()
             && self
-                .may_mail(TokenPurpose::VerifyEmail, email.as_str())
+                .may_mail(TokenPurpose::VerifyEmail.as_str(), email.as_str())
                 .await?
         {
             let issued = self
@@ -450,7 +495,7 @@ impl Users {
         let mut tx = self.pool.begin().await?;
         if let Some(user) = repo::active_user_by_email(&mut tx, email.as_str()).await?
             && self
-                .may_mail(TokenPurpose::ResetPassword, email.as_str())
+                .may_mail(TokenPurpose::ResetPassword.as_str(), email.as_str())
                 .await?
         {
             let issued = self
@@ -497,12 +542,11 @@ impl Users {
 
     /// Counts a one-time-token email to `email` in the current hour; `false` once the hour's
     /// allowance is spent (the request is answered as always, and no email goes out).
-    async fn may_mail(&self, purpose: TokenPurpose, email: &str) -> Result<bool, UserError> {
+    async fn may_mail(&self, purpose: &'static str, email: &str) -> Result<bool, UserError> {
         use sha2::Digest;
         let hour = Utc::now().timestamp() / 3600;
         let key = format!(
-            "mail:{}:{}:{hour}",
-            purpose.as_str(),
+            "mail:{purpose}:{}:{hour}",
             hex::encode(&sha2::Sha256::digest(email.as_bytes())[..16])
         );
         let mut conn = self
@@ -520,12 +564,8 @@ impl Users {
             .map_err(|e| UserError::Internal(e.into()))?;
         let allowed = sent <= self.emails_per_recipient_per_hour;
         if !allowed {
-            metrics::counter!("user_emails_throttled_total", "purpose" => purpose.as_str())
-                .increment(1);
-            tracing::warn!(
-                purpose = purpose.as_str(),
-                "one-time-token emails to this address throttled"
-            );
+            metrics::counter!("user_emails_throttled_total", "purpose" => purpose).increment(1);
+            tracing::warn!(purpose, "emails to this address throttled");
         }
         Ok(allowed)
     }

@@ -66,12 +66,14 @@ pub struct ResetPasswordBody {
     pub new_password: String,
 }
 
+/// Registration answers 202 whether the address is new or taken (a taken one is told by
+/// email), so it reveals no accounts.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterBody,
-    responses((status = 201, body = UserView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 202, body = AcceptedView), (status = 400, body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RegisterBody>,
-) -> Result<(StatusCode, Json<UserView>), ApiError> {
+) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
     let request = state.request(
         pb::RegisterRequest {
             email: body.email,
@@ -81,15 +83,8 @@ pub async fn register(
         },
         None,
     );
-    let user = state
-        .auth
-        .clone()
-        .register(request)
-        .await?
-        .into_inner()
-        .user
-        .unwrap_or_default();
-    Ok((StatusCode::CREATED, Json(user.into())))
+    state.auth.clone().register(request).await?;
+    Ok((StatusCode::ACCEPTED, Json(AcceptedView::new())))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth", request_body = TokenBody,

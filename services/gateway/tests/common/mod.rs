@@ -42,6 +42,8 @@ pub struct Options {
     pub password_hash_concurrency: usize,
     pub password_hash_queue: usize,
     pub emails_per_recipient_per_hour: u32,
+    /// CVV mismatches one merchant key may cause across cards per hour.
+    pub cvv_failures_per_key: i32,
     /// SMTP attempts per email before it is dead-lettered.
     pub email_max_attempts: i32,
     /// The dead-letter topic of the email consumer (tests that read it use their own).
@@ -56,6 +58,7 @@ impl Default for Options {
             password_hash_concurrency: 4,
             password_hash_queue: 64,
             emails_per_recipient_per_hour: 5,
+            cvv_failures_per_key: 20,
             email_max_attempts: 50,
             dead_letter_topic: None,
         }
@@ -228,6 +231,8 @@ impl Platform {
             cvv_lockout: card_service::service::CvvLockout {
                 max_attempts: 3,
                 lock_for: Duration::from_secs(600),
+                per_key_max_failures: options.cvv_failures_per_key,
+                per_key_window: Duration::from_secs(3600),
             },
         })
         .await
@@ -533,14 +538,14 @@ impl Platform {
         let (status, body) = self
             .post("/auth/register", None, json!({"email": email, "password": PASSWORD, "first_name": "Ana", "last_name": "Silva"}))
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let id = body["id"].as_str().unwrap().to_owned();
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         let token = self.token_from_event("user.registered", email).await;
         let (status, body) = self
             .post("/auth/verify-email", None, json!({"token": token}))
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["email_verified"], true);
+        let id = body["id"].as_str().unwrap().to_owned();
         let tokens = self.login(email, PASSWORD).await;
         let access = tokens["access_token"].as_str().unwrap().to_owned();
         testkit::eventually(
