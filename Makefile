@@ -78,11 +78,11 @@ kube-up: kube-secrets ## Apply k8s/ and wait for every Deployment and Job
 	kubectl -n $(KUBE_NS) wait --for=condition=available deployment --all --timeout=600s
 	@echo "API: http://$$(minikube ip):30080/api/v1  (or make kube-forward → http://127.0.0.1:8080)"
 
-kube-seed: ## (Re)run the demo-data Job and follow it
-	kubectl -n $(KUBE_NS) delete job seed --ignore-not-found
-	kubectl apply -k k8s
-	kubectl -n $(KUBE_NS) wait --for=condition=complete job/seed --timeout=900s
-	kubectl -n $(KUBE_NS) logs job/seed --tail=20
+kube-seed: ## Apply the demo overlay (k8s-demo: demo data, documented passwords) and follow its Job
+	kubectl -n $(KUBE_NS) delete job seed-demo --ignore-not-found
+	kubectl apply -k k8s-demo
+	kubectl -n $(KUBE_NS) wait --for=condition=complete job/seed-demo --timeout=900s
+	kubectl -n $(KUBE_NS) logs job/seed-demo --tail=20
 
 kube-status: ## Pods, HPAs, Jobs and Services of the platform
 	kubectl -n $(KUBE_NS) get pods,hpa,jobs,svc,pvc

@@ -38,11 +38,11 @@ def fail(message):
     sys.exit(1)
 
 
-def render():
-    out = subprocess.run(["kubectl", "kustomize", str(ROOT / "k8s")],
+def render(directory="k8s"):
+    out = subprocess.run(["kubectl", "kustomize", str(ROOT / directory)],
                          capture_output=True, text=True)
     if out.returncode != 0:
-        fail(f"kubectl kustomize k8s: {out.stderr.strip()}")
+        fail(f"kubectl kustomize {directory}: {out.stderr.strip()}")
     return out.stdout
 
 
@@ -94,6 +94,26 @@ def check_jobs(docs):
         elif not (BIN_DIR / Path(command).name).exists():
             fail(f"job {job['metadata']['name']} runs {command}, not a binary of this workspace")
     print("k8s check: every Job runs binaries of this workspace")
+
+
+def check_demo_overlay(base):
+    """The base runs no demo seed; k8s-demo adds it (with the explicit opt-in) and nothing
+    else."""
+    def seeds(docs):
+        return {d["metadata"]["name"]: d for d in docs if d["kind"] == "Job" and "seed" in d["metadata"]["name"]}
+    for job in seeds(base).values():
+        args = job["spec"]["template"]["spec"]["containers"][0].get("args", [])
+        if "demo" in args:
+            fail(f"the base manifests run the demo seed ({job['metadata']['name']})")
+    demo = validate(render("k8s-demo"))
+    check_jobs(demo)
+    added = {(d["kind"], d["metadata"]["name"]) for d in demo} - {(d["kind"], d["metadata"]["name"]) for d in base}
+    if added != {("Job", "seed-demo")}:
+        fail(f"k8s-demo adds {sorted(added)}, expected only the seed-demo Job")
+    container = seeds(demo)["seed-demo"]["spec"]["template"]["spec"]["containers"][0]
+    if container.get("args", [])[:1] != ["demo"] or {"name": "ALLOW_DEMO_CREDENTIALS", "value": "true"} not in container.get("env", []):
+        fail("k8s-demo's seed-demo Job must run `seed demo` with ALLOW_DEMO_CREDENTIALS=true")
+    print("k8s check: the demo seed is only in the k8s-demo overlay")
 
 
 def check_compose():
@@ -308,6 +328,7 @@ def main():
     docs = validate(render())
     check_nginx(docs)
     check_jobs(docs)
+    check_demo_overlay(docs)
     check_compose()
     check_dockerfile()
     boot(docs, test)

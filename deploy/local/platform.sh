@@ -93,6 +93,8 @@ start_platform() {
     start email email-service 9110 GRPC_ADDR=127.0.0.1:$((b + 10))
     start gateway gateway 9100 HTTP_ADDR=127.0.0.1:8000
 
+    # A local run: the documented demo and admin passwords are allowed here (nowhere else).
+    export ALLOW_DEMO_CREDENTIALS=true
     if [ "${SEED_DEMO:-1}" = 1 ]; then
         say "seeding the admin login and the small demo data set (once; later runs skip it)"
         ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/seed" demo --size small >&2

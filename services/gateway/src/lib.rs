@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use platform::auth::{Authenticator, JwtConfig};
 use platform::shutdown::Shutdown;
@@ -311,8 +311,15 @@ pub fn router(state: AppState) -> Router {
                     include_str!("../../../crates/events/asyncapi.json"),
                 )
             }),
-        )
-        .route("/docs", get(|| async { Html(openapi::SWAGGER_UI) }));
+        );
+    let body_limit = state.config.body_limit_bytes;
+    // Swagger UI at /api/v1/docs, its assets served by the gateway itself (embedded at build
+    // time, pinned): no script from a third-party CDN.
+    let docs = swagger_ui_dist::generate_routes(swagger_ui_dist::ApiDefinition {
+        uri_prefix: "/api/v1/docs",
+        api_definition: swagger_ui_dist::OpenApiSource::Uri("/api/v1/openapi.json"),
+        title: Some("Payment platform API"),
+    });
     Router::new()
         .nest("/api/v1", api)
         // The pages the links in the emails open (the token travels in the fragment).
@@ -326,6 +333,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/account/account.js", get(routes::account_pages::script))
         .route("/account/account.css", get(routes::account_pages::style))
+        .with_state(state)
+        .merge(docs)
         .fallback(|| async {
             error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -344,9 +353,8 @@ pub fn router(state: AppState) -> Router {
             )
             .into_response()
         })
-        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(middleware::observe))
-        .with_state(state)
 }
 
 /// A built, not yet running gateway.

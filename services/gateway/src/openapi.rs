@@ -104,21 +104,3 @@ impl Modify for BearerAuth {
         (name = "events"))
 )]
 pub struct ApiDoc;
-
-/// Swagger UI, loaded from a CDN by the browser (nothing is bundled into the binary).
-pub const SWAGGER_UI: &str = r##"<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>Payment platform API</title>
-  <link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css">
-</head>
-<body>
-  <div id="swagger-ui"></div>
-  <script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-  <script>
-    window.ui = SwaggerUIBundle({ url: "/api/v1/openapi.json", dom_id: "#swagger-ui" });
-  </script>
-</body>
-</html>
-"##;

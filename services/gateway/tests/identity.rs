@@ -508,6 +508,18 @@ async fn openapi_document_describes_the_api() {
     let response = p.http.get(format!("{}/docs", p.base)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().get("x-request-id").is_some());
+    // Swagger UI's assets come from the platform, never from a third-party CDN.
+    let page = response.text().await.unwrap();
+    assert!(!page.contains("https://"), "{page}");
+    assert!(page.contains("/api/v1/docs/swagger-ui-bundle.js"), "{page}");
+    let bundle = p
+        .http
+        .get(format!("{}/docs/swagger-ui-bundle.js", p.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bundle.status(), StatusCode::OK);
+    assert!(bundle.text().await.unwrap().len() > 100_000);
 
     // The event catalogue sits next to it, through NGINX, without a login.
     let (status, events) = p.get("/asyncapi.json", None).await;
