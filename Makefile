@@ -13,7 +13,7 @@ SEED_SIZE ?= small
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-run: ## Start the whole platform locally (NGINX on http://127.0.0.1:8080) with the admin login
+run: ## Start the whole platform locally (NGINX on http://127.0.0.1:8080 and https://localhost:8443) with the admin login
 	@deploy/local/run.sh
 
 status: ## Readiness of every `make run` process, and every consumer group's lag and state
@@ -65,7 +65,7 @@ kube-start: ## Start Minikube with a CNI that enforces NetworkPolicies, and metr
 	minikube start --cpus=4 --memory=8g --cni=calico
 	minikube addons enable metrics-server
 
-kube-secrets: ## Generate k8s/config/secrets.env (random, git-ignored) unless it exists
+kube-secrets: ## Generate k8s/config/secrets.env and NGINX's certificate (k8s/config/tls; extra names: TLS_SANS="IP:$(minikube ip)")
 	@deploy/k8s/make-secrets.sh
 
 kube-build: ## Build the platform image inside Minikube
@@ -76,7 +76,7 @@ kube-up: kube-secrets ## Apply k8s/ and wait for every Deployment and Job
 	kubectl -n $(KUBE_NS) rollout status statefulset/postgres statefulset/redis statefulset/kafka --timeout=300s
 	kubectl -n $(KUBE_NS) wait --for=condition=complete job/migrate job/kafka-topics --timeout=600s
 	kubectl -n $(KUBE_NS) wait --for=condition=available deployment --all --timeout=600s
-	@echo "API: http://$$(minikube ip):30080/api/v1  (or make kube-forward → http://127.0.0.1:8080)"
+	@echo "API: https://$$(minikube ip):30443/api/v1 (CA: k8s/config/tls/ca.crt; or make kube-forward → https://localhost:8443)"
 
 kube-seed: ## Apply the demo overlay (k8s-demo: demo data, documented passwords) and follow its Job
 	kubectl -n $(KUBE_NS) delete job seed-demo --ignore-not-found
@@ -87,9 +87,9 @@ kube-seed: ## Apply the demo overlay (k8s-demo: demo data, documented passwords)
 kube-status: ## Pods, HPAs, Jobs and Services of the platform
 	kubectl -n $(KUBE_NS) get pods,hpa,jobs,svc,pvc
 
-kube-forward: ## Forward NGINX to 127.0.0.1:8080/8081 and the mail UI to 127.0.0.1:8025
+kube-forward: ## Forward NGINX's TLS ports to 127.0.0.1:8443/8444 and the mail UI to 127.0.0.1:8025
 	kubectl -n $(KUBE_NS) port-forward svc/mailpit 8025:8025 >/dev/null & \
-	kubectl -n $(KUBE_NS) port-forward svc/nginx 8080:8080 8081:8081
+	kubectl -n $(KUBE_NS) port-forward svc/nginx 8443:8443 8444:8444
 
 kube-down: ## Delete the platform from the cluster (PVCs too)
 	kubectl delete -k k8s --ignore-not-found

@@ -4,6 +4,10 @@
 set -euo pipefail
 out="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/k8s/config/secrets.env"
 rand() { head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c "$1"; }
+# NGINX's certificate (the nginx-tls Secret, Compose's NGINX too), signed by a local CA
+# (k8s/config/tls/ca.crt: trust it in clients). Extra names: TLS_SANS="IP:192.168.49.2 DNS:…".
+# shellcheck disable=SC2086
+bash "$(dirname "${BASH_SOURCE[0]}")/../local/tls-cert.sh" "$(dirname "$out")/tls" ${TLS_SANS:-}
 if [ -s "$out" ]; then
     # Keys added since the file was written get values; nothing else changes.
     if ! grep -q '^ONE_TIME_TOKEN_KEY=' "$out"; then

@@ -103,7 +103,14 @@ start_platform() {
         ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/seed" admin >&2
     fi
 
-    export NGINX_HTTP_PORT="$HTTP_PORT" NGINX_GRPC_PORT="$GRPC_PORT" NGINX_WORKER_PROCESSES=auto \
+    # TLS on every interface with a local certificate (its CA: .state/tls/ca.crt); the plain
+    # ports stay on loopback for the quick-start.
+    bash "$ROOT/deploy/local/tls-cert.sh" "$STATE_DIR/tls"
+    # 8080/8081 → 8443/8444 (and alike for the bench and soak ports).
+    : "${HTTPS_PORT:=$((HTTP_PORT + 363))}" "${GRPCS_PORT:=$((GRPC_PORT + 363))}"
+    export NGINX_HTTP_PORT="127.0.0.1:$HTTP_PORT" NGINX_GRPC_PORT="127.0.0.1:$GRPC_PORT" \
+        NGINX_HTTPS_PORT="$HTTPS_PORT" NGINX_GRPCS_PORT="$GRPCS_PORT" \
+        NGINX_TLS_CERT="$STATE_DIR/tls/tls.crt" NGINX_TLS_KEY="$STATE_DIR/tls/tls.key" NGINX_WORKER_PROCESSES=auto \
         NGINX_PID_FILE="$STATE_DIR/nginx/nginx.pid" NGINX_ERROR_LOG="$STATE_DIR/logs/nginx-error.log" \
         NGINX_ACCESS_LOG="$STATE_DIR/logs/nginx-access.log" NGINX_RATE_PER_SECOND="${NGINX_RATE_PER_SECOND:-200}" NGINX_RATE_BURST="${NGINX_RATE_BURST:-400}" \
         GATEWAY_UPSTREAM=127.0.0.1:8000 USER_GRPC_UPSTREAM=127.0.0.1:$((b + 1)) ROLE_GRPC_UPSTREAM=127.0.0.1:$((b + 2)) \

@@ -38,6 +38,7 @@ cat >&2 <<MSG
     API (through NGINX)   http://127.0.0.1:$HTTP_PORT/api/v1
     API docs              http://127.0.0.1:$HTTP_PORT/api/v1/docs
     gRPC (through NGINX)  127.0.0.1:$GRPC_PORT   (grpcurl -plaintext -import-path proto ...)
+    HTTPS, gRPC over TLS  https://localhost:$HTTPS_PORT/api/v1, localhost:$GRPCS_PORT  (CA: .state/tls/ca.crt)
     Kafka                 127.0.0.1:$KAFKA_PORT   (Apache Kafka $KAFKA_VERSION, KRaft)
     Logs                  .state/logs/
 

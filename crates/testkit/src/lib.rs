@@ -169,6 +169,10 @@ pub struct Nginx {
     pub http_port: u16,
     /// gRPC port (HTTP/2, `grpc_pass` to the services).
     pub grpc_port: u16,
+    /// The HTTP API over TLS.
+    pub https_port: u16,
+    /// gRPC over TLS.
+    pub grpcs_port: u16,
     dir: PathBuf,
     child: tokio::process::Child,
 }
@@ -181,10 +185,29 @@ impl Nginx {
         std::fs::create_dir_all(dir.join("logs"))?;
         let http_port = free_port();
         let grpc_port = free_port();
+        let https_port = free_port();
+        let grpcs_port = free_port();
+        // A certificate of its own, from the script `make run` uses.
+        let status = std::process::Command::new("bash")
+            .arg(repo_root().join("deploy/local/tls-cert.sh"))
+            .arg(dir.join("tls"))
+            .status()
+            .context("running deploy/local/tls-cert.sh")?;
+        anyhow::ensure!(status.success(), "deploy/local/tls-cert.sh failed");
         let template = std::fs::read_to_string(repo_root().join("nginx/nginx.conf.template"))?;
         let mut vars = vec![
             ("NGINX_HTTP_PORT", http_port.to_string()),
             ("NGINX_GRPC_PORT", grpc_port.to_string()),
+            ("NGINX_HTTPS_PORT", https_port.to_string()),
+            ("NGINX_GRPCS_PORT", grpcs_port.to_string()),
+            (
+                "NGINX_TLS_CERT",
+                dir.join("tls/tls.crt").display().to_string(),
+            ),
+            (
+                "NGINX_TLS_KEY",
+                dir.join("tls/tls.key").display().to_string(),
+            ),
             ("NGINX_WORKER_PROCESSES", "1".to_owned()),
             (
                 "NGINX_ERROR_LOG",
@@ -237,6 +260,8 @@ impl Nginx {
         Ok(Self {
             http_port,
             grpc_port,
+            https_port,
+            grpcs_port,
             dir,
             child,
         })
@@ -245,6 +270,11 @@ impl Nginx {
     /// Base URL of the public HTTP API.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// The PEM of the local CA that signed NGINX's certificate (for `localhost`, 127.0.0.1).
+    pub fn ca_certificate(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("tls/ca.crt")).unwrap_or_default()
     }
 
     /// Everything NGINX has written to its access log so far.

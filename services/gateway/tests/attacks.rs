@@ -892,3 +892,80 @@ async fn one_merchant_key_guessing_cvvs_across_cards_is_stopped() {
     assert_eq!(p.merchant_balance(&owner, &merchant.id).await, 0);
     p.assert_books_balance(&admin).await;
 }
+
+#[tokio::test]
+async fn the_edge_speaks_tls_with_hsts_for_http_and_grpc() {
+    use proto::user::v1::auth_service_client::AuthServiceClient;
+
+    let p = Platform::start().await;
+    let ca = p.nginx.ca_certificate();
+    // HTTPS, trusting only the platform's local CA.
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!(
+            "https://localhost:{}/api/v1/openapi.json",
+            p.nginx.https_port
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let hsts = response.headers()["strict-transport-security"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(hsts.contains("max-age=31536000"), "{hsts}");
+    // A login over TLS works like over the loopback quick-start port.
+    let address = email("over-tls");
+    p.verified_customer(&address).await;
+    let login = client
+        .post(format!(
+            "https://localhost:{}/api/v1/auth/login",
+            p.nginx.https_port
+        ))
+        .json(&json!({"email": address, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    // Without the CA, a client refuses the connection (nobody can pass for the platform
+    // with another certificate, and the platform's is not a public one).
+    let stranger = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap();
+    assert!(
+        stranger
+            .get(format!("https://localhost:{}/healthz", p.nginx.https_port))
+            .send()
+            .await
+            .is_err()
+    );
+
+    // gRPC over TLS.
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&ca))
+        .domain_name("localhost");
+    let channel = tonic::transport::Endpoint::from_shared(format!(
+        "https://localhost:{}",
+        p.nginx.grpcs_port
+    ))
+    .unwrap()
+    .tls_config(tls)
+    .unwrap()
+    .connect()
+    .await
+    .unwrap();
+    let tokens = AuthServiceClient::new(channel)
+        .login(proto::user::v1::LoginRequest {
+            email: address.clone(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!tokens.access_token.is_empty());
+}
