@@ -10,10 +10,12 @@ rand() { head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c "$1"; }
 bash "$(dirname "${BASH_SOURCE[0]}")/../local/tls-cert.sh" "$(dirname "$out")/tls" ${TLS_SANS:-}
 if [ -s "$out" ]; then
     # Keys added since the file was written get values; nothing else changes.
-    if ! grep -q '^ONE_TIME_TOKEN_KEY=' "$out"; then
-        echo "ONE_TIME_TOKEN_KEY=$(rand 48)" >>"$out"
-        echo "$out: added ONE_TIME_TOKEN_KEY"
-    fi
+    for key in ONE_TIME_TOKEN_KEY CARD_PAN_KEY; do
+        if ! grep -q "^$key=" "$out"; then
+            echo "$key=$(rand 48)" >>"$out"
+            echo "$out: added $key"
+        fi
+    done
     echo "$out exists; keeping it"
     exit 0
 fi
@@ -22,6 +24,7 @@ umask 077
 cat >"$out" <<SECRETS
 JWT_SECRET=$(rand 48)
 CARD_CVV_KEY=$(rand 48)
+CARD_PAN_KEY=$(rand 48)
 ONE_TIME_TOKEN_KEY=$(rand 48)
 POSTGRES_PASSWORD=$pg
 DATABASE_URL=postgres://payments:$pg@postgres:5432/payments

@@ -30,6 +30,12 @@ start_platform() {
         CARD_CVV_KEY="$(cat "$STATE_DIR/card_cvv_key")"
     fi
     export CARD_CVV_KEY
+    # And the master secret of card-number encryption at rest (the card service only).
+    if [ -z "${CARD_PAN_KEY:-}" ]; then
+        [ -s "$STATE_DIR/card_pan_key" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$STATE_DIR/card_pan_key"
+        CARD_PAN_KEY="$(cat "$STATE_DIR/card_pan_key")"
+    fi
+    export CARD_PAN_KEY
     # And the key the user and email services derive one-time link tokens with.
     if [ -z "${ONE_TIME_TOKEN_KEY:-}" ]; then
         [ -s "$STATE_DIR/one_time_token_key" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$STATE_DIR/one_time_token_key"

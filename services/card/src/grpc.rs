@@ -139,6 +139,19 @@ impl pb::card_service_server::CardService for Handlers {
         )))
     }
 
+    async fn get_card_cvv(
+        &self,
+        request: Request<pb::CardIdRequest>,
+    ) -> Result<Response<pb::CardCvv>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = parse_uuid("id", &request.get_ref().id)?;
+        let cvv = self.cards.cvv(&caller, id).await?;
+        Ok(Response::new(pb::CardCvv {
+            card_id: id.to_string(),
+            cvv,
+        }))
+    }
+
     async fn get_card_by_number(
         &self,
         request: Request<pb::CardNumberRequest>,

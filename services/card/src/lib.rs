@@ -1,9 +1,10 @@
-//! The card service: issues payment cards (generated Luhn-valid numbers, CVV kept only as a
-//! keyed hash) and manages their lifecycle (schema `card_svc`). Its `card.created` events
-//! make the saldo service open each card's ledger account.
+//! The card service: issues payment cards (generated Luhn-valid numbers, encrypted at rest;
+//! CVVs derived, never stored: see [`keys`]) and manages their lifecycle (schema `card_svc`).
+//! Its `card.created` events make the saldo service open each card's ledger account.
 
 pub mod error;
 pub mod grpc;
+pub mod keys;
 pub mod number;
 pub mod service;
 
@@ -32,8 +33,10 @@ pub struct Config {
     pub user_service_url: String,
     /// gRPC URL of the saldo service (`SALDO_SERVICE_URL`).
     pub saldo_service_url: String,
-    /// Key of the CVV hashes (`CARD_CVV_KEY`, at least 32 characters).
+    /// Key CVVs are derived with (`CARD_CVV_KEY`, at least 32 characters).
     pub cvv_key: Secret<String>,
+    /// Master secret of card-number encryption and lookups (`CARD_PAN_KEY`, ≥ 32 characters).
+    pub pan_key: Secret<String>,
     /// Currencies cards may be issued in (`CARD_CURRENCIES`, comma-separated).
     pub currencies: Vec<String>,
     /// `CARD_CVV_MAX_ATTEMPTS` (default 3) and `CARD_CVV_LOCK_SECS` (default 900).
@@ -59,6 +62,7 @@ impl Config {
                 "http://127.0.0.1:50054",
             ),
             cvv_key: Secret::new(cvv_key),
+            pan_key: Secret::new(platform::config::required("CARD_PAN_KEY")?),
             currencies: platform::config::optional("CARD_CURRENCIES", "IDR,USD,EUR,SGD")
                 .split(',')
                 .map(|c| c.trim().to_uppercase())
@@ -99,7 +103,7 @@ impl Application {
         let cards = service::Cards::new(
             pool.clone(),
             Authenticator::new(&common.jwt, Some(redis)),
-            config.cvv_key.clone(),
+            keys::CardKeys::new(config.pan_key.expose(), config.cvv_key.expose())?,
             config.currencies.clone(),
             config.cvv_lockout,
             ServiceToken::new(
@@ -110,6 +114,11 @@ impl Application {
             SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),
             UserServiceClient::new(platform::grpc::channel(&config.user_service_url)?),
         );
+        // Numbers stored before encryption at rest are sealed now (once; nothing to do later).
+        cards
+            .seal_legacy_numbers()
+            .await
+            .map_err(|e| anyhow::anyhow!("sealing stored card numbers: {e}"))?;
         events::topics::ensure_best_effort(&common.kafka_brokers).await;
         let relay = events::OutboxRelay::new(
             pool,

@@ -68,11 +68,6 @@ pub fn mask(number: &str) -> String {
     format!("**** **** **** {last4}")
 }
 
-/// A random three-digit CVV.
-pub fn generate_cvv(rng: &mut impl Rng) -> String {
-    format!("{:03}", rng.gen_range(0..1000))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

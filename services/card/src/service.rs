@@ -7,20 +7,19 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, Utc};
 use events::payloads::card as ev;
 use events::{Envelope, topics};
-use hmac::{Hmac, Mac};
+use platform::FieldViolation;
 use platform::auth::{Authenticator, Principal, ServiceToken};
 use platform::pagination::{LifecycleFilter, Page};
-use platform::{FieldViolation, Secret};
 use proto::saldo::v1::CardAccountRequest;
 use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
 use proto::user::v1::GetUserRequest;
 use proto::user::v1::user_service_client::UserServiceClient;
-use sha2::Sha256;
 use sqlx::{PgConnection, PgPool};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::error::CardError;
+use crate::keys::{self, CardKeys, SealedPan};
 use crate::number;
 
 pub const CARDS_READ: &str = "cards.read";
@@ -76,8 +75,29 @@ impl CardRow {
     }
 }
 
-const SELECT_CARD: &str = "SELECT id, user_id, number, brand, card_type, currency, expiry_month,
-        expiry_year, created_at, updated_at, deleted_at FROM cards";
+/// The columns of a card as stored: the number sealed (see [`crate::keys`]).
+const CARD_COLUMNS: &str = "id, user_id, pan_ciphertext, pan_key, brand, card_type, currency,
+        expiry_month, expiry_year, created_at, updated_at, deleted_at";
+
+const SELECT_CARD: &str = "SELECT id, user_id, pan_ciphertext, pan_key, brand, card_type,
+        currency, expiry_month, expiry_year, created_at, updated_at, deleted_at FROM cards";
+
+/// A card row as stored; [`Cards::reveal`] opens its number.
+#[derive(sqlx::FromRow)]
+struct StoredCard {
+    id: Uuid,
+    user_id: Uuid,
+    pan_ciphertext: Vec<u8>,
+    pan_key: Vec<u8>,
+    brand: String,
+    card_type: String,
+    currency: String,
+    expiry_month: i16,
+    expiry_year: i32,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    deleted_at: Option<DateTime<Utc>>,
+}
 
 /// Input of create.
 #[derive(Debug)]
@@ -123,7 +143,7 @@ pub enum Owner {
 pub struct Cards {
     pool: PgPool,
     authenticator: Authenticator,
-    cvv_key: Secret<String>,
+    keys: Arc<CardKeys>,
     currencies: Arc<Vec<String>>,
     cvv_lockout: CvvLockout,
     token: Arc<ServiceToken>,
@@ -137,7 +157,7 @@ impl Cards {
     pub fn new(
         pool: PgPool,
         authenticator: Authenticator,
-        cvv_key: Secret<String>,
+        keys: CardKeys,
         currencies: Vec<String>,
         cvv_lockout: CvvLockout,
         token: ServiceToken,
@@ -147,7 +167,7 @@ impl Cards {
         Self {
             pool,
             authenticator,
-            cvv_key,
+            keys: Arc::new(keys),
             currencies: Arc::new(currencies),
             cvv_lockout,
             token: Arc::new(token),
@@ -160,12 +180,82 @@ impl Cards {
         &self.authenticator
     }
 
-    fn cvv_hash(&self, card_id: Uuid, cvv: &str) -> Result<Vec<u8>, CardError> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.cvv_key.expose().as_bytes())
-            .map_err(|e| CardError::Internal(anyhow::anyhow!("cvv key: {e}")))?;
-        mac.update(card_id.as_bytes());
-        mac.update(cvv.as_bytes());
-        Ok(mac.finalize().into_bytes().to_vec())
+    /// The card with its number opened.
+    fn reveal(&self, stored: StoredCard) -> Result<CardRow, CardError> {
+        let number = self
+            .keys
+            .open(
+                stored.id,
+                &SealedPan {
+                    ciphertext: stored.pan_ciphertext,
+                    wrapped_key: stored.pan_key,
+                },
+            )
+            .map_err(CardError::Internal)?;
+        Ok(CardRow {
+            id: stored.id,
+            user_id: stored.user_id,
+            number,
+            brand: stored.brand,
+            card_type: stored.card_type,
+            currency: stored.currency,
+            expiry_month: stored.expiry_month,
+            expiry_year: stored.expiry_year,
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+            deleted_at: stored.deleted_at,
+        })
+    }
+
+    /// Seals the numbers of cards stored before encryption at rest (one batch per call until
+    /// none is left), and drops their CVV hashes: from then on CVVs are derived. Run at
+    /// start; idempotent, and safe with several replicas (rows are claimed with SKIP LOCKED).
+    pub async fn seal_legacy_numbers(&self) -> Result<u64, CardError> {
+        let mut sealed = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let rows: Vec<(Uuid, String)> = sqlx::query_as(
+                "SELECT id, number FROM cards WHERE pan_ciphertext IS NULL AND number IS NOT NULL
+                 ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                return Ok(sealed);
+            }
+            for (id, number) in &rows {
+                let pan = self.keys.seal(*id, number).map_err(CardError::Internal)?;
+                sqlx::query(
+                    "UPDATE cards SET pan_ciphertext = $2, pan_key = $3, pan_hash = $4,
+                         pan_last4 = right($5, 4), number = NULL, cvv_hash = NULL
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(&pan.ciphertext)
+                .bind(&pan.wrapped_key)
+                .bind(self.keys.lookup_hash(number))
+                .bind(number)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            sealed += rows.len() as u64;
+            tracing::info!(sealed, "card numbers sealed (encryption at rest)");
+        }
+    }
+
+    /// The CVV of a card: derived, never stored. Only its owner sees it.
+    pub async fn cvv(&self, caller: &Principal, id: Uuid) -> Result<String, CardError> {
+        let mut conn = self.pool.acquire().await?;
+        let card = self.load(&mut conn, id).await?;
+        if caller.user_id() != Some(card.user_id) || card.deleted_at.is_some() {
+            return Err(CardError::NotFound);
+        }
+        let period: i32 = sqlx::query_scalar("SELECT cvv_period FROM cards WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(self.keys.cvv(&card.number, period))
     }
 
     fn bearer(&self) -> Result<String, CardError> {
@@ -272,24 +362,22 @@ impl Cards {
     }
 
     async fn check_cvv(&self, number: &str, cvv: &str) -> Result<CardRow, CardError> {
-        let row: Option<(Uuid, Vec<u8>, Option<DateTime<Utc>>)> =
-            sqlx::query_as("SELECT id, cvv_hash, cvv_locked_until FROM cards WHERE number = $1")
-                .bind(number)
-                .fetch_optional(&self.pool)
-                .await?;
-        let (id, stored, locked_until) = row.ok_or(CardError::NotFound)?;
+        let row: Option<(Uuid, i32, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT id, cvv_period, cvv_locked_until FROM cards WHERE pan_hash = $1",
+        )
+        .bind(self.keys.lookup_hash(number))
+        .fetch_optional(&self.pool)
+        .await?;
+        let (id, period, locked_until) = row.ok_or(CardError::NotFound)?;
         if let Some(until) = locked_until
             && until > Utc::now()
         {
             metrics::counter!("card_cvv_checks_total", "outcome" => "locked").increment(1);
             return Err(CardError::CardLocked { until });
         }
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.cvv_key.expose().as_bytes())
-            .map_err(|e| CardError::Internal(anyhow::anyhow!("cvv key: {e}")))?;
-        mac.update(id.as_bytes());
-        mac.update(cvv.as_bytes());
-        // verify_slice compares in constant time.
-        if mac.verify_slice(&stored).is_ok() {
+        // The number found by its keyed hash is `number` itself: derive its CVV and compare
+        // in constant time.
+        if keys::same(&self.keys.cvv(number, period), cvv) {
             sqlx::query(
                 "UPDATE cards SET cvv_failed_attempts = 0, cvv_locked_until = NULL
                  WHERE id = $1 AND (cvv_failed_attempts <> 0 OR cvv_locked_until IS NOT NULL)",
@@ -390,36 +478,44 @@ impl Cards {
         let expiry_year = now.year() + i32::try_from(input.valid_years).unwrap_or(5);
         let expiry_month = i16::try_from(now.month()).unwrap_or(12);
         let id = Uuid::now_v7();
-        let (numbers, cvv) = {
+        let numbers: Vec<String> = {
             let mut rng = rand::thread_rng();
-            let numbers: Vec<String> = (0..5)
+            (0..5)
                 .filter_map(|_| number::generate(&input.brand, &mut rng))
-                .collect();
-            (numbers, number::generate_cvv(&mut rng))
+                .collect()
         };
-        let cvv_hash = self.cvv_hash(id, &cvv)?;
+        // The CVV is derived for the expiry the card is issued with, and never stored.
+        let period = expiry_year * 100 + i32::from(expiry_month);
         for candidate in numbers {
+            let pan = self
+                .keys
+                .seal(id, &candidate)
+                .map_err(CardError::Internal)?;
             let mut tx = self.pool.begin().await?;
-            let inserted: Result<CardRow, sqlx::Error> = sqlx::query_as(
-                "INSERT INTO cards (id, user_id, number, brand, card_type, currency,
-                     expiry_month, expiry_year, cvv_hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 RETURNING id, user_id, number, brand, card_type, currency, expiry_month,
-                     expiry_year, created_at, updated_at, deleted_at",
-            )
+            let inserted: Result<StoredCard, sqlx::Error> = sqlx::query_as(&format!(
+                "INSERT INTO cards (id, user_id, pan_ciphertext, pan_key, pan_hash, pan_last4,
+                     brand, card_type, currency, expiry_month, expiry_year, cvv_period)
+                 VALUES ($1, $2, $3, $4, $5, right($6, 4), $7, $8, $9, $10, $11, $12)
+                 RETURNING {CARD_COLUMNS}"
+            ))
             .bind(id)
             .bind(owner)
+            .bind(&pan.ciphertext)
+            .bind(&pan.wrapped_key)
+            .bind(self.keys.lookup_hash(&candidate))
             .bind(&candidate)
             .bind(&input.brand)
             .bind(&input.card_type)
             .bind(&input.currency)
             .bind(expiry_month)
             .bind(expiry_year)
-            .bind(&cvv_hash)
+            .bind(period)
             .fetch_one(&mut *tx)
             .await;
             match inserted {
-                Ok(card) => {
+                Ok(stored) => {
+                    let card = self.reveal(stored)?;
+                    let cvv = self.keys.cvv(&card.number, period);
                     emit(&mut tx, ev::CREATED, &card).await?;
                     tx.commit().await?;
                     metrics::counter!("cards_created_total", "brand" => card.brand.clone())
@@ -430,7 +526,7 @@ impl Cards {
                 }
                 Err(e)
                     if platform::db::unique_violation(&e).as_deref()
-                        == Some("cards_number_key") =>
+                        == Some("cards_pan_hash_key") =>
                 {
                     tracing::warn!("card number collision; retrying");
                 }
@@ -441,11 +537,12 @@ impl Cards {
     }
 
     async fn load(&self, conn: &mut PgConnection, id: Uuid) -> Result<CardRow, CardError> {
-        sqlx::query_as(&format!("{SELECT_CARD} WHERE id = $1"))
+        let stored = sqlx::query_as(&format!("{SELECT_CARD} WHERE id = $1"))
             .bind(id)
             .fetch_optional(conn)
             .await?
-            .ok_or(CardError::NotFound)
+            .ok_or(CardError::NotFound)?;
+        self.reveal(stored)
     }
 
     /// The card, if the caller owns it or holds `permission` (others get NOT_FOUND, so
@@ -472,12 +569,12 @@ impl Cards {
         if !number::is_valid(number) {
             return Err(FieldViolation::new("number", "must be a 16-digit card number").into());
         }
-        let card: CardRow = sqlx::query_as(&format!("{SELECT_CARD} WHERE number = $1"))
-            .bind(number)
+        let stored: StoredCard = sqlx::query_as(&format!("{SELECT_CARD} WHERE pan_hash = $1"))
+            .bind(self.keys.lookup_hash(number))
             .fetch_optional(&self.pool)
             .await?
             .ok_or(CardError::NotFound)?;
-        Self::visible(caller, card, CARDS_READ)
+        Self::visible(caller, self.reveal(stored)?, CARDS_READ)
     }
 
     pub async fn list(
@@ -505,7 +602,7 @@ impl Cards {
         let pattern = platform::db::like_pattern(search);
         let filter = format!(
             "WHERE {} AND ($1::uuid IS NULL OR user_id = $1)
-               AND ($2 = '' OR right(number, 4) = $2 OR brand ILIKE $3 OR currency ILIKE $3)",
+               AND ($2 = '' OR pan_last4 = $2 OR brand ILIKE $3 OR currency ILIKE $3)",
             lifecycle.sql_predicate()
         );
         let mut conn = self.pool.acquire().await?;
@@ -515,7 +612,7 @@ impl Cards {
             .bind(&pattern)
             .fetch_one(&mut *conn)
             .await?;
-        let rows = sqlx::query_as(&format!(
+        let rows: Vec<StoredCard> = sqlx::query_as(&format!(
             "{SELECT_CARD} {filter} ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
         ))
         .bind(owner)
@@ -525,6 +622,10 @@ impl Cards {
         .bind(page.offset())
         .fetch_all(&mut *conn)
         .await?;
+        let rows = rows
+            .into_iter()
+            .map(|r| self.reveal(r))
+            .collect::<Result<_, _>>()?;
         Ok((rows, total))
     }
 
@@ -571,20 +672,20 @@ impl Cards {
                 "you can shorten your card's validity, not extend it",
             )]));
         }
-        let updated: CardRow = sqlx::query_as(
+        let updated: StoredCard = sqlx::query_as(&format!(
             "UPDATE cards SET card_type = COALESCE($2, card_type),
                  expiry_month = COALESCE($3, expiry_month), expiry_year = COALESCE($4, expiry_year),
                  updated_at = now()
              WHERE id = $1
-             RETURNING id, user_id, number, brand, card_type, currency, expiry_month,
-                 expiry_year, created_at, updated_at, deleted_at",
-        )
+             RETURNING {CARD_COLUMNS}"
+        ))
         .bind(card.id)
         .bind(change.card_type)
         .bind(change.expiry.map(|(m, _)| i16::try_from(m).unwrap_or(1)))
         .bind(change.expiry.map(|(_, y)| y))
         .fetch_one(&mut *tx)
         .await?;
+        let updated = self.reveal(updated)?;
         emit(&mut tx, ev::UPDATED, &updated).await?;
         tx.commit().await?;
         Ok(updated)
@@ -614,18 +715,18 @@ impl Cards {
         if !trash && by_owner && trashed_by_admin {
             return Err(CardError::AdminDecision);
         }
-        let updated: CardRow = sqlx::query_as(
+        let updated: StoredCard = sqlx::query_as(&format!(
             "UPDATE cards SET deleted_at = CASE WHEN $2 THEN now() END,
                  trashed_by_admin = $2 AND $3, updated_at = now()
              WHERE id = $1
-             RETURNING id, user_id, number, brand, card_type, currency, expiry_month,
-                 expiry_year, created_at, updated_at, deleted_at",
-        )
+             RETURNING {CARD_COLUMNS}"
+        ))
         .bind(id)
         .bind(trash)
         .bind(!by_owner)
         .fetch_one(&mut *tx)
         .await?;
+        let updated = self.reveal(updated)?;
         emit(
             &mut tx,
             if trash { ev::TRASHED } else { ev::RESTORED },
@@ -689,13 +790,16 @@ impl Cards {
     pub async fn restore_all(&self, caller: &Principal) -> Result<u64, CardError> {
         caller.require(CARDS_DELETE)?;
         let mut tx = self.pool.begin().await?;
-        let restored: Vec<CardRow> = sqlx::query_as(
+        let restored: Vec<StoredCard> = sqlx::query_as(&format!(
             "UPDATE cards SET deleted_at = NULL, updated_at = now() WHERE deleted_at IS NOT NULL
-             RETURNING id, user_id, number, brand, card_type, currency, expiry_month,
-                 expiry_year, created_at, updated_at, deleted_at",
-        )
+             RETURNING {CARD_COLUMNS}"
+        ))
         .fetch_all(&mut *tx)
         .await?;
+        let restored: Vec<CardRow> = restored
+            .into_iter()
+            .map(|r| self.reveal(r))
+            .collect::<Result<_, _>>()?;
         for card in &restored {
             emit(&mut tx, ev::RESTORED, card).await?;
         }
@@ -706,10 +810,14 @@ impl Cards {
     /// Deletes every trashed card with an empty account; cards holding money stay trashed.
     pub async fn delete_all_trashed(&self, caller: &Principal) -> Result<u64, CardError> {
         caller.require(CARDS_DELETE)?;
-        let trashed: Vec<CardRow> =
+        let trashed: Vec<StoredCard> =
             sqlx::query_as(&format!("{SELECT_CARD} WHERE deleted_at IS NOT NULL"))
                 .fetch_all(&self.pool)
                 .await?;
+        let trashed: Vec<CardRow> = trashed
+            .into_iter()
+            .map(|r| self.reveal(r))
+            .collect::<Result<_, _>>()?;
         let mut deleted = 0;
         for card in &trashed {
             match self.delete_trashed(card).await {

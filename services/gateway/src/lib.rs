@@ -178,6 +178,7 @@ pub fn router(state: AppState) -> Router {
             "/cards/{id}",
             get(cards::get).patch(cards::update).delete(cards::delete),
         )
+        .route("/cards/{id}/cvv", get(cards::cvv))
         .route("/cards/{id}/trash", post(cards::trash))
         .route("/cards/{id}/restore", post(cards::restore))
         .route("/cards/{id}/balance", get(cards::balance))

@@ -969,3 +969,114 @@ async fn the_edge_speaks_tls_with_hsts_for_http_and_grpc() {
         .into_inner();
     assert!(!tokens.access_token.is_empty());
 }
+
+#[tokio::test]
+async fn card_numbers_are_encrypted_at_rest_and_cvvs_are_not_stored() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, owner) = p.customer(&admin).await;
+    let (_, stranger) = p.customer(&admin).await;
+    let card = p.card(&owner, "IDR").await;
+
+    // What the database holds: no number, no CVV, nothing derived from them in clear.
+    let db = sqlx::PgPool::connect(&p.database_url).await.unwrap();
+    let stored: String =
+        sqlx::query_scalar("SELECT row_to_json(c)::text FROM card_svc.cards c WHERE id = $1::uuid")
+            .bind(&card.id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(!stored.contains(&card.number), "{stored}");
+    let row: (Option<String>, Option<Vec<u8>>, Vec<u8>, String) = sqlx::query_as(
+        "SELECT number, cvv_hash, pan_ciphertext, pan_last4 FROM card_svc.cards WHERE id = $1::uuid",
+    )
+    .bind(&card.id)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((row.0, row.1), (None, None), "no number, no CVV hash");
+    assert!(!String::from_utf8_lossy(&row.2).contains(&card.number[..8]));
+    assert_eq!(row.3, &card.number[12..]);
+    let everywhere: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM card_svc.outbox WHERE payload::text LIKE '%' || $1 || '%'",
+    )
+    .bind(&card.number)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(everywhere, 0, "no number in the card service's events");
+
+    // The owner sees the number and can have the CVV shown (derived on demand); nobody else.
+    let (_, shown) = p.get(&format!("/cards/{}", card.id), Some(&owner)).await;
+    assert_eq!(shown["number"], card.number.as_str());
+    let (status, cvv) = p
+        .get(&format!("/cards/{}/cvv", card.id), Some(&owner))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cvv}");
+    assert_eq!(
+        cvv["cvv"],
+        card.cvv.as_str(),
+        "the CVV issued is the one derived"
+    );
+    for token in [&stranger, &admin] {
+        let (status, body) = p.get(&format!("/cards/{}/cvv", card.id), Some(token)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    }
+
+    // A card stored before encryption at rest (number and CVV hash in clear) is sealed when
+    // the card service starts; it keeps working by number, with its derived CVV.
+    let legacy = uuid::Uuid::now_v7();
+    let (_, me) = p.get("/auth/me", Some(&owner)).await;
+    let owner_id = me["user"]["id"]
+        .as_str()
+        .unwrap()
+        .parse::<uuid::Uuid>()
+        .unwrap();
+    let legacy_number = "4000001234567899";
+    sqlx::query(
+        "INSERT INTO card_svc.cards (id, user_id, number, brand, card_type, currency,
+             expiry_month, expiry_year, cvv_hash, cvv_period)
+         VALUES ($1, $2, $3, 'visa', 'debit', 'IDR', 12, 2030, '\\x00', 203012)",
+    )
+    .bind(legacy)
+    .bind(owner_id)
+    .bind(legacy_number)
+    .execute(&db)
+    .await
+    .unwrap();
+    let restarted = card_service::Application::build(card_service::Config {
+        common: common::common("card-service", &p.database_url, 0),
+        user_service_url: p.user_grpc.clone(),
+        saldo_service_url: p.saldo_grpc.clone(),
+        cvv_key: platform::Secret::new(common::CVV_KEY.to_owned()),
+        pan_key: platform::Secret::new(common::PAN_KEY.to_owned()),
+        currencies: vec!["IDR".into()],
+        cvv_lockout: card_service::service::CvvLockout {
+            max_attempts: 3,
+            lock_for: Duration::from_secs(600),
+            per_key_max_failures: 20,
+            per_key_window: Duration::from_secs(3600),
+        },
+    })
+    .await
+    .unwrap();
+    drop(restarted);
+    let sealed: (Option<String>, Option<Vec<u8>>) =
+        sqlx::query_as("SELECT number, cvv_hash FROM card_svc.cards WHERE id = $1")
+            .bind(legacy)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(sealed, (None, None));
+    let (status, found) = p
+        .post(
+            "/cards/lookup",
+            Some(&owner),
+            json!({"number": legacy_number}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["id"], legacy.to_string());
+    let (_, cvv) = p.get(&format!("/cards/{legacy}/cvv"), Some(&owner)).await;
+    assert_eq!(cvv["cvv"].as_str().unwrap().len(), 3, "{cvv}");
+}

@@ -138,6 +138,7 @@ async fn world() -> World {
         user_service_url: "http://127.0.0.1:9".into(),
         saldo_service_url: saldo_url.clone(),
         cvv_key: platform::Secret::new(CVV_KEY.to_owned()),
+        pan_key: platform::Secret::new("test-pan-key-test-pan-key-0123456789".to_owned()),
         currencies: vec!["IDR".into()],
         cvv_lockout: card_service::service::CvvLockout {
             max_attempts: 3,

@@ -154,6 +154,34 @@ pub async fn get(
     ))
 }
 
+/// A card's CVV, as its owner sees it.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct CvvView {
+    pub card_id: String,
+    /// Derived on demand from the issuer's key; never stored.
+    pub cvv: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/cards/{id}/cvv", tag = "cards", params(("id" = String, Path)),
+    responses((status = 200, body = CvvView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn cvv(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<CvvView>, ApiError> {
+    let request = state.request(pb::CardIdRequest { id }, Some(&caller));
+    let reply = state
+        .cards
+        .clone()
+        .get_card_cvv(request)
+        .await?
+        .into_inner();
+    Ok(Json(CvvView {
+        card_id: reply.card_id,
+        cvv: reply.cvv,
+    }))
+}
+
 /// A card number to look a card up by. It travels in the body, never in a URL: URLs end up
 /// in access logs, browser histories and `Referer` headers.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -29,6 +29,7 @@ pub fn jwt() -> JwtConfig {
 }
 
 pub const CVV_KEY: &str = "test-cvv-key-test-cvv-key-0123456789";
+pub const PAN_KEY: &str = "test-pan-key-test-pan-key-0123456789";
 
 /// The key the user and email services derive one-time link tokens with.
 pub fn link_key() -> platform::link_token::LinkTokenKey {
@@ -227,6 +228,7 @@ impl Platform {
             user_service_url: user_url.clone(),
             saldo_service_url: saldo_url.clone(),
             cvv_key: platform::Secret::new(CVV_KEY.to_owned()),
+            pan_key: platform::Secret::new(PAN_KEY.to_owned()),
             currencies: vec!["IDR".into(), "USD".into()],
             cvv_lockout: card_service::service::CvvLockout {
                 max_attempts: 3,
