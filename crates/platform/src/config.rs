@@ -74,6 +74,9 @@ pub struct CommonConfig {
     pub jwt: crate::auth::JwtConfig,
     /// Apply migrations when the server starts (`MIGRATE_ON_START`, default true).
     pub migrate_on_start: bool,
+    /// Calls per principal and minute through the public gRPC port (`EDGE_RATE_LIMIT_PER_MINUTE`,
+    /// default 600; see [`crate::edge_limit`]).
+    pub edge_rate_limit_per_minute: u64,
 }
 
 impl CommonConfig {
@@ -96,6 +99,7 @@ impl CommonConfig {
             kafka_brokers: optional("KAFKA_BROKERS", "127.0.0.1:9092"),
             jwt: crate::auth::JwtConfig::from_env()?,
             migrate_on_start: parsed("MIGRATE_ON_START", true)?,
+            edge_rate_limit_per_minute: parsed("EDGE_RATE_LIMIT_PER_MINUTE", 600)?,
         })
     }
 }

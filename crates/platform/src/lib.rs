@@ -9,6 +9,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod edge_limit;
 pub mod error;
 pub mod failpoint;
 pub mod grpc;

@@ -55,6 +55,7 @@ pub struct Foundation {
     pub redis: deadpool_redis::Pool,
     grpc: TcpListener,
     admin: TcpListener,
+    edge_limit: crate::edge_limit::EdgeLimit,
 }
 
 impl Foundation {
@@ -76,11 +77,17 @@ impl Foundation {
         let redis = crate::redis::pool(config.redis_url.expose())?;
         let grpc = crate::config::bind(config.grpc_addr, "gRPC").await?;
         let admin = crate::config::bind(config.admin_addr, "admin").await?;
+        let edge_limit = crate::edge_limit::EdgeLimit::new(
+            redis.clone(),
+            crate::auth::Authenticator::new(&config.jwt, None),
+            config.edge_rate_limit_per_minute,
+        );
         Ok(Self {
             pool,
             redis,
             grpc,
             admin,
+            edge_limit,
         })
     }
 
@@ -118,6 +125,7 @@ impl Foundation {
         let (_reporter, health, reflection, reflection_alpha) =
             crate::grpc::health_and_reflection().await?;
         let router = crate::grpc::server()
+            .layer(crate::edge_limit::EdgeLimitLayer(Some(self.edge_limit)))
             .add_routes(routes)
             .add_service(health)
             .add_service(reflection)

@@ -1080,3 +1080,38 @@ async fn card_numbers_are_encrypted_at_rest_and_cvvs_are_not_stored() {
     let (_, cvv) = p.get(&format!("/cards/{legacy}/cvv"), Some(&owner)).await;
     assert_eq!(cvv["cvv"].as_str().unwrap().len(), 3, "{cvv}");
 }
+
+#[tokio::test]
+async fn the_public_grpc_port_limits_each_principal() {
+    use proto::user::v1::auth_service_client::AuthServiceClient;
+
+    let p = Platform::start_with(common::Options {
+        edge_rate_limit_per_minute: 20,
+        ..Default::default()
+    })
+    .await;
+    let edge =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", p.nginx.grpc_port))
+            .unwrap()
+            .local_address(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 25))))
+            .connect()
+            .await
+            .unwrap();
+    let mut client = AuthServiceClient::new(edge);
+    let mut limited = 0;
+    for _ in 0..40 {
+        match client.me(proto::user::v1::MeRequest::default()).await {
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                assert!(s.metadata().get("retry-after").is_some(), "{s:?}");
+                limited += 1;
+            }
+            Err(s) => assert_eq!(s.code(), tonic::Code::Unauthenticated, "{s:?}"),
+            Ok(_) => panic!("me without a token answered"),
+        }
+    }
+    // Anonymous: one bucket for the address, 20 calls in the minute.
+    assert!(limited >= 20, "{limited} of 40 limited");
+    // The gateway's own calls to the same service are not edge calls: still served.
+    let address = email("after-edge-limit");
+    p.verified_customer(&address).await;
+}

@@ -43,6 +43,7 @@ fn common(name: &str, database_url: &str, port: u16) -> CommonConfig {
         kafka_brokers: testkit::kafka_brokers(),
         jwt: jwt(),
         migrate_on_start: true,
+        edge_rate_limit_per_minute: 1_000_000,
     }
 }
 

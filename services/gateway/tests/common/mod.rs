@@ -45,6 +45,8 @@ pub struct Options {
     pub emails_per_recipient_per_hour: u32,
     /// CVV mismatches one merchant key may cause across cards per hour.
     pub cvv_failures_per_key: i32,
+    /// Calls per principal and minute through the public gRPC port.
+    pub edge_rate_limit_per_minute: u64,
     /// SMTP attempts per email before it is dead-lettered.
     pub email_max_attempts: i32,
     /// The dead-letter topic of the email consumer (tests that read it use their own).
@@ -60,6 +62,7 @@ impl Default for Options {
             password_hash_queue: 64,
             emails_per_recipient_per_hour: 5,
             cvv_failures_per_key: 20,
+            edge_rate_limit_per_minute: 1_000_000,
             email_max_attempts: 50,
             dead_letter_topic: None,
         }
@@ -136,6 +139,10 @@ impl Drop for Platform {
     }
 }
 
+/// Calls per principal and minute through the public gRPC port, for the services built next
+/// (one platform per test process).
+static EDGE_LIMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000_000);
+
 pub fn common(name: &str, database_url: &str, grpc_port: u16) -> CommonConfig {
     CommonConfig {
         service_name: name.into(),
@@ -147,6 +154,7 @@ pub fn common(name: &str, database_url: &str, grpc_port: u16) -> CommonConfig {
         kafka_brokers: testkit::kafka_brokers(),
         jwt: jwt(),
         migrate_on_start: true,
+        edge_rate_limit_per_minute: EDGE_LIMIT.load(std::sync::atomic::Ordering::Relaxed),
     }
 }
 
@@ -156,6 +164,10 @@ impl Platform {
     }
 
     pub async fn start_with(options: Options) -> Self {
+        EDGE_LIMIT.store(
+            options.edge_rate_limit_per_minute,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         // Tracing as in the binaries, so trace ids exist and propagate (one per process).
         static TELEMETRY: std::sync::OnceLock<Option<platform::telemetry::TelemetryGuard>> =
             std::sync::OnceLock::new();
