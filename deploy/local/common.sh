@@ -136,6 +136,21 @@ start_kafka() {
 # ensure_asyncapi_parser — the AsyncAPI initiative's parser (npm @asyncapi/parser, pinned) in
 # $ASYNCAPI_PARSER_DIR, once; Node.js from Debian if missing. Sets ASYNCAPI_PARSER_DIR.
 ASYNCAPI_PARSER_VERSION="3.6.6"
+# Headless Chromium (Debian) and playwright-core (npm; it never downloads a browser of its own)
+# for the tests that follow the emailed links in a real browser.
+PLAYWRIGHT_VERSION=1.64.1
+ensure_browser() {
+    [ -x /usr/bin/chromium ] || apt_install chromium
+    CHROMIUM_BIN=/usr/bin/chromium
+    PLAYWRIGHT_DIR="$TOOLS_DIR/playwright-core-$PLAYWRIGHT_VERSION"
+    command -v node >/dev/null || apt_install nodejs npm
+    [ -f "$PLAYWRIGHT_DIR/node_modules/playwright-core/package.json" ] && return
+    say "installing playwright-core $PLAYWRIGHT_VERSION from npm into $PLAYWRIGHT_DIR (one time)"
+    mkdir -p "$PLAYWRIGHT_DIR"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund \
+        --prefix "$PLAYWRIGHT_DIR" "playwright-core@$PLAYWRIGHT_VERSION" >&2
+}
+
 ensure_asyncapi_parser() {
     ASYNCAPI_PARSER_DIR="$TOOLS_DIR/asyncapi-parser-$ASYNCAPI_PARSER_VERSION"
     command -v node >/dev/null || apt_install nodejs npm

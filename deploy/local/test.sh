@@ -20,6 +20,9 @@ export TEST_KAFKA_BROKERS="127.0.0.1:$TEST_KAFKA_PORT"
 export KAFKA_LIBS
 
 ensure_asyncapi_parser
+ensure_browser
+# The tests that open the emailed links in headless Chromium (through NGINX) use these.
+export PLAYWRIGHT_DIR CHROMIUM_BIN
 say "AsyncAPI document (crates/events/asyncapi.json) against the AsyncAPI parser"
 node "$ROOT/deploy/local/asyncapi/validate.cjs" "$ASYNCAPI_PARSER_DIR" "$ROOT/crates/events/asyncapi.json"
 

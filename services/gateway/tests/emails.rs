@@ -571,3 +571,92 @@ async fn dead_letters_are_listed_replayed_and_purged_through_the_admin_api() {
     let (_, body) = p.get("/admin/dead-letters?all=true", Some(&admin)).await;
     assert_eq!(body["messages"].as_array().unwrap().len(), 4);
 }
+
+/// The link of `subject`'s email to `address`, pointed at this platform's NGINX (the emails
+/// link to `EMAIL_LINK_BASE_URL`, `http://payments.test` in tests).
+async fn emailed_link(p: &Platform, address: &str, subject: &str) -> String {
+    let mail = p
+        .smtp
+        .wait_for(address, &format!("Subject: {subject}"), WAIT)
+        .await
+        .unwrap();
+    let start = mail.find("http://payments.test/account/").unwrap();
+    let link: String = mail[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '<')
+        .collect();
+    link.replace("http://payments.test", &p.nginx.url())
+}
+
+/// Opens `url` in headless Chromium (optionally typing a new password), through
+/// `deploy/local/browser/follow-link.cjs`; returns what the page said.
+fn follow_in_browser(url: &str, new_password: Option<&str>) -> serde_json::Value {
+    let playwright = std::env::var("PLAYWRIGHT_DIR")
+        .expect("PLAYWRIGHT_DIR: run through `make test`, which installs playwright-core");
+    let chromium = std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/local/browser/follow-link.cjs"
+    );
+    let mut command = std::process::Command::new("node");
+    command.arg(script).arg(&playwright).arg(&chromium).arg(url);
+    if let Some(password) = new_password {
+        command.arg(password);
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "the browser failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn a_user_follows_the_emailed_links_in_a_browser() {
+    let p = Platform::start().await;
+    let address = email("browser");
+    let (status, _) = p
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": address, "password": PASSWORD, "first_name": "Ana", "last_name": "Silva"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // The verification link: the page posts the token from the fragment.
+    let link = emailed_link(&p, &address, "Verify your email address").await;
+    assert!(link.contains("/account/verify-email#token="), "{link}");
+    let page = tokio::task::spawn_blocking(move || follow_in_browser(&link, None))
+        .await
+        .unwrap();
+    assert_eq!(page["outcome"], "ok", "{page}");
+    assert!(
+        !page["address"].as_str().unwrap().contains("token"),
+        "the token is removed from the address bar: {page}"
+    );
+    p.login(&address, PASSWORD).await;
+
+    // The reset link: the user types a new password on the page.
+    let (status, _) = p
+        .post("/auth/forgot-password", None, json!({"email": address}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let link = emailed_link(&p, &address, "Reset your password").await;
+    let token = link.split("#token=").nth(1).unwrap().to_owned();
+    let used = link.clone();
+    let page =
+        tokio::task::spawn_blocking(move || follow_in_browser(&link, Some("Browser-Chosen-42")))
+            .await
+            .unwrap();
+    assert_eq!(page["outcome"], "ok", "{page}");
+    p.login(&address, "Browser-Chosen-42").await;
+    // A link used once does not work twice.
+    let page = tokio::task::spawn_blocking(move || follow_in_browser(&used, Some("Second-Try-42")))
+        .await
+        .unwrap();
+    assert_eq!(page["outcome"], "error", "{page}");
+    // The browser never sent the token anywhere but in a request body.
+    assert!(!p.nginx.access_log().contains(&token));
+}
