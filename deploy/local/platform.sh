@@ -5,6 +5,17 @@
 
 declare -A SERVICE_PIDS=()
 
+# state_secret NAME FILE — exports NAME: its value if set, else the random secret kept in
+# $STATE_DIR/FILE (generated the first time).
+state_secret() {
+    local name="$1" file="$STATE_DIR/$2"
+    if [ -z "${!name:-}" ]; then
+        [ -s "$file" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$file"
+        printf -v "$name" '%s' "$(cat "$file")"
+    fi
+    export "${name?}"
+}
+
 start_platform() {
     ensure_commands
     ensure_kafka
@@ -18,30 +29,13 @@ start_platform() {
     export DATABASE_URL="${PG_ADMIN_URL%/*}/$DATABASE_NAME"
     export REDIS_URL="$REDIS_READY_URL"
 
-    # A JWT secret generated once and kept in .state (never committed).
-    if [ -z "${JWT_SECRET:-}" ]; then
-        [ -s "$STATE_DIR/jwt_secret" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$STATE_DIR/jwt_secret"
-        JWT_SECRET="$(cat "$STATE_DIR/jwt_secret")"
-    fi
-    export JWT_SECRET
-    # Likewise the key of the card service's CVV hashes.
-    if [ -z "${CARD_CVV_KEY:-}" ]; then
-        [ -s "$STATE_DIR/card_cvv_key" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$STATE_DIR/card_cvv_key"
-        CARD_CVV_KEY="$(cat "$STATE_DIR/card_cvv_key")"
-    fi
-    export CARD_CVV_KEY
-    # And the master secret of card-number encryption at rest (the card service only).
-    if [ -z "${CARD_PAN_KEY:-}" ]; then
-        [ -s "$STATE_DIR/card_pan_key" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$STATE_DIR/card_pan_key"
-        CARD_PAN_KEY="$(cat "$STATE_DIR/card_pan_key")"
-    fi
-    export CARD_PAN_KEY
-    # And the key the user and email services derive one-time link tokens with.
-    if [ -z "${ONE_TIME_TOKEN_KEY:-}" ]; then
-        [ -s "$STATE_DIR/one_time_token_key" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$STATE_DIR/one_time_token_key"
-        ONE_TIME_TOKEN_KEY="$(cat "$STATE_DIR/one_time_token_key")"
-    fi
-    export ONE_TIME_TOKEN_KEY
+    # Secrets generated once and kept in .state (never committed), unless set: the JWT secret,
+    # the card service's CVV and card-number keys, and the key the user and email services
+    # derive one-time link tokens with.
+    state_secret JWT_SECRET jwt_secret
+    state_secret CARD_CVV_KEY card_cvv_key
+    state_secret CARD_PAN_KEY card_pan_key
+    state_secret ONE_TIME_TOKEN_KEY one_time_token_key
     export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
     export LOG_FORMAT="${LOG_FORMAT:-text}"
 

@@ -624,13 +624,7 @@ async fn the_platform_cannot_be_used_to_mail_bomb_an_address() {
 async fn one_time_tokens_never_travel_in_events() {
     let p = Platform::start().await;
     let address = email("secretless");
-    let (status, _) = p
-        .post(
-            "/auth/register",
-            None,
-            json!({"email": address, "password": PASSWORD, "first_name": "Ana", "last_name": "Silva"}),
-        )
-        .await;
+    let (status, _) = p.register(&address).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     // What Kafka (and the outbox, and the dead-letter topic) hold is an id, not a token.
     let reader =

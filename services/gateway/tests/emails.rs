@@ -616,13 +616,7 @@ fn follow_in_browser(url: &str, new_password: Option<&str>) -> serde_json::Value
 async fn a_user_follows_the_emailed_links_in_a_browser() {
     let p = Platform::start().await;
     let address = email("browser");
-    let (status, _) = p
-        .post(
-            "/auth/register",
-            None,
-            json!({"email": address, "password": PASSWORD, "first_name": "Ana", "last_name": "Silva"}),
-        )
-        .await;
+    let (status, _) = p.register(&address).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
     // The verification link: the page posts the token from the fragment.

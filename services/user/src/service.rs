@@ -230,25 +230,36 @@ impl Users {
         }
     }
 
+    /// A new verification token for `user`, announced for the email service — unless the
+    /// address has had its hour's allowance of emails.
+    async fn mail_verification(
+        &self,
+        conn: &mut PgConnection,
+        user: &UserRow,
+    ) -> Result<(), UserError> {
+        if self
+            .may_mail(TokenPurpose::VerifyEmail.as_str(), &user.email)
+            .await?
+        {
+            let issued = self
+                .issue_one_time(
+                    conn,
+                    user,
+                    TokenPurpose::VerifyEmail,
+                    self.lifetimes.verification,
+                )
+                .await?;
+            emit(conn, ev::VERIFICATION_REQUESTED, user.id, &issued).await?;
+        }
+        Ok(())
+    }
+
     async fn registration_attempted(&self, email: &str) -> Result<(), UserError> {
         let email = Email::parse(email, "email")?;
         let mut tx = self.pool.begin().await?;
         if let Some(user) = repo::active_user_by_email(&mut tx, email.as_str()).await? {
             if user.email_verified_at.is_none() {
-                if self
-                    .may_mail(TokenPurpose::VerifyEmail.as_str(), email.as_str())
-                    .await?
-                {
-                    let issued = self
-                        .issue_one_time(
-                            &mut tx,
-                            &user,
-                            TokenPurpose::VerifyEmail,
-                            self.lifetimes.verification,
-                        )
-                        .await?;
-                    emit(&mut tx, ev::VERIFICATION_REQUESTED, user.id, &issued).await?;
-                }
+                self.mail_verification(&mut tx, &user).await?;
             } else if self
                 .may_mail("registration_attempted", email.as_str())
                 .await?
@@ -294,19 +305,8 @@ impl Users {
         let mut tx = self.pool.begin().await?;
         if let Some(user) = repo::active_user_by_email(&mut tx, email.as_str()).await?
             && user.email_verified_at.is_none()
-            && self
-                .may_mail(TokenPurpose::VerifyEmail.as_str(), email.as_str())
-                .await?
         {
-            let issued = self
-                .issue_one_time(
-                    &mut tx,
-                    &user,
-                    TokenPurpose::VerifyEmail,
-                    self.lifetimes.verification,
-                )
-                .await?;
-            emit(&mut tx, ev::VERIFICATION_REQUESTED, user.id, &issued).await?;
+            self.mail_verification(&mut tx, &user).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -547,11 +547,19 @@ impl Platform {
         found.unwrap_or_else(|| panic!("no {event_type} event for {email}"))
     }
 
+    /// Self-registration of `email` with [`PASSWORD`].
+    pub async fn register(&self, email: &str) -> (StatusCode, Value) {
+        self.post(
+            "/auth/register",
+            None,
+            json!({"email": email, "password": PASSWORD, "first_name": "Ana", "last_name": "Silva"}),
+        )
+        .await
+    }
+
     /// Registers, verifies (token from the Kafka event) and waits for the customer role.
     pub async fn verified_customer(&self, email: &str) -> (String, Value) {
-        let (status, body) = self
-            .post("/auth/register", None, json!({"email": email, "password": PASSWORD, "first_name": "Ana", "last_name": "Silva"}))
-            .await;
+        let (status, body) = self.register(email).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         let token = self.token_from_event("user.registered", email).await;
         let (status, body) = self
