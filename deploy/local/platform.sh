@@ -27,6 +27,14 @@ start_platform() {
     psql "$PG_ADMIN_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$DATABASE_NAME'" | grep -q 1 \
         || psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $DATABASE_NAME" >/dev/null
     export DATABASE_URL="${PG_ADMIN_URL%/*}/$DATABASE_NAME"
+    # Each service connects as its own role, owning its schema and nothing else (the admin
+    # URL above is for the tools: seeders, benchmarks).
+    local hostport="${PG_ADMIN_URL#*@}"
+    hostport="${hostport%%/*}"
+    declare -gA SERVICE_DATABASE_URL=()
+    while read -r role password; do
+        SERVICE_DATABASE_URL["$role"]="postgres://$role:$password@$hostport/$DATABASE_NAME"
+    done < <(bash "$ROOT/deploy/local/service-roles.sh" "$PG_ADMIN_URL" "$DATABASE_NAME" "$STATE_DIR/db-roles")
     export REDIS_URL="$REDIS_READY_URL"
 
     # Secrets generated once and kept in .state (never committed), unless set: the JWT secret,
@@ -64,7 +72,9 @@ start_platform() {
         local name="$1" bin="$2" admin="$3"
         shift 3
         case " ${SKIP_SERVICES:-} " in *" $name "*) say "not starting $name (SKIP_SERVICES)"; return ;; esac
-        env "$@" ADMIN_ADDR="127.0.0.1:$admin" "$BIN/$bin" >"$STATE_DIR/logs/$name.log" 2>&1 &
+        local database=()
+        [ -n "${SERVICE_DATABASE_URL[${name}_svc]:-}" ] && database=(DATABASE_URL="${SERVICE_DATABASE_URL[${name}_svc]}")
+        env "$@" "${database[@]}" ADMIN_ADDR="127.0.0.1:$admin" "$BIN/$bin" >"$STATE_DIR/logs/$name.log" 2>&1 &
         PIDS+=("$!")
         SERVICE_PIDS["$name"]="$!"
         wait_http "http://127.0.0.1:$admin/readyz" "$name" 90 "$!" "$STATE_DIR/logs/$name.log"

@@ -35,12 +35,21 @@ pub async fn migrate(
         "schema names are lowercase identifiers"
     );
     let mut conn = pool.acquire().await?;
-    conn.execute("SELECT pg_advisory_lock(7243001)").await?;
-    let created = conn
-        .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
-        .await;
-    conn.execute("SELECT pg_advisory_unlock(7243001)").await?;
-    created.with_context(|| format!("creating schema {schema}"))?;
+    // A service's own role owns its schema but may not create schemas (CREATE SCHEMA IF NOT
+    // EXISTS checks that right even when the schema exists): only create what is missing.
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut *conn)
+            .await?;
+    if !exists {
+        conn.execute("SELECT pg_advisory_lock(7243001)").await?;
+        let created = conn
+            .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
+            .await;
+        conn.execute("SELECT pg_advisory_unlock(7243001)").await?;
+        created.with_context(|| format!("creating schema {schema}"))?;
+    }
     drop(conn);
     migrator
         .run(pool)

@@ -1109,3 +1109,61 @@ async fn the_public_grpc_port_limits_each_principal() {
     let address = email("after-edge-limit");
     p.verified_customer(&address).await;
 }
+
+#[tokio::test]
+async fn a_service_database_role_reaches_only_its_own_schema() {
+    let p = Platform::start().await;
+    // The roles `make run` gives the services (deploy/local/service-roles.sh), on this test's
+    // database, whose schemas the admin role migrated (as an older local database was).
+    let (server, database) = p.database_url.rsplit_once('/').unwrap();
+    let passwords = std::env::temp_dir().join(testkit::unique("db-roles"));
+    let out = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/local/service-roles.sh"
+        ))
+        .arg(format!("{server}/postgres"))
+        .arg(database)
+        .arg(&passwords)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let roles = String::from_utf8(out.stdout).unwrap();
+    let password = roles
+        .lines()
+        .find_map(|l| l.strip_prefix("card_svc "))
+        .unwrap()
+        .to_owned();
+    let host = server.rsplit_once('@').map_or(server, |(_, h)| h);
+    let url = format!("postgres://card_svc:{password}@{host}/{database}");
+    let card = platform::db::connect(&url, "card_svc", 2).await.unwrap();
+
+    // Its own schema: readable, writable, and it can migrate it.
+    let cards: i64 = sqlx::query_scalar("SELECT count(*) FROM cards")
+        .fetch_one(&card)
+        .await
+        .unwrap();
+    assert!(cards >= 0);
+    platform::db::migrate(&card, "card_svc", &card_service::MIGRATOR)
+        .await
+        .unwrap();
+    // Everything else: refused.
+    for sql in [
+        "SELECT count(*) FROM user_svc.users",
+        "SELECT count(*) FROM saldo_svc.journal_lines",
+        "UPDATE saldo_svc.accounts SET balance = balance + 1",
+        "CREATE TABLE public.stolen (x int)",
+        "CREATE SCHEMA stolen",
+    ] {
+        let error = sqlx::query(sql).execute(&card).await.unwrap_err();
+        assert!(
+            error.to_string().contains("permission denied"),
+            "{sql}: {error}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(passwords);
+}
