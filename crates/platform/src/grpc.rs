@@ -33,6 +33,14 @@ pub async fn with_client_address<F: std::future::Future>(address: String, fut: F
     CLIENT_ADDRESS.scope(address, fut).await
 }
 
+/// The end client's address of the request being served (set by the gateway), `unknown`
+/// outside one.
+pub fn current_client_address() -> String {
+    CLIENT_ADDRESS
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
 /// The end client's address of an incoming call, `unknown` when no edge named one.
 pub fn client_address(metadata: &tonic::metadata::MetadataMap) -> String {
     metadata

@@ -128,7 +128,8 @@ pub async fn authenticate_and_limit(
                 .get(crate::extract::API_KEY_HEADER)
                 .is_some_and(|v| !v.as_bytes().trim_ascii().is_empty());
             let prefix = if has_key { "api-key-client" } else { "ip" };
-            format!("{prefix}:{}", client_ip(&request))
+            // Set by `observe` around every request.
+            format!("{prefix}:{}", platform::grpc::current_client_address())
         }
     };
     let limit = if principal_key.starts_with("ip:") {

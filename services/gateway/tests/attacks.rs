@@ -121,21 +121,7 @@ async fn concurrent_password_guesses_get_no_more_than_five_answers() {
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // A password reset is the owner's way back in from anywhere: it clears every lock.
-    let (status, _) = p
-        .post("/auth/forgot-password", None, json!({"email": address}))
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    let token = p
-        .token_from_event("user.password_reset_requested", &address)
-        .await;
-    let (status, body) = p
-        .post(
-            "/auth/reset-password",
-            None,
-            json!({"token": token, "new_password": "Brand-New-Secret-9"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    p.reset_password(&address, "Brand-New-Secret-9").await;
     let (status, _, body) = post_as(
         &attacker,
         &p,
@@ -214,21 +200,7 @@ async fn a_password_reset_ends_every_session_at_once() {
     let address = email("reset-ends");
     p.verified_customer(&address).await;
     let sessions = two_sessions(&p, &address, PASSWORD).await;
-    let (status, _) = p
-        .post("/auth/forgot-password", None, json!({"email": address}))
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    let token = p
-        .token_from_event("user.password_reset_requested", &address)
-        .await;
-    let (status, body) = p
-        .post(
-            "/auth/reset-password",
-            None,
-            json!({"token": token, "new_password": "Reset-Secret-321"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    p.reset_password(&address, "Reset-Secret-321").await;
     assert_sessions_ended(&p, &sessions).await;
     // A token issued after the reset works.
     let fresh = p.login(&address, "Reset-Secret-321").await;
@@ -627,12 +599,7 @@ async fn one_time_tokens_never_travel_in_events() {
         .wait_for(&address, "Subject: Verify your email address", WAIT)
         .await
         .unwrap();
-    let link = "#token=";
-    let at = mail.find(link).unwrap() + link.len();
-    let token: String = mail[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
-        .collect();
+    let token = common::token_in_mail(&mail, "#token=");
     let (status, body) = p
         .post("/auth/verify-email", None, json!({"token": token}))
         .await;

@@ -67,12 +67,7 @@ async fn every_lifecycle_event_mails_the_right_person() {
         .unwrap();
     // The token is in the link's fragment (never sent to a server, so in no access log);
     // the link's page is the platform's own and posts the token to the API.
-    let link = "http://payments.test/account/reset-password#token=";
-    let at = mail.find(link).unwrap_or_else(|| panic!("{mail}")) + link.len();
-    let token: String = mail[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
-        .collect();
+    let token = common::token_in_mail(&mail, "http://payments.test/account/reset-password#token=");
     assert_eq!(
         token,
         p.token_from_event("user.password_reset_requested", &address)

@@ -107,6 +107,11 @@ pub fn new_token(prefix: &str) -> String {
     )
 }
 
+/// A short keyless digest naming an email or address in Redis keys (never the value itself).
+pub fn key_digest(value: &str) -> String {
+    hex::encode(&Sha256::digest(value.as_bytes())[..16])
+}
+
 /// The stored form of a token.
 pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()

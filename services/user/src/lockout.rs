@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_redis::redis;
-use sha2::{Digest, Sha256};
 
+use crate::crypto::key_digest;
 use crate::error::UserError;
 
 /// Counts the attempt unless locked. Returns `{0, ttl}` when locked, `{1, attempt}` otherwise.
@@ -74,10 +74,6 @@ pub struct Attempt {
     number: u32,
 }
 
-fn digest(value: &str) -> String {
-    hex::encode(&Sha256::digest(value.as_bytes())[..16])
-}
-
 fn generation_key(account: &str) -> String {
     format!("login:{account}:generation")
 }
@@ -108,8 +104,8 @@ impl Lockout {
 
     /// Counts an attempt of `client` on `email`, or fails with `AccountLocked`.
     pub async fn admit(&self, email: &str, client: &str) -> Result<Attempt, UserError> {
-        let account = digest(email);
-        let client = digest(client);
+        let account = key_digest(email);
+        let client = key_digest(client);
         let mut conn = self.conn().await?;
         let (admitted, value): (i64, i64) = redis::Script::new(ADMIT)
             .key(generation_key(&account))
@@ -189,7 +185,7 @@ impl Lockout {
     pub async fn reset(&self, email: &str) -> Result<(), UserError> {
         let mut conn = self.conn().await?;
         let _: i64 = redis::cmd("INCR")
-            .arg(generation_key(&digest(email)))
+            .arg(generation_key(&key_digest(email)))
             .query_async(&mut conn)
             .await
             .map_err(|e| UserError::Internal(e.into()))?;

@@ -543,12 +543,8 @@ impl Users {
     /// Counts a one-time-token email to `email` in the current hour; `false` once the hour's
     /// allowance is spent (the request is answered as always, and no email goes out).
     async fn may_mail(&self, purpose: &'static str, email: &str) -> Result<bool, UserError> {
-        use sha2::Digest;
         let hour = Utc::now().timestamp() / 3600;
-        let key = format!(
-            "mail:{purpose}:{}:{hour}",
-            hex::encode(&sha2::Sha256::digest(email.as_bytes())[..16])
-        );
+        let key = format!("mail:{purpose}:{}:{hour}", crypto::key_digest(email));
         let mut conn = self
             .redis
             .get()

@@ -557,6 +557,25 @@ impl Platform {
         .await
     }
 
+    /// Asks for a password reset of `email` and sets `new_password` with the token.
+    pub async fn reset_password(&self, email: &str, new_password: &str) {
+        let (status, _) = self
+            .post("/auth/forgot-password", None, json!({"email": email}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let token = self
+            .token_from_event("user.password_reset_requested", email)
+            .await;
+        let (status, body) = self
+            .post(
+                "/auth/reset-password",
+                None,
+                json!({"token": token, "new_password": new_password}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+
     /// Registers, verifies (token from the Kafka event) and waits for the customer role.
     pub async fn verified_customer(&self, email: &str) -> (String, Value) {
         let (status, body) = self.register(email).await;
@@ -585,6 +604,18 @@ impl Platform {
         // Log in again so the access token carries the role.
         (id, self.login(email, PASSWORD).await)
     }
+}
+
+/// The one-time token of the first link in `mail` that starts with `link` (up to `#token=`).
+pub fn token_in_mail(mail: &str, link: &str) -> String {
+    let at = mail
+        .find(link)
+        .unwrap_or_else(|| panic!("no {link} in {mail}"))
+        + link.len();
+    mail[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
+        .collect()
 }
 
 pub fn email(prefix: &str) -> String {
