@@ -53,11 +53,11 @@ trap cleanup EXIT
 rollups_caught_up() {
     local behind
     behind="$(psql "$DATABASE_URL" -tAc "SELECT
-        (SELECT count(*) FROM topup_svc.topups WHERE status <> 'pending')
+        (SELECT count(*) FROM topup_svc.movements WHERE status <> 'pending')
           - (SELECT count(*) FROM topup_svc.stats_counted)
-      + (SELECT count(*) FROM withdraw_svc.withdraws WHERE status <> 'pending')
+      + (SELECT count(*) FROM withdraw_svc.movements WHERE status <> 'pending')
           - (SELECT count(*) FROM withdraw_svc.stats_counted)
-      + (SELECT count(*) FROM transfer_svc.transfers WHERE status <> 'pending')
+      + (SELECT count(*) FROM transfer_svc.movements WHERE status <> 'pending')
           - (SELECT count(*) FROM transfer_svc.stats_counted)
       + (SELECT count(*) FROM transaction_svc.payments WHERE status <> 'pending')
           - (SELECT count(*) FROM transaction_svc.stats_counted)
@@ -106,9 +106,9 @@ for size in $SIZES; do
     psql "$DATABASE_URL" -P footer=off -c "SELECT
         (SELECT count(*) FROM transaction_svc.payments) AS payments,
         (SELECT count(*) FROM transaction_svc.refunds) AS refunds,
-        (SELECT count(*) FROM topup_svc.topups) AS topups,
-        (SELECT count(*) FROM withdraw_svc.withdraws) AS withdraws,
-        (SELECT count(*) FROM transfer_svc.transfers) AS transfers,
+        (SELECT count(*) FROM topup_svc.movements) AS topups,
+        (SELECT count(*) FROM withdraw_svc.movements) AS withdraws,
+        (SELECT count(*) FROM transfer_svc.movements) AS transfers,
         (SELECT count(*) FROM saldo_svc.journal_lines) AS journal_lines,
         pg_size_pretty(pg_database_size(current_database())) AS database" | tee -a "$RESULTS"
     API="http://127.0.0.1:$HTTP_PORT/api/v1"

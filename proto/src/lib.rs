@@ -60,6 +60,25 @@ pub mod card {
 pub mod saldo {
     pub mod v1 {
         tonic::include_proto!("payments.saldo.v1");
+
+        impl Rejection {
+            /// The reason code stored with a failed movement and sent to clients
+            /// (`INSUFFICIENT_FUNDS`, …): the enum's name without its prefix.
+            pub fn code(self) -> &'static str {
+                match self {
+                    Self::Unspecified => "UNSPECIFIED",
+                    Self::InsufficientFunds => "INSUFFICIENT_FUNDS",
+                    Self::AccountClosed => "ACCOUNT_CLOSED",
+                    Self::CurrencyMismatch => "CURRENCY_MISMATCH",
+                }
+            }
+
+            /// The rejection with `code` (as stored), if it is one.
+            pub fn from_code(code: &str) -> Option<Self> {
+                Self::from_str_name(&format!("REJECTION_{code}"))
+                    .filter(|r| *r != Self::Unspecified)
+            }
+        }
     }
 }
 

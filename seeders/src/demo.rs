@@ -125,13 +125,25 @@ impl Services {
         use platform::config::optional;
         Ok(Self {
             target: Target::from_env()?,
-            card: optional("CARD_SERVICE_URL", "http://127.0.0.1:50053"),
-            saldo: optional("SALDO_SERVICE_URL", "http://127.0.0.1:50054"),
-            topup: optional("TOPUP_SERVICE_URL", "http://127.0.0.1:50055"),
-            transfer: optional("TRANSFER_SERVICE_URL", "http://127.0.0.1:50056"),
-            withdraw: optional("WITHDRAW_SERVICE_URL", "http://127.0.0.1:50057"),
-            merchant: optional("MERCHANT_SERVICE_URL", "http://127.0.0.1:50058"),
-            transaction: optional("TRANSACTION_SERVICE_URL", "http://127.0.0.1:50059"),
+            card: optional("CARD_SERVICE_URL", &platform::ports::CARD.local_url()),
+            saldo: optional("SALDO_SERVICE_URL", &platform::ports::SALDO.local_url()),
+            topup: optional("TOPUP_SERVICE_URL", &platform::ports::TOPUP.local_url()),
+            transfer: optional(
+                "TRANSFER_SERVICE_URL",
+                &platform::ports::TRANSFER.local_url(),
+            ),
+            withdraw: optional(
+                "WITHDRAW_SERVICE_URL",
+                &platform::ports::WITHDRAW.local_url(),
+            ),
+            merchant: optional(
+                "MERCHANT_SERVICE_URL",
+                &platform::ports::MERCHANT.local_url(),
+            ),
+            transaction: optional(
+                "TRANSACTION_SERVICE_URL",
+                &platform::ports::TRANSACTION.local_url(),
+            ),
         })
     }
 }

@@ -28,8 +28,8 @@ impl Target {
     pub fn from_env() -> anyhow::Result<Self> {
         use platform::config::optional;
         Ok(Self {
-            user_service_url: optional("USER_SERVICE_URL", "http://127.0.0.1:50051"),
-            role_service_url: optional("ROLE_SERVICE_URL", "http://127.0.0.1:50052"),
+            user_service_url: optional("USER_SERVICE_URL", &platform::ports::USER.local_url()),
+            role_service_url: optional("ROLE_SERVICE_URL", &platform::ports::ROLE.local_url()),
             jwt: platform::auth::JwtConfig::from_env()?,
         })
     }

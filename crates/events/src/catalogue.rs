@@ -10,6 +10,9 @@
 //! Compatibility: adding an optional field to `data` keeps the version; removing or renaming a
 //! field, changing its type or meaning, or making an optional field required is a new version
 //! (`version` in the envelope), published beside the old one for a deprecation period.
+//!
+//! Longer than most files on purpose: the whole catalogue (every event type with its topic,
+//! version and schema) is one table that must be read and reviewed as one.
 
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};

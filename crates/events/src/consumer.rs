@@ -7,6 +7,9 @@
 //! headers, and the loop moves on. A shutdown during retries leaves the offset uncommitted so
 //! the message is redelivered. A watchdog ([`crate::monitor`]) measures the group's lag from
 //! the broker on a timer and rebuilds a session that stopped receiving.
+//!
+//! Longer than most files on purpose: the consume → effect → record → commit loop, its retries
+//! and its dead-lettering are one state machine; split, the exactly-once argument is lost.
 
 use std::collections::HashMap;
 use std::future::Future;

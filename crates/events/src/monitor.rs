@@ -21,6 +21,9 @@
 //! and the monitor asks the loop to rebuild its Kafka consumer, which rejoins the group. An
 //! idle consumer whose lag cannot be measured for as long is rebuilt too (without touching
 //! readiness: the APIs work while the broker is away).
+//!
+//! Longer than most files on purpose: lag measurement and the stall rules that act on it are
+//! read together (the rules are only as good as the figures).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,5 +1,8 @@
 //! Event types and their `data` payloads: the contract between producers and consumers.
 //! Adding a field is compatible; renaming or removing one needs a new `version`.
+//!
+//! Longer than most files on purpose: every payload of every event type is here, in one place,
+//! so producers, consumers and the AsyncAPI document read one contract.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;

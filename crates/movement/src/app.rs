@@ -46,13 +46,13 @@ impl Config {
             )?,
             card_service_url: platform::config::optional(
                 "CARD_SERVICE_URL",
-                "http://127.0.0.1:50053",
+                &platform::ports::CARD.local_url(),
             ),
             saldo_service_url: platform::config::optional(
                 "SALDO_SERVICE_URL",
-                "http://127.0.0.1:50054",
+                &platform::ports::SALDO.local_url(),
             ),
-            rules: Rules::from_env(kind)?,
+            rules: Rules::from_env(kind.env_prefix())?,
             recovery_interval: platform::config::seconds("RECOVERY_INTERVAL_SECS", 5)?,
             recovery_grace: platform::config::seconds("RECOVERY_GRACE_SECS", 15)?,
             stats_time_zone: platform::config::optional("STATS_TIMEZONE", "UTC"),
@@ -189,7 +189,7 @@ impl Application {
 pub async fn rebuild_stats(kind: Kind, config: &Config, schema: &str) -> anyhow::Result<()> {
     let pool = platform::db::connect(config.common.database_url.expose(), schema, 2).await?;
     stats::check_time_zone(&pool, &config.stats_time_zone).await?;
-    let counted = crate::stats::rebuild(&pool, kind, &config.stats_time_zone).await?;
+    let counted = crate::stats::rebuild(&pool, &config.stats_time_zone).await?;
     println!(
         "{} statistics rebuilt from {counted} completed {}s",
         kind.name(),

@@ -3,6 +3,8 @@
 use platform::{DomainError, ErrorKind, FieldViolation};
 use uuid::Uuid;
 
+use crate::upstream::Rejection;
+
 /// Everything that can go wrong with a money movement.
 #[derive(Debug, thiserror::Error)]
 pub enum MovementError {
@@ -84,12 +86,9 @@ impl DomainError for MovementError {
             Self::CardInactive(_) => "CARD_INACTIVE",
             Self::CurrencyMismatch(..) => "CURRENCY_MISMATCH",
             Self::AccountNotReady => "ACCOUNT_NOT_READY",
-            Self::Rejected { reason, .. } => match reason.as_str() {
-                "INSUFFICIENT_FUNDS" => "INSUFFICIENT_FUNDS",
-                "ACCOUNT_CLOSED" => "ACCOUNT_CLOSED",
-                "CURRENCY_MISMATCH" => "CURRENCY_MISMATCH",
-                _ => "LEDGER_REJECTED",
-            },
+            Self::Rejected { reason, .. } => {
+                Rejection::from_code(reason).map_or("LEDGER_REJECTED", Rejection::code)
+            }
             Self::KeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::KeyInProgress => "IDEMPOTENCY_KEY_IN_PROGRESS",
             Self::NotFound(_) => "NOT_FOUND",
@@ -106,7 +105,9 @@ impl DomainError for MovementError {
             Self::CardNotOwned(f) => vec![FieldViolation::new(*f, "is not your card")],
             Self::CardExpired(f) => vec![FieldViolation::new(*f, "has expired")],
             Self::CardInactive(f) => vec![FieldViolation::new(*f, "is not active")],
-            Self::Rejected { reason, .. } if reason == "INSUFFICIENT_FUNDS" => {
+            Self::Rejected { reason, .. }
+                if Rejection::from_code(reason) == Some(Rejection::InsufficientFunds) =>
+            {
                 vec![FieldViolation::new("amount", "exceeds the card's balance")]
             }
             _ => Vec::new(),

@@ -1,5 +1,8 @@
 //! Statistics of one kind of movement: the consumer that keeps the rollup from the service's
 //! own completion events, the reports with their permission checks, and the rebuild.
+//!
+//! Longer than most files on purpose: the consumer, the reports and their permission checks
+//! of one kind are kept together so the three kinds stay alike.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,16 +56,13 @@ impl EventHandler for StatsEvents {
     }
 }
 
-/// Recomputes the rollup of `kind` from its table.
-pub async fn rebuild(pool: &PgPool, kind: Kind, time_zone: &str) -> anyhow::Result<u64> {
-    let select = format!(
-        "SELECT id, created_at AS at, status, COALESCE(method, '') AS method, amount,
+/// Recomputes the rollup from the movement table.
+pub async fn rebuild(pool: &PgPool, time_zone: &str) -> anyhow::Result<u64> {
+    let select = "SELECT id, created_at AS at, status, COALESCE(method, '') AS method, amount,
                 card_id AS card, to_card_id AS to_card, NULL::uuid AS merchant,
                 NULL::uuid AS api_key
-         FROM {} WHERE status <> 'pending'",
-        kind.table()
-    );
-    stats::rebuild(pool, time_zone, stats::Source { select: &select }).await
+         FROM movements WHERE status <> 'pending'";
+    stats::rebuild(pool, time_zone, stats::Source { select }).await
 }
 
 /// Decides whether a caller without the kind's read permission may see one scope (a card's,

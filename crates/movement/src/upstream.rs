@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{Datelike, Utc};
 use platform::auth::ServiceToken;
+use platform::money::Money;
 use proto::card::v1::CardNumberRequest;
 use proto::card::v1::card_service_client::CardServiceClient;
 use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
@@ -48,6 +49,18 @@ impl CardInfo {
             expired: (expiry_year, card.expiry_month) < (now.year(), now.month()),
         })
     }
+
+    /// Money may move from or onto it: not trashed, not expired. `field` names the request
+    /// field in errors.
+    pub fn check_usable(&self, field: &'static str) -> Result<(), MovementError> {
+        if self.trashed {
+            Err(MovementError::CardInactive(field))
+        } else if self.expired {
+            Err(MovementError::CardExpired(field))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// One side of a posting.
@@ -59,11 +72,57 @@ pub enum Side {
     Merchant(Uuid),
 }
 
+/// Why a posting was refused: the ledger's closed set of rejections, and recovery's own
+/// give-up. [`Rejection::code`] is the reason code stored with the failed record and shown
+/// to clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    InsufficientFunds,
+    AccountClosed,
+    CurrencyMismatch,
+    /// Recovery's: the card's account never opened (see `lifecycle::ACCOUNT_WAIT`).
+    AccountNotFound,
+}
+
+impl Rejection {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InsufficientFunds => saldo_pb::Rejection::InsufficientFunds.code(),
+            Self::AccountClosed => saldo_pb::Rejection::AccountClosed.code(),
+            Self::CurrencyMismatch => saldo_pb::Rejection::CurrencyMismatch.code(),
+            Self::AccountNotFound => "ACCOUNT_NOT_FOUND",
+        }
+    }
+
+    /// The rejection whose code is `code` (as stored with a failed record).
+    pub fn from_code(code: &str) -> Option<Self> {
+        [
+            Self::InsufficientFunds,
+            Self::AccountClosed,
+            Self::CurrencyMismatch,
+            Self::AccountNotFound,
+        ]
+        .into_iter()
+        .find(|r| r.code() == code)
+    }
+
+    /// The ledger's rejection; `None` for UNSPECIFIED (a posted posting, or an unknown
+    /// value from a newer ledger).
+    fn from_proto(value: i32) -> Option<Self> {
+        match saldo_pb::Rejection::try_from(value).ok()? {
+            saldo_pb::Rejection::InsufficientFunds => Some(Self::InsufficientFunds),
+            saldo_pb::Rejection::AccountClosed => Some(Self::AccountClosed),
+            saldo_pb::Rejection::CurrencyMismatch => Some(Self::CurrencyMismatch),
+            saldo_pb::Rejection::Unspecified => None,
+        }
+    }
+}
+
 /// The ledger's answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Posted,
-    Rejected(String),
+    Rejected(Rejection),
 }
 
 /// Clients of the card and saldo services.
@@ -119,8 +178,7 @@ impl Upstream {
         kind: &str,
         debit: Side,
         credit: Side,
-        amount: i64,
-        currency: &str,
+        amount: Money,
         description: String,
         effective_at: Option<chrono::DateTime<Utc>>,
     ) -> Result<Outcome, MovementError> {
@@ -137,8 +195,8 @@ impl Upstream {
                 kind: kind.to_owned(),
                 debit: Some(side(debit)),
                 credit: Some(side(credit)),
-                amount,
-                currency: currency.to_owned(),
+                amount: amount.minor(),
+                currency: amount.currency().to_string(),
                 description,
                 effective_at: effective_at.map(platform::time::to_proto),
             },
@@ -151,7 +209,15 @@ impl Upstream {
                 if posting.status == PostingStatus::Posted as i32 {
                     Ok(Outcome::Posted)
                 } else {
-                    Ok(Outcome::Rejected(posting.rejection_reason))
+                    let rejection = Rejection::from_proto(posting.rejection).ok_or_else(|| {
+                        MovementError::Internal(anyhow::anyhow!(
+                            "the ledger rejected posting {posting_id} without a known reason \
+                             ({}, {:?})",
+                            posting.rejection,
+                            posting.rejection_reason
+                        ))
+                    })?;
+                    Ok(Outcome::Rejected(rejection))
                 }
             }
             Err(s)

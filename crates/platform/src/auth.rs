@@ -11,6 +11,9 @@
 //!
 //! Services calling services use short-lived *service tokens*: same format, subject
 //! `service:<name>`, carrying only the permissions the call needs.
+//!
+//! Longer than most files on purpose: issuing, verifying, revoking and checking tokens are
+//! one security boundary, reviewed as one.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -41,6 +41,21 @@ where
     }
 }
 
+/// Reads a comma-separated list (`IDR,USD`), items trimmed, empty items dropped; `default`
+/// is a list in the same form.
+pub fn list(name: &str, default: &str) -> Vec<String> {
+    split_list(&optional(name, default))
+}
+
+/// The items of a comma-separated list, trimmed, without empty ones.
+pub fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Reads a duration given in whole seconds.
 pub fn seconds(name: &str, default_secs: u64) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs(parsed(name, default_secs)?))

@@ -73,6 +73,21 @@ impl FieldViolation {
     }
 }
 
+/// The UUID in request field `field` (surrounding spaces ignored).
+pub fn parse_uuid(field: &str, raw: &str) -> Result<uuid::Uuid, FieldViolation> {
+    raw.trim()
+        .parse()
+        .map_err(|_| FieldViolation::new(field, "must be a UUID"))
+}
+
+/// The UUID in optional request field `field`: empty means not given.
+pub fn parse_optional_uuid(field: &str, raw: &str) -> Result<Option<uuid::Uuid>, FieldViolation> {
+    match raw.trim() {
+        "" => Ok(None),
+        raw => parse_uuid(field, raw).map(Some),
+    }
+}
+
 impl fmt::Display for FieldViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.field, self.description)

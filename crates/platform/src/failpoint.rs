@@ -12,15 +12,7 @@ pub const ENV: &str = "PAYMENTS_FAILPOINTS";
 
 fn armed() -> &'static [String] {
     static ARMED: OnceLock<Vec<String>> = OnceLock::new();
-    ARMED.get_or_init(|| {
-        std::env::var(ENV)
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
-    })
+    ARMED.get_or_init(|| crate::config::split_list(&std::env::var(ENV).unwrap_or_default()))
 }
 
 /// Aborts the process if `name` is armed.

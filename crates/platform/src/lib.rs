@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod card_data;
 pub mod config;
 pub mod db;
 pub mod edge_limit;
@@ -14,14 +15,23 @@ pub mod error;
 pub mod failpoint;
 pub mod grpc;
 pub mod link_token;
+pub mod money;
 pub mod pagination;
+pub mod ports;
 pub mod process;
 pub mod redis;
 pub mod secret;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+pub mod text_enum;
 pub mod time;
 
-pub use error::{DomainError, ErrorKind, FieldViolation};
+pub use error::{DomainError, ErrorKind, FieldViolation, parse_optional_uuid, parse_uuid};
 pub use secret::Secret;
+
+/// What [`text_enum!`] expands to needs, reachable from any crate that uses it.
+#[doc(hidden)]
+pub mod __private {
+    pub use sqlx;
+}

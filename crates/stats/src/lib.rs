@@ -28,6 +28,9 @@
 //! );
 //! CREATE TABLE stats_counted (id UUID PRIMARY KEY);
 //! ```
+//!
+//! Longer than most files on purpose: the rollup's schema, its idempotent update and its
+//! queries must agree column for column.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};

@@ -15,12 +15,12 @@ SELECT gen_random_uuid() AS tid, gen_random_uuid() AS e1, gen_random_uuid() AS e
        gen_random_uuid() AS e3, a.card_id AS c1, b.card_id AS c2, a.account_id AS a1,
        b.account_id AS a2, a.user_id AS u1, b.user_id AS u2, a.number AS n1, b.number AS n2
   FROM bench_ceiling.cards a, bench_ceiling.cards b WHERE a.i = :i AND b.i = :j \gset
-SELECT id, status FROM transfer_svc.transfers WHERE requested_by = ':u1' AND idempotency_key = ':tid';
+SELECT id, status FROM transfer_svc.movements WHERE requested_by = ':u1' AND idempotency_key = ':tid';
 SELECT id, user_id, number, brand, card_type, currency, expiry_month, expiry_year, created_at,
        updated_at, deleted_at FROM card_svc.cards WHERE number = ':n1';
 SELECT id, user_id, number, brand, card_type, currency, expiry_month, expiry_year, created_at,
        updated_at, deleted_at FROM card_svc.cards WHERE number = ':n2';
-INSERT INTO transfer_svc.transfers (id, requested_by, idempotency_key, fingerprint, user_id,
+INSERT INTO transfer_svc.movements (id, requested_by, idempotency_key, fingerprint, user_id,
     card_id, masked_card_number, to_card_id, to_user_id, masked_to_card_number, amount, currency)
 VALUES (':tid', ':u1', ':tid', '\x00', ':u1', ':c1', '**** **** **** 0000', ':c2', ':u2',
     '**** **** **** 0000', :amount, 'IDR')
@@ -54,7 +54,7 @@ SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM balances), (SELECT count(
   FROM (SELECT count(*) FROM events) e, (SELECT pg_notify('outbox_saldo_svc', '')) n;
 COMMIT;
 WITH done AS (
-    UPDATE transfer_svc.transfers SET status = 'succeeded', completed_at = now()
+    UPDATE transfer_svc.movements SET status = 'succeeded', completed_at = now()
     WHERE id = ':tid' AND status = 'pending' RETURNING *),
 event AS (
     INSERT INTO transfer_svc.outbox (event_id, topic, partition_key, event_type, payload)

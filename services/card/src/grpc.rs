@@ -58,8 +58,7 @@ pub fn card_to_proto(card: CardRow, full: bool) -> pb::Card {
 }
 
 fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, CardError> {
-    raw.parse()
-        .map_err(|_| platform::FieldViolation::new(field, "must be a UUID").into())
+    Ok(platform::parse_uuid(field, raw)?)
 }
 
 #[tonic::async_trait]

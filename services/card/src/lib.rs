@@ -52,21 +52,24 @@ impl Config {
             "CARD_CVV_KEY must be at least 32 characters"
         );
         Ok(Self {
-            common: CommonConfig::from_env("card-service", "0.0.0.0:50053", "0.0.0.0:9103")?,
+            common: CommonConfig::from_env(
+                "card-service",
+                &platform::ports::CARD.grpc_listen(),
+                &platform::ports::CARD.admin_listen(),
+            )?,
             user_service_url: platform::config::optional(
                 "USER_SERVICE_URL",
-                "http://127.0.0.1:50051",
+                &platform::ports::USER.local_url(),
             ),
             saldo_service_url: platform::config::optional(
                 "SALDO_SERVICE_URL",
-                "http://127.0.0.1:50054",
+                &platform::ports::SALDO.local_url(),
             ),
             cvv_key: Secret::new(cvv_key),
             pan_key: Secret::new(platform::config::required("CARD_PAN_KEY")?),
-            currencies: platform::config::optional("CARD_CURRENCIES", "IDR,USD,EUR,SGD")
-                .split(',')
-                .map(|c| c.trim().to_uppercase())
-                .filter(|c| !c.is_empty())
+            currencies: platform::config::list("CARD_CURRENCIES", "IDR,USD,EUR,SGD")
+                .into_iter()
+                .map(|c| c.to_uppercase())
                 .collect(),
             cvv_lockout: service::CvvLockout {
                 max_attempts: platform::config::parsed("CARD_CVV_MAX_ATTEMPTS", 3_i32)?.max(1),

@@ -67,10 +67,14 @@ impl Config {
         anyhow::ensure!(max_attempts >= 1, "EMAIL_MAX_ATTEMPTS must be at least 1");
         let templates_dir = platform::config::optional("EMAIL_TEMPLATES_DIR", "");
         Ok(Self {
-            common: CommonConfig::from_env("email-service", "0.0.0.0:50060", "0.0.0.0:9110")?,
+            common: CommonConfig::from_env(
+                "email-service",
+                &platform::ports::EMAIL.grpc_listen(),
+                &platform::ports::EMAIL.admin_listen(),
+            )?,
             user_service_url: platform::config::optional(
                 "USER_SERVICE_URL",
-                "http://127.0.0.1:50051",
+                &platform::ports::USER.local_url(),
             ),
             smtp: mailer::SmtpConfig::from_env()?,
             settings: handler::Settings {

@@ -2,6 +2,9 @@
 //! per-principal rate limits in Redis, validates request syntax with field-precise errors,
 //! and calls the domain services over gRPC with deadlines. It owns no data and never touches
 //! a database; the services make every authorization decision.
+//!
+//! Longer than most files on purpose: the whole route table and the gateway's wiring are here
+//! so the API surface is read in one place.
 
 pub mod error;
 pub mod extract;
@@ -85,17 +88,32 @@ impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         use platform::config::{optional, parsed, socket_addr};
         Ok(Self {
-            http_addr: socket_addr("HTTP_ADDR", "0.0.0.0:8000")?,
-            admin_addr: socket_addr("ADMIN_ADDR", "0.0.0.0:9100")?,
-            user_service_url: optional("USER_SERVICE_URL", "http://127.0.0.1:50051"),
-            role_service_url: optional("ROLE_SERVICE_URL", "http://127.0.0.1:50052"),
-            card_service_url: optional("CARD_SERVICE_URL", "http://127.0.0.1:50053"),
-            saldo_service_url: optional("SALDO_SERVICE_URL", "http://127.0.0.1:50054"),
-            topup_service_url: optional("TOPUP_SERVICE_URL", "http://127.0.0.1:50055"),
-            withdraw_service_url: optional("WITHDRAW_SERVICE_URL", "http://127.0.0.1:50057"),
-            transfer_service_url: optional("TRANSFER_SERVICE_URL", "http://127.0.0.1:50056"),
-            merchant_service_url: optional("MERCHANT_SERVICE_URL", "http://127.0.0.1:50058"),
-            transaction_service_url: optional("TRANSACTION_SERVICE_URL", "http://127.0.0.1:50059"),
+            http_addr: socket_addr(
+                "HTTP_ADDR",
+                &format!("0.0.0.0:{}", platform::ports::GATEWAY_HTTP),
+            )?,
+            admin_addr: socket_addr("ADMIN_ADDR", &platform::ports::GATEWAY.admin_listen())?,
+            user_service_url: optional("USER_SERVICE_URL", &platform::ports::USER.local_url()),
+            role_service_url: optional("ROLE_SERVICE_URL", &platform::ports::ROLE.local_url()),
+            card_service_url: optional("CARD_SERVICE_URL", &platform::ports::CARD.local_url()),
+            saldo_service_url: optional("SALDO_SERVICE_URL", &platform::ports::SALDO.local_url()),
+            topup_service_url: optional("TOPUP_SERVICE_URL", &platform::ports::TOPUP.local_url()),
+            withdraw_service_url: optional(
+                "WITHDRAW_SERVICE_URL",
+                &platform::ports::WITHDRAW.local_url(),
+            ),
+            transfer_service_url: optional(
+                "TRANSFER_SERVICE_URL",
+                &platform::ports::TRANSFER.local_url(),
+            ),
+            merchant_service_url: optional(
+                "MERCHANT_SERVICE_URL",
+                &platform::ports::MERCHANT.local_url(),
+            ),
+            transaction_service_url: optional(
+                "TRANSACTION_SERVICE_URL",
+                &platform::ports::TRANSACTION.local_url(),
+            ),
             redis_url: platform::Secret::new(optional("REDIS_URL", "redis://127.0.0.1:6379/0")),
             jwt: JwtConfig::from_env()?,
             rate_limit_per_minute: parsed("RATE_LIMIT_PER_MINUTE", 600)?,

@@ -1,6 +1,9 @@
 //! Merchant documents: the owner submits (and, while pending, corrects) them; an admin
 //! approves or rejects each with a note. Every change is a `merchant_document.*` event; the
 //! review reaches the owner by email.
+//!
+//! Slightly over 400 lines: the document workflow (submit, edit while pending, review, trash)
+//! and its events in one place.
 
 use chrono::{DateTime, Utc};
 use events::payloads::merchant as ev;
@@ -27,6 +30,15 @@ pub const DOCUMENT_TYPES: &[&str] = &[
     "other",
 ];
 
+platform::text_enum! {
+    /// Where a merchant document is in its review. Reviews are final.
+    pub enum DocumentStatus {
+        Pending = "pending",
+        Approved = "approved",
+        Rejected = "rejected",
+    }
+}
+
 /// A document row, with its merchant's owner and name for permission checks and events.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct DocumentRow {
@@ -34,7 +46,7 @@ pub struct DocumentRow {
     pub merchant_id: Uuid,
     pub document_type: String,
     pub document_url: String,
-    pub status: String,
+    pub status: DocumentStatus,
     pub note: Option<String>,
     pub reviewed_by: Option<Uuid>,
     pub reviewed_at: Option<DateTime<Utc>>,
@@ -204,7 +216,7 @@ impl Documents {
         &self,
         caller: &Principal,
         merchant_id: Option<Uuid>,
-        status: Option<&'static str>,
+        status: Option<DocumentStatus>,
         lifecycle: LifecycleFilter,
         page: Page,
     ) -> Result<(Vec<DocumentRow>, i64), MerchantError> {
@@ -252,15 +264,15 @@ impl Documents {
         &self,
         caller: &Principal,
         id: Uuid,
-        status: &str,
+        status: DocumentStatus,
         note: &str,
     ) -> Result<DocumentRow, MerchantError> {
         caller.require(MERCHANTS_REVIEW)?;
         let note = note.trim();
-        if !matches!(status, "approved" | "rejected") {
+        if status == DocumentStatus::Pending {
             return Err(FieldViolation::new("status", "must be APPROVED or REJECTED").into());
         }
-        if status == "rejected" && note.is_empty() {
+        if status == DocumentStatus::Rejected && note.is_empty() {
             return Err(
                 FieldViolation::new("note", "is required when rejecting a document").into(),
             );
@@ -291,7 +303,7 @@ impl Documents {
         let doc = Self::load(&mut tx, id).await?;
         emit(&mut tx, ev::DOCUMENT_REVIEWED, &doc, None).await?;
         tx.commit().await?;
-        tracing::info!(document_id = %id, status, "document reviewed");
+        tracing::info!(document_id = %id, %status, "document reviewed");
         Ok(doc)
     }
 
@@ -329,8 +341,8 @@ impl Documents {
         caller: &Principal,
         doc: &DocumentRow,
     ) -> Result<(), MerchantError> {
-        if doc.status != "pending" && !caller.has(MERCHANTS_DELETE) {
-            return Err(MerchantError::AlreadyReviewed(doc.status.clone()));
+        if doc.status != DocumentStatus::Pending && !caller.has(MERCHANTS_DELETE) {
+            return Err(MerchantError::AlreadyReviewed(doc.status));
         }
         Ok(())
     }
@@ -399,7 +411,7 @@ async fn emit(
         user_id: doc.owner_id,
         merchant_name: doc.merchant_name.clone(),
         document_type: doc.document_type.clone(),
-        status: doc.status.clone(),
+        status: doc.status.as_str().to_owned(),
         note: doc.note.clone(),
         change: change.map(str::to_owned),
     };

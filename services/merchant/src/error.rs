@@ -25,13 +25,16 @@ pub enum MerchantError {
     UserNotFound,
     /// The status change is not allowed from the current status.
     #[error("a {from} merchant cannot become {to}")]
-    InvalidTransition { from: String, to: String },
+    InvalidTransition {
+        from: crate::service::MerchantStatus,
+        to: crate::service::MerchantStatus,
+    },
     /// The merchant is trashed; restore it first.
     #[error("the merchant is trashed; restore it first")]
     Trashed,
     /// A reviewed document cannot be edited.
     #[error("the document was already reviewed ({0}); submit a new one")]
-    AlreadyReviewed(String),
+    AlreadyReviewed(crate::documents::DocumentStatus),
     /// The key is revoked or expired and cannot be rotated.
     #[error("the API key is {0} and cannot be rotated")]
     KeyNotActive(&'static str),

@@ -9,43 +9,41 @@ use proto::merchant::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::documents::{DocumentRow, Documents};
+use crate::documents::{DocumentRow, DocumentStatus, Documents};
 use crate::error::MerchantError;
 use crate::service::{
-    ApiKeyRow, MerchantChange, MerchantFilter, MerchantRow, Merchants, NewMerchant,
+    ApiKeyRow, KeyStatus, MerchantChange, MerchantFilter, MerchantRow, MerchantStatus, Merchants,
+    NewMerchant,
 };
 
 fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, MerchantError> {
-    raw.trim()
-        .parse()
-        .map_err(|_| FieldViolation::new(field, "must be a UUID").into())
+    Ok(platform::parse_uuid(field, raw)?)
 }
 
-pub fn status_to_proto(status: &str) -> pb::MerchantStatus {
+pub fn status_to_proto(status: MerchantStatus) -> pb::MerchantStatus {
     match status {
-        "pending" => pb::MerchantStatus::Pending,
-        "active" => pb::MerchantStatus::Active,
-        "rejected" => pb::MerchantStatus::Rejected,
-        "inactive" => pb::MerchantStatus::Inactive,
-        _ => pb::MerchantStatus::Unspecified,
+        MerchantStatus::Pending => pb::MerchantStatus::Pending,
+        MerchantStatus::Active => pb::MerchantStatus::Active,
+        MerchantStatus::Rejected => pb::MerchantStatus::Rejected,
+        MerchantStatus::Inactive => pb::MerchantStatus::Inactive,
     }
 }
 
-fn status_from_proto(value: i32) -> Option<&'static str> {
+fn status_from_proto(value: i32) -> Option<MerchantStatus> {
     match pb::MerchantStatus::try_from(value) {
-        Ok(pb::MerchantStatus::Pending) => Some("pending"),
-        Ok(pb::MerchantStatus::Active) => Some("active"),
-        Ok(pb::MerchantStatus::Rejected) => Some("rejected"),
-        Ok(pb::MerchantStatus::Inactive) => Some("inactive"),
+        Ok(pb::MerchantStatus::Pending) => Some(MerchantStatus::Pending),
+        Ok(pb::MerchantStatus::Active) => Some(MerchantStatus::Active),
+        Ok(pb::MerchantStatus::Rejected) => Some(MerchantStatus::Rejected),
+        Ok(pb::MerchantStatus::Inactive) => Some(MerchantStatus::Inactive),
         _ => None,
     }
 }
 
-fn document_status_from_proto(value: i32) -> Option<&'static str> {
+fn document_status_from_proto(value: i32) -> Option<DocumentStatus> {
     match pb::DocumentStatus::try_from(value) {
-        Ok(pb::DocumentStatus::Pending) => Some("pending"),
-        Ok(pb::DocumentStatus::Approved) => Some("approved"),
-        Ok(pb::DocumentStatus::Rejected) => Some("rejected"),
+        Ok(pb::DocumentStatus::Pending) => Some(DocumentStatus::Pending),
+        Ok(pb::DocumentStatus::Approved) => Some(DocumentStatus::Approved),
+        Ok(pb::DocumentStatus::Rejected) => Some(DocumentStatus::Rejected),
         _ => None,
     }
 }
@@ -58,7 +56,7 @@ pub fn merchant_to_proto(m: MerchantRow) -> pb::Merchant {
         description: m.description,
         website: m.website,
         currency: m.currency,
-        status: status_to_proto(&m.status) as i32,
+        status: status_to_proto(m.status) as i32,
         status_reason: m.status_reason.unwrap_or_default(),
         created_at: Some(platform::time::to_proto(m.created_at)),
         updated_at: Some(platform::time::to_proto(m.updated_at)),
@@ -68,10 +66,10 @@ pub fn merchant_to_proto(m: MerchantRow) -> pb::Merchant {
 
 fn key_to_proto(k: ApiKeyRow) -> pb::ApiKey {
     let status = match k.status(Utc::now()) {
-        "active" => pb::ApiKeyStatus::Active,
-        "expiring" => pb::ApiKeyStatus::Expiring,
-        "expired" => pb::ApiKeyStatus::Expired,
-        _ => pb::ApiKeyStatus::Revoked,
+        KeyStatus::Active => pb::ApiKeyStatus::Active,
+        KeyStatus::Expiring => pb::ApiKeyStatus::Expiring,
+        KeyStatus::Expired => pb::ApiKeyStatus::Expired,
+        KeyStatus::Revoked => pb::ApiKeyStatus::Revoked,
     };
     pb::ApiKey {
         id: k.id.to_string(),
@@ -89,10 +87,10 @@ fn key_to_proto(k: ApiKeyRow) -> pb::ApiKey {
 }
 
 fn document_to_proto(d: DocumentRow) -> pb::MerchantDocument {
-    let status = match d.status.as_str() {
-        "pending" => pb::DocumentStatus::Pending,
-        "approved" => pb::DocumentStatus::Approved,
-        _ => pb::DocumentStatus::Rejected,
+    let status = match d.status {
+        DocumentStatus::Pending => pb::DocumentStatus::Pending,
+        DocumentStatus::Approved => pb::DocumentStatus::Approved,
+        DocumentStatus::Rejected => pb::DocumentStatus::Rejected,
     };
     pb::MerchantDocument {
         id: d.id.to_string(),
@@ -213,7 +211,7 @@ impl pb::merchant_service_server::MerchantService for MerchantHandlers {
         let r = request.into_inner();
         let id = parse_uuid("id", &r.id)?;
         let status = match status_from_proto(r.status) {
-            Some(s) if s != "pending" => s,
+            Some(s) if s != MerchantStatus::Pending => s,
             _ => {
                 return Err(MerchantError::from(FieldViolation::new(
                     "status",
@@ -454,7 +452,12 @@ impl pb::merchant_document_service_server::MerchantDocumentService for DocumentH
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let id = parse_uuid("id", &r.id)?;
-        let status = document_status_from_proto(r.status).unwrap_or("");
+        let status = document_status_from_proto(r.status).ok_or_else(|| {
+            MerchantError::from(FieldViolation::new(
+                "status",
+                "must be APPROVED or REJECTED",
+            ))
+        })?;
         Ok(Response::new(document_to_proto(
             self.documents.review(&caller, id, status, &r.note).await?,
         )))

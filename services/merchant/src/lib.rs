@@ -41,19 +41,22 @@ impl Config {
     /// Reads the configuration from the environment.
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            common: CommonConfig::from_env("merchant-service", "0.0.0.0:50058", "0.0.0.0:9108")?,
+            common: CommonConfig::from_env(
+                "merchant-service",
+                &platform::ports::MERCHANT.grpc_listen(),
+                &platform::ports::MERCHANT.admin_listen(),
+            )?,
             user_service_url: platform::config::optional(
                 "USER_SERVICE_URL",
-                "http://127.0.0.1:50051",
+                &platform::ports::USER.local_url(),
             ),
             saldo_service_url: platform::config::optional(
                 "SALDO_SERVICE_URL",
-                "http://127.0.0.1:50054",
+                &platform::ports::SALDO.local_url(),
             ),
-            currencies: platform::config::optional("MERCHANT_CURRENCIES", "IDR,USD,EUR,SGD")
-                .split(',')
-                .map(|c| c.trim().to_uppercase())
-                .filter(|c| !c.is_empty())
+            currencies: platform::config::list("MERCHANT_CURRENCIES", "IDR,USD,EUR,SGD")
+                .into_iter()
+                .map(|c| c.to_uppercase())
                 .collect(),
         })
     }

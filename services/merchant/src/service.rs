@@ -38,6 +38,42 @@ const SHOWN_PREFIX_LEN: usize = 11;
 const DEFAULT_OVERLAP_SECS: u32 = 86_400;
 const MAX_OVERLAP_SECS: u32 = 604_800;
 
+platform::text_enum! {
+    /// Where a merchant is in its review workflow.
+    pub enum MerchantStatus {
+        /// Applied, not reviewed yet.
+        Pending = "pending",
+        /// Approved: its keys may charge cards.
+        Active = "active",
+        Rejected = "rejected",
+        /// Deactivated by an admin: refunds only.
+        Inactive = "inactive",
+    }
+}
+
+impl MerchantStatus {
+    /// The admin decisions: approve or reject a pending merchant, deactivate an active one,
+    /// reactivate an inactive one. A rejection is final.
+    pub fn may_become(self, to: Self) -> bool {
+        use MerchantStatus::{Active, Inactive, Pending, Rejected};
+        matches!(
+            (self, to),
+            (Pending, Active | Rejected) | (Active, Inactive) | (Inactive, Active)
+        )
+    }
+}
+
+platform::text_enum! {
+    /// Whether an API key works.
+    pub enum KeyStatus {
+        Active = "active",
+        /// Rotated: works until its overlap window ends.
+        Expiring = "expiring",
+        Expired = "expired",
+        Revoked = "revoked",
+    }
+}
+
 /// A merchant row.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct MerchantRow {
@@ -47,7 +83,7 @@ pub struct MerchantRow {
     pub description: String,
     pub website: String,
     pub currency: String,
-    pub status: String,
+    pub status: MerchantStatus,
     pub status_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -73,13 +109,13 @@ const KEY_COLUMNS: &str =
     "id, merchant_id, prefix, replaces_key_id, created_at, expires_at, revoked_at";
 
 impl ApiKeyRow {
-    /// active, expiring (rotated, still valid), expired or revoked.
-    pub fn status(&self, now: DateTime<Utc>) -> &'static str {
+    /// Its status at `now`.
+    pub fn status(&self, now: DateTime<Utc>) -> KeyStatus {
         match (self.revoked_at, self.expires_at) {
-            (Some(_), _) => "revoked",
-            (None, Some(at)) if at <= now => "expired",
-            (None, Some(_)) => "expiring",
-            (None, None) => "active",
+            (Some(_), _) => KeyStatus::Revoked,
+            (None, Some(at)) if at <= now => KeyStatus::Expired,
+            (None, Some(_)) => KeyStatus::Expiring,
+            (None, None) => KeyStatus::Active,
         }
     }
 }
@@ -107,7 +143,7 @@ pub struct MerchantChange {
 pub struct MerchantFilter {
     /// `None` = everyone's (needs `merchants.read`).
     pub owner: Option<Uuid>,
-    pub status: Option<&'static str>,
+    pub status: Option<MerchantStatus>,
     pub search: String,
     pub lifecycle: LifecycleFilter,
 }
@@ -418,12 +454,14 @@ impl Merchants {
         &self,
         caller: &Principal,
         id: Uuid,
-        status: &str,
+        status: MerchantStatus,
         reason: &str,
     ) -> Result<MerchantRow, MerchantError> {
         caller.require(MERCHANTS_REVIEW)?;
         let reason = reason.trim();
-        if matches!(status, "rejected" | "inactive") && reason.is_empty() {
+        if matches!(status, MerchantStatus::Rejected | MerchantStatus::Inactive)
+            && reason.is_empty()
+        {
             return Err(FieldViolation::new(
                 "reason",
                 "is required when rejecting or deactivating a merchant",
@@ -438,14 +476,10 @@ impl Merchants {
         if merchant.deleted_at.is_some() {
             return Err(MerchantError::Trashed);
         }
-        let allowed = matches!(
-            (merchant.status.as_str(), status),
-            ("pending", "active" | "rejected") | ("active", "inactive") | ("inactive", "active")
-        );
-        if !allowed {
+        if !merchant.status.may_become(status) {
             return Err(MerchantError::InvalidTransition {
                 from: merchant.status,
-                to: status.to_owned(),
+                to: status,
             });
         }
         let updated: MerchantRow = sqlx::query_as(&format!(
@@ -457,15 +491,9 @@ impl Merchants {
         .bind(reason)
         .fetch_one(&mut *tx)
         .await?;
-        emit(
-            &mut tx,
-            ev::STATUS_CHANGED,
-            &updated,
-            Some(merchant.status.clone()),
-        )
-        .await?;
+        emit(&mut tx, ev::STATUS_CHANGED, &updated, Some(merchant.status)).await?;
         tx.commit().await?;
-        metrics::counter!("merchant_status_changes_total", "status" => status.to_owned())
+        metrics::counter!("merchant_status_changes_total", "status" => status.as_str())
             .increment(1);
         tracing::info!(from = %merchant.status, "merchant status changed");
         Ok(updated)
@@ -680,9 +708,10 @@ impl Merchants {
         .await?
         .ok_or(MerchantError::KeyNotFound)?;
         match old.status(Utc::now()) {
-            "revoked" => return Err(MerchantError::KeyNotActive("revoked")),
-            "expired" => return Err(MerchantError::KeyNotActive("expired")),
-            _ => {}
+            status @ (KeyStatus::Revoked | KeyStatus::Expired) => {
+                return Err(MerchantError::KeyNotActive(status.as_str()));
+            }
+            KeyStatus::Active | KeyStatus::Expiring => {}
         }
         sqlx::query(
             "UPDATE api_keys SET expires_at = LEAST(COALESCE(expires_at, 'infinity'),
@@ -766,9 +795,9 @@ impl Merchants {
         .await?
         .ok_or(MerchantError::InvalidKey)?;
         match key_row.status(Utc::now()) {
-            "revoked" => return Err(MerchantError::KeyRevoked),
-            "expired" => return Err(MerchantError::KeyExpired),
-            _ => {}
+            KeyStatus::Revoked => return Err(MerchantError::KeyRevoked),
+            KeyStatus::Expired => return Err(MerchantError::KeyExpired),
+            KeyStatus::Active | KeyStatus::Expiring => {}
         }
         let (merchant_id, key_id) = (key_row.merchant_id, key_row.id);
         let mut conn = self.pool.acquire().await?;
@@ -785,15 +814,15 @@ pub async fn emit(
     conn: &mut PgConnection,
     event_type: &str,
     merchant: &MerchantRow,
-    previous_status: Option<String>,
+    previous_status: Option<MerchantStatus>,
 ) -> Result<(), MerchantError> {
     let data = ev::MerchantData {
         merchant_id: merchant.id,
         user_id: merchant.user_id,
         name: merchant.name.clone(),
         currency: merchant.currency.clone(),
-        status: merchant.status.clone(),
-        previous_status,
+        status: merchant.status.as_str().to_owned(),
+        previous_status: previous_status.map(|s| s.as_str().to_owned()),
         reason: merchant.status_reason.clone(),
     };
     let event = Envelope::new(SOURCE, event_type, merchant.id, &data)

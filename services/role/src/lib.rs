@@ -37,10 +37,14 @@ impl Config {
     /// Reads the configuration from the environment.
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            common: CommonConfig::from_env("role-service", "0.0.0.0:50052", "0.0.0.0:9102")?,
+            common: CommonConfig::from_env(
+                "role-service",
+                &platform::ports::ROLE.grpc_listen(),
+                &platform::ports::ROLE.admin_listen(),
+            )?,
             user_service_url: platform::config::optional(
                 "USER_SERVICE_URL",
-                "http://127.0.0.1:50051",
+                &platform::ports::USER.local_url(),
             ),
             user_events_group: platform::config::optional(
                 "USER_EVENTS_GROUP",

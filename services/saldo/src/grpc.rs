@@ -1,10 +1,9 @@
 //! The gRPC layer of the saldo service.
 
-use platform::FieldViolation;
 use platform::pagination::Page;
+use platform::{FieldViolation, parse_uuid};
 use proto::saldo::v1 as pb;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use crate::error::SaldoError;
 use crate::ledger::{AccountRef, KINDS, PostingRequest, PostingRow};
@@ -24,11 +23,6 @@ impl Handlers {
     async fn caller<T>(&self, request: &Request<T>) -> Result<platform::auth::Principal, Status> {
         Ok(self.saldo.authenticator().require(request).await?)
     }
-}
-
-fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, FieldViolation> {
-    raw.parse()
-        .map_err(|_| FieldViolation::new(field, "must be a UUID"))
 }
 
 fn account_ref(field: &str, side: Option<&pb::AccountRef>) -> Result<AccountRef, FieldViolation> {
@@ -107,6 +101,11 @@ fn posting_to_proto(p: PostingRow) -> pb::Posting {
         } else {
             pb::PostingStatus::Rejected
         } as i32,
+        rejection: p
+            .rejection_reason
+            .as_deref()
+            .and_then(pb::Rejection::from_code)
+            .unwrap_or(pb::Rejection::Unspecified) as i32,
         rejection_reason: p.rejection_reason.unwrap_or_default(),
         debit_account_id: p.debit_account_id.to_string(),
         credit_account_id: p.credit_account_id.to_string(),

@@ -11,6 +11,9 @@
 //!    `balance.changed` event per customer account in the outbox.
 //!
 //! `balance >= 0` is also a CHECK constraint, so even a bug here cannot overdraw a card.
+//!
+//! Longer than most files on purpose: the posting transaction (lock order, checks, journal,
+//! balances, events) is the platform's one place where money changes and is kept whole.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -18,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use events::payloads::saldo as ev;
 use events::{Envelope, topics};
+use proto::saldo::v1::Rejection;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -195,11 +199,11 @@ impl Ledger {
         let credit = find(&request.credit).ok_or_else(|| not_found(&request.credit))?;
 
         let rejection = if !debit.is_open || !credit.is_open {
-            Some("ACCOUNT_CLOSED")
+            Some(Rejection::AccountClosed)
         } else if debit.currency != request.currency || credit.currency != request.currency {
-            Some("CURRENCY_MISMATCH")
+            Some(Rejection::CurrencyMismatch)
         } else if debit.kind != "system" && debit.balance < request.amount {
-            Some("INSUFFICIENT_FUNDS")
+            Some(Rejection::InsufficientFunds)
         } else {
             None
         };
@@ -230,7 +234,7 @@ impl Ledger {
                 "posted"
             }
             .to_owned(),
-            rejection_reason: rejection.map(str::to_owned),
+            rejection_reason: rejection.map(|r| r.code().to_owned()),
             debit_ref: request.debit.stored(),
             credit_ref: request.credit.stored(),
             debit_account_id: debit.id,

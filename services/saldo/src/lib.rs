@@ -40,7 +40,11 @@ impl Config {
     /// Reads the configuration from the environment.
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            common: CommonConfig::from_env("saldo-service", "0.0.0.0:50054", "0.0.0.0:9104")?,
+            common: CommonConfig::from_env(
+                "saldo-service",
+                &platform::ports::SALDO.grpc_listen(),
+                &platform::ports::SALDO.admin_listen(),
+            )?,
             card_events_group: platform::config::optional(
                 "CARD_EVENTS_GROUP",
                 events::topics::groups::SALDO_CARD_EVENTS,

@@ -4,6 +4,7 @@
 
 use movement::app::{Application, Config};
 use movement::{Filter, Kind, Movement, MovementError, Movements, NewMovement};
+use platform::card_data::CardNumber;
 use platform::config::CommonConfig;
 use platform::pagination::Page;
 use proto::topup::v1 as pb;
@@ -19,7 +20,11 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Reads the configuration from the environment.
 pub fn config() -> anyhow::Result<Config> {
-    Config::from_env(Kind::Topup, "0.0.0.0:50055", "0.0.0.0:9105")
+    Config::from_env(
+        Kind::Topup,
+        &platform::ports::TOPUP.grpc_listen(),
+        &platform::ports::TOPUP.admin_listen(),
+    )
 }
 
 /// Applies the schema's migrations.
@@ -65,7 +70,7 @@ fn to_proto(m: Movement) -> pb::Topup {
         method: m.method.unwrap_or_default(),
         amount: m.amount,
         currency: m.currency,
-        status: movement::status_to_proto(&m.status),
+        status: m.status.to_proto(),
         failure_reason: m.failure_reason.unwrap_or_default(),
         created_at: Some(platform::time::to_proto(m.created_at)),
         completed_at: platform::time::to_proto_opt(m.completed_at),
@@ -73,12 +78,7 @@ fn to_proto(m: Movement) -> pb::Topup {
 }
 
 fn parse_uuid(field: &str, raw: &str) -> Result<Option<Uuid>, MovementError> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    raw.parse()
-        .map(Some)
-        .map_err(|_| platform::FieldViolation::new(field, "must be a UUID").into())
+    Ok(platform::parse_optional_uuid(field, raw)?)
 }
 
 #[tonic::async_trait]
@@ -91,7 +91,7 @@ impl pb::topup_service_server::TopupService for Handlers {
         let r = request.into_inner();
         let new = NewMovement {
             idempotency_key: r.idempotency_key,
-            card_number: r.card_number.trim().to_owned(),
+            card_number: CardNumber::new(r.card_number.trim()),
             to_card_number: None,
             method: Some(r.method.trim().to_lowercase()),
             amount: r.amount,
@@ -126,7 +126,7 @@ impl pb::topup_service_server::TopupService for Handlers {
         let (from, to) = platform::time::range_from_proto(r.from.as_ref(), r.to.as_ref())
             .map_err(MovementError::from)?;
         let filter = Filter {
-            status: movement::status_from_proto(r.status),
+            status: movement::Status::from_proto_filter(r.status),
             from,
             to,
             card_id: parse_uuid("card_id", &r.card_id)?,

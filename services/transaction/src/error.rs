@@ -3,6 +3,7 @@
 
 use movement::MovementError;
 use platform::{DomainError, ErrorKind, FieldViolation};
+use proto::merchant::v1::MerchantStatus;
 
 /// Everything that can go wrong with a payment or refund.
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +18,8 @@ pub enum TransactionError {
         message: String,
     },
     /// The merchant may not charge: it is pending, rejected or inactive.
-    #[error("the merchant is {0} and cannot take payments")]
-    MerchantNotActive(String),
+    #[error("the merchant is {} and cannot take payments", status_name(*.0))]
+    MerchantNotActive(MerchantStatus),
     /// The CVV does not match the card (nothing moved).
     #[error("{0}")]
     CvvMismatch(String),
@@ -87,9 +88,9 @@ impl DomainError for TransactionError {
         match self {
             Self::Movement(e) => e.reason(),
             Self::ApiKey { reason, .. } => reason,
-            Self::MerchantNotActive(status) => match status.as_str() {
-                "pending" => "MERCHANT_PENDING",
-                "rejected" => "MERCHANT_REJECTED",
+            Self::MerchantNotActive(status) => match status {
+                MerchantStatus::Pending => "MERCHANT_PENDING",
+                MerchantStatus::Rejected => "MERCHANT_REJECTED",
                 _ => "MERCHANT_INACTIVE",
             },
             Self::CvvMismatch(_) => "CVV_MISMATCH",
@@ -126,5 +127,16 @@ impl DomainError for TransactionError {
 impl From<TransactionError> for tonic::Status {
     fn from(err: TransactionError) -> Self {
         platform::error::to_status("transaction", &err)
+    }
+}
+
+/// `pending`, `active`, `rejected`, `inactive` (as the merchant API spells them).
+fn status_name(status: MerchantStatus) -> &'static str {
+    match status {
+        MerchantStatus::Pending => "pending",
+        MerchantStatus::Active => "active",
+        MerchantStatus::Rejected => "rejected",
+        MerchantStatus::Inactive => "inactive",
+        MerchantStatus::Unspecified => "in an unknown state",
     }
 }

@@ -9,16 +9,11 @@ use crate::error::TransactionError;
 use crate::payments::{NewPayment, NewRefund, PaymentFilter, PaymentRow, Payments, RefundRow};
 
 fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, TransactionError> {
-    raw.trim()
-        .parse()
-        .map_err(|_| platform::FieldViolation::new(field, "must be a UUID").into())
+    Ok(platform::parse_uuid(field, raw)?)
 }
 
 fn optional_uuid(field: &str, raw: &str) -> Result<Option<Uuid>, TransactionError> {
-    match raw.trim() {
-        "" => Ok(None),
-        raw => parse_uuid(field, raw).map(Some),
-    }
+    Ok(platform::parse_optional_uuid(field, raw)?)
 }
 
 fn payment_to_proto(p: PaymentRow) -> pb::Payment {
@@ -34,7 +29,7 @@ fn payment_to_proto(p: PaymentRow) -> pb::Payment {
         currency: p.currency,
         method: p.method,
         description: p.description,
-        status: movement::status_to_proto(&p.status),
+        status: p.status.to_proto(),
         failure_reason: p.failure_reason.unwrap_or_default(),
         refunded_amount: p.refunded_amount,
         created_at: Some(platform::time::to_proto(p.created_at)),
@@ -52,7 +47,7 @@ fn refund_to_proto(r: RefundRow) -> pb::Refund {
         amount: r.amount,
         currency: r.currency,
         reason: r.reason,
-        status: movement::status_to_proto(&r.status),
+        status: r.status.to_proto(),
         failure_reason: r.failure_reason.unwrap_or_default(),
         created_at: Some(platform::time::to_proto(r.created_at)),
         completed_at: platform::time::to_proto_opt(r.completed_at),
@@ -108,8 +103,8 @@ impl pb::transaction_service_server::TransactionService for Handlers {
         let r = request.into_inner();
         let input = NewPayment {
             idempotency_key: r.idempotency_key,
-            card_number: r.card_number.trim().to_owned(),
-            cvv: r.cvv.trim().to_owned(),
+            card_number: platform::card_data::CardNumber::new(r.card_number.trim()),
+            cvv: platform::card_data::Cvv::new(r.cvv.trim()),
             amount: r.amount,
             method: r.method.trim().to_lowercase(),
             description: r.description.trim().to_owned(),
@@ -147,7 +142,7 @@ impl pb::transaction_service_server::TransactionService for Handlers {
         let (from, to) = platform::time::range_from_proto(r.from.as_ref(), r.to.as_ref())
             .map_err(TransactionError::from)?;
         let filter = PaymentFilter {
-            status: movement::status_from_proto(r.status),
+            status: movement::Status::from_proto_filter(r.status),
             from,
             to,
             card_id: optional_uuid("card_id", &r.card_id)?,
@@ -219,7 +214,7 @@ impl pb::transaction_service_server::TransactionService for Handlers {
             .list_refunds(
                 &caller,
                 optional_uuid("payment_id", &r.payment_id)?,
-                movement::status_from_proto(r.status),
+                movement::Status::from_proto_filter(r.status),
                 page,
             )
             .await?;

@@ -37,7 +37,7 @@ pub struct Config {
     /// `MERCHANT_SERVICE_URL`.
     pub merchant_service_url: String,
     /// `PAYMENT_MIN_AMOUNT`, `PAYMENT_MAX_AMOUNT`, `PAYMENT_METHODS`.
-    pub rules: payments::Rules,
+    pub rules: movement::Rules,
     /// `RECOVERY_INTERVAL_SECS`.
     pub recovery_interval: Duration,
     /// `RECOVERY_GRACE_SECS`.
@@ -52,20 +52,24 @@ impl Config {
     /// Reads the configuration from the environment.
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            common: CommonConfig::from_env("transaction-service", "0.0.0.0:50059", "0.0.0.0:9109")?,
+            common: CommonConfig::from_env(
+                "transaction-service",
+                &platform::ports::TRANSACTION.grpc_listen(),
+                &platform::ports::TRANSACTION.admin_listen(),
+            )?,
             card_service_url: platform::config::optional(
                 "CARD_SERVICE_URL",
-                "http://127.0.0.1:50053",
+                &platform::ports::CARD.local_url(),
             ),
             saldo_service_url: platform::config::optional(
                 "SALDO_SERVICE_URL",
-                "http://127.0.0.1:50054",
+                &platform::ports::SALDO.local_url(),
             ),
             merchant_service_url: platform::config::optional(
                 "MERCHANT_SERVICE_URL",
-                "http://127.0.0.1:50058",
+                &platform::ports::MERCHANT.local_url(),
             ),
-            rules: payments::Rules::from_env()?,
+            rules: movement::Rules::from_env(payments::RULES_PREFIX)?,
             recovery_interval: platform::config::seconds("RECOVERY_INTERVAL_SECS", 5)?,
             recovery_grace: platform::config::seconds("RECOVERY_GRACE_SECS", 15)?,
             stats_time_zone: platform::config::optional("STATS_TIMEZONE", "UTC"),

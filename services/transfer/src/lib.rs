@@ -4,6 +4,7 @@
 
 use movement::app::{Application, Config};
 use movement::{Filter, Kind, Movement, MovementError, Movements, NewMovement};
+use platform::card_data::CardNumber;
 use platform::config::CommonConfig;
 use platform::pagination::Page;
 use proto::transfer::v1 as pb;
@@ -19,7 +20,11 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Reads the configuration from the environment.
 pub fn config() -> anyhow::Result<Config> {
-    Config::from_env(Kind::Transfer, "0.0.0.0:50056", "0.0.0.0:9106")
+    Config::from_env(
+        Kind::Transfer,
+        &platform::ports::TRANSFER.grpc_listen(),
+        &platform::ports::TRANSFER.admin_listen(),
+    )
 }
 
 /// Applies the schema's migrations.
@@ -67,7 +72,7 @@ fn to_proto(m: Movement) -> pb::Transfer {
         to_user_id: m.to_user_id.map(|id| id.to_string()).unwrap_or_default(),
         amount: m.amount,
         currency: m.currency,
-        status: movement::status_to_proto(&m.status),
+        status: m.status.to_proto(),
         failure_reason: m.failure_reason.unwrap_or_default(),
         created_at: Some(platform::time::to_proto(m.created_at)),
         completed_at: platform::time::to_proto_opt(m.completed_at),
@@ -75,12 +80,7 @@ fn to_proto(m: Movement) -> pb::Transfer {
 }
 
 fn parse_uuid(field: &str, raw: &str) -> Result<Option<Uuid>, MovementError> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    raw.parse()
-        .map(Some)
-        .map_err(|_| platform::FieldViolation::new(field, "must be a UUID").into())
+    Ok(platform::parse_optional_uuid(field, raw)?)
 }
 
 #[tonic::async_trait]
@@ -93,8 +93,8 @@ impl pb::transfer_service_server::TransferService for Handlers {
         let r = request.into_inner();
         let new = NewMovement {
             idempotency_key: r.idempotency_key,
-            card_number: r.from_card_number.trim().to_owned(),
-            to_card_number: Some(r.to_card_number.trim().to_owned()),
+            card_number: CardNumber::new(r.from_card_number.trim()),
+            to_card_number: Some(CardNumber::new(r.to_card_number.trim())),
             method: None,
             amount: r.amount,
             effective_at: platform::time::effective_at(&caller, r.effective_at.as_ref())
@@ -128,7 +128,7 @@ impl pb::transfer_service_server::TransferService for Handlers {
         let (from, to) = platform::time::range_from_proto(r.from.as_ref(), r.to.as_ref())
             .map_err(MovementError::from)?;
         let filter = Filter {
-            status: movement::status_from_proto(r.status),
+            status: movement::Status::from_proto_filter(r.status),
             from,
             to,
             card_id: parse_uuid("card_id", &r.card_id)?,

@@ -256,7 +256,7 @@ impl World {
     }
 
     async fn transfers(&self) -> Vec<(Uuid, String)> {
-        sqlx::query_as("SELECT id, status FROM transfer_svc.transfers ORDER BY created_at")
+        sqlx::query_as("SELECT id, status FROM transfer_svc.movements ORDER BY created_at")
             .fetch_all(&self.pool)
             .await
             .unwrap()

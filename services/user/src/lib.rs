@@ -60,8 +60,12 @@ impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         use platform::config::{optional, parsed, seconds};
         Ok(Self {
-            common: CommonConfig::from_env("user-service", "0.0.0.0:50051", "0.0.0.0:9101")?,
-            role_service_url: optional("ROLE_SERVICE_URL", "http://127.0.0.1:50052"),
+            common: CommonConfig::from_env(
+                "user-service",
+                &platform::ports::USER.grpc_listen(),
+                &platform::ports::USER.admin_listen(),
+            )?,
+            role_service_url: optional("ROLE_SERVICE_URL", &platform::ports::ROLE.local_url()),
             lifetimes: service::TokenLifetimes {
                 refresh: seconds("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
                 verification: seconds("EMAIL_VERIFICATION_TTL_SECS", 24 * 3600)?,

@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::Platform;
+use crate::harness::Platform;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -16,7 +14,7 @@ fn key() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn payment_body(card: &common::Card, amount: i64) -> serde_json::Value {
+fn payment_body(card: &crate::harness::Card, amount: i64) -> serde_json::Value {
     json!({"card_number": card.number, "cvv": card.cvv, "amount": amount, "method": "visa",
            "description": "order 42"})
 }

@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{PASSWORD, Platform, email};
+use crate::harness::{PASSWORD, Platform, email};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -136,7 +134,7 @@ async fn concurrent_password_guesses_get_no_more_than_five_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_anonymous_logins_is_refused_not_hashed_without_bound() {
     let p = Arc::new(
-        Platform::start_with(common::Options {
+        Platform::start_with(crate::harness::Options {
             password_hash_concurrency: 1,
             password_hash_queue: 2,
             ..Default::default()
@@ -352,7 +350,7 @@ async fn the_seeder_never_promotes_an_account_it_did_not_create() {
     let target = seeders::Target {
         user_service_url: p.user_grpc.clone(),
         role_service_url: p.role_grpc.clone(),
-        jwt: common::jwt(),
+        jwt: crate::harness::jwt(),
     };
     // …and the seeder refuses, loudly, instead of promoting them.
     let refused = seeders::ensure_admin(&target, &address, "Operator-Chosen-1")
@@ -474,7 +472,8 @@ async fn delegated_permissions_do_not_reach_admin() {
     assert!(status.is_client_error(), "{status}: {body}");
     // Nothing moved: the admin still logs in with the old password; the support user holds
     // only what they were given.
-    p.login(common::ADMIN_EMAIL, common::ADMIN_PASSWORD).await;
+    p.login(crate::harness::ADMIN_EMAIL, crate::harness::ADMIN_PASSWORD)
+        .await;
     let (_, grants) = p
         .get(&format!("/users/{support_id}/roles"), Some(&admin))
         .await;
@@ -525,7 +524,7 @@ async fn an_internal_rpc_is_not_reachable_through_the_edge() {
 
 #[tokio::test]
 async fn a_made_up_api_key_does_not_buy_a_fresh_rate_limit_bucket() {
-    let p = Platform::start_with(common::Options {
+    let p = Platform::start_with(crate::harness::Options {
         rate_limit_per_minute: 30,
         ..Default::default()
     })
@@ -599,7 +598,7 @@ async fn one_time_tokens_never_travel_in_events() {
         .wait_for(&address, "Subject: Verify your email address", WAIT)
         .await
         .unwrap();
-    let token = common::token_in_mail(&mail, "#token=");
+    let token = crate::harness::token_in_mail(&mail, "#token=");
     let (status, body) = p
         .post("/auth/verify-email", None, json!({"token": token}))
         .await;
@@ -777,7 +776,7 @@ async fn the_last_active_admin_cannot_be_removed_by_trashing_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_merchant_key_guessing_cvvs_across_cards_is_stopped() {
     let p = Arc::new(
-        Platform::start_with(common::Options {
+        Platform::start_with(crate::harness::Options {
             cvv_failures_per_key: 10,
             ..Default::default()
         })
@@ -984,11 +983,11 @@ async fn card_numbers_are_encrypted_at_rest_and_cvvs_are_not_stored() {
     .await
     .unwrap();
     let restarted = card_service::Application::build(card_service::Config {
-        common: common::common("card-service", &p.database_url, 0),
+        common: crate::harness::common("card-service", &p.database_url, 0),
         user_service_url: p.user_grpc.clone(),
         saldo_service_url: p.saldo_grpc.clone(),
-        cvv_key: platform::Secret::new(common::CVV_KEY.to_owned()),
-        pan_key: platform::Secret::new(common::PAN_KEY.to_owned()),
+        cvv_key: platform::Secret::new(crate::harness::CVV_KEY.to_owned()),
+        pan_key: platform::Secret::new(crate::harness::PAN_KEY.to_owned()),
         currencies: vec!["IDR".into()],
         cvv_lockout: card_service::service::CvvLockout {
             max_attempts: 3,
@@ -1024,7 +1023,7 @@ async fn card_numbers_are_encrypted_at_rest_and_cvvs_are_not_stored() {
 async fn the_public_grpc_port_limits_each_principal() {
     use proto::user::v1::auth_service_client::AuthServiceClient;
 
-    let p = Platform::start_with(common::Options {
+    let p = Platform::start_with(crate::harness::Options {
         edge_rate_limit_per_minute: 20,
         ..Default::default()
     })

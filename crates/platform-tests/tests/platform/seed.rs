@@ -3,10 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
+use crate::harness::Platform;
 use chrono::{DateTime, Utc};
-use common::Platform;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -129,7 +127,7 @@ async fn an_interrupted_demo_seed_resumes_where_it_stopped() {
     let db = sqlx::PgPool::connect(&p.database_url).await.unwrap();
     let topups = || async {
         sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM topup_svc.topups WHERE idempotency_key LIKE 'demo-topup-%'",
+            "SELECT count(*) FROM topup_svc.movements WHERE idempotency_key LIKE 'demo-topup-%'",
         )
         .fetch_one(&db)
         .await
@@ -158,7 +156,7 @@ async fn an_interrupted_demo_seed_resumes_where_it_stopped() {
     assert!(!resumed.already_present);
     assert_eq!(topups().await, 8 * 24, "every planned top-up, once");
     let per_month: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT split_part(idempotency_key, '-', 3), count(*) FROM topup_svc.topups
+        "SELECT split_part(idempotency_key, '-', 3), count(*) FROM topup_svc.movements
          WHERE idempotency_key LIKE 'demo-topup-%' GROUP BY 1 ORDER BY 1",
     )
     .fetch_all(&db)

@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{PASSWORD, Platform, email};
+use crate::harness::{PASSWORD, Platform, email};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -171,7 +169,7 @@ async fn password_reset_replaces_the_password_and_ends_sessions() {
 
 #[tokio::test]
 async fn repeated_failed_logins_lock_the_account() {
-    let p = Platform::start_with(common::Options {
+    let p = Platform::start_with(crate::harness::Options {
         login_max_failures: 3,
         ..Default::default()
     })
@@ -235,7 +233,7 @@ async fn token_misuse_is_refused() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["reason"], "INVALID_TOKEN");
 
-    let mut short = common::jwt();
+    let mut short = crate::harness::jwt();
     short.access_ttl = Duration::from_secs(0);
     let expired = platform::auth::TokenIssuer::new(&short)
         .access_token(uuid::Uuid::now_v7(), vec![], vec![])
@@ -455,7 +453,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
 
 #[tokio::test]
 async fn the_gateway_rate_limits_each_principal() {
-    let p = Platform::start_with(common::Options {
+    let p = Platform::start_with(crate::harness::Options {
         rate_limit_per_minute: 5,
         ..Default::default()
     })
@@ -545,8 +543,8 @@ async fn grpc_is_served_through_nginx() {
             .unwrap();
     let tokens = AuthServiceClient::new(channel)
         .login(LoginRequest {
-            email: common::ADMIN_EMAIL.into(),
-            password: common::ADMIN_PASSWORD.into(),
+            email: crate::harness::ADMIN_EMAIL.into(),
+            password: crate::harness::ADMIN_PASSWORD.into(),
         })
         .await
         .unwrap()

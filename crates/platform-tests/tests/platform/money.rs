@@ -3,13 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Platform;
+use crate::harness::Platform;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -5,12 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Options, PASSWORD, Platform, email};
+use crate::harness::{Options, PASSWORD, Platform, email};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -67,7 +65,8 @@ async fn every_lifecycle_event_mails_the_right_person() {
         .unwrap();
     // The token is in the link's fragment (never sent to a server, so in no access log);
     // the link's page is the platform's own and posts the token to the API.
-    let token = common::token_in_mail(&mail, "http://payments.test/account/reset-password#token=");
+    let token =
+        crate::harness::token_in_mail(&mail, "http://payments.test/account/reset-password#token=");
     assert_eq!(
         token,
         p.token_from_event("user.password_reset_requested", &address)

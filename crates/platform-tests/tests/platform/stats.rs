@@ -6,12 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
+use crate::harness::Platform;
 use chrono::{DateTime, TimeZone, Utc};
-use common::Platform;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -83,7 +81,7 @@ async fn monthly_statistics_follow_the_calendar_and_the_source_rows() {
     let db = sqlx::PgPool::connect(&p.database_url).await.unwrap();
     let from_rows: Vec<(i32, i64)> = sqlx::query_as(
         "SELECT extract(month FROM created_at AT TIME ZONE 'UTC')::int, sum(amount)::bigint
-         FROM topup_svc.topups
+         FROM topup_svc.movements
          WHERE status = 'succeeded' AND created_at >= '2024-01-01T00:00:00Z'
            AND created_at < '2025-01-01T00:00:00Z'
          GROUP BY 1 ORDER BY 1",
@@ -308,9 +306,7 @@ async fn monthly_statistics_follow_the_calendar_and_the_source_rows() {
     let pool = platform::db::connect(&p.database_url, "topup_svc", 2)
         .await
         .unwrap();
-    movement::stats::rebuild(&pool, movement::Kind::Topup, "UTC")
-        .await
-        .unwrap();
+    movement::stats::rebuild(&pool, "UTC").await.unwrap();
     let after: Vec<(
         String,
         uuid::Uuid,
@@ -523,7 +519,7 @@ async fn payment_statistics_per_merchant_key_and_card_for_their_owners() {
 
 /// A service token that may record movements at past times, as an import tool would.
 fn importer() -> String {
-    platform::auth::TokenIssuer::new(&common::jwt())
+    platform::auth::TokenIssuer::new(&crate::harness::jwt())
         .service_token(
             "test-importer",
             &[
@@ -708,17 +704,17 @@ async fn withdraw_and_transfer_statistics_per_card_direction_and_status() {
     // The same numbers straight from the source rows, succeeded and failed.
     let db = sqlx::PgPool::connect(&p.database_url).await.unwrap();
     assert_eq!(
-        monthly_from_rows(&db, "withdraw_svc.withdraws", "card_id", &a.id, "succeeded").await,
+        monthly_from_rows(&db, "withdraw_svc.movements", "card_id", &a.id, "succeeded").await,
         withdrawn
     );
     assert_eq!(
-        monthly_from_rows(&db, "transfer_svc.transfers", "card_id", &a.id, "succeeded").await,
+        monthly_from_rows(&db, "transfer_svc.movements", "card_id", &a.id, "succeeded").await,
         transferred
     );
     assert_eq!(
         monthly_from_rows(
             &db,
-            "transfer_svc.transfers",
+            "transfer_svc.movements",
             "to_card_id",
             &b.id,
             "succeeded"
@@ -727,7 +723,7 @@ async fn withdraw_and_transfer_statistics_per_card_direction_and_status() {
         transferred
     );
     let failed_withdraws =
-        monthly_from_rows(&db, "withdraw_svc.withdraws", "card_id", &a.id, "failed").await;
+        monthly_from_rows(&db, "withdraw_svc.movements", "card_id", &a.id, "failed").await;
     assert_eq!(failed_withdraws[4], 9_000_000);
     // (A refusal's event comes after the successes the loop above waited for.)
     let failed_of = |path: String, expected: Vec<i64>| {
@@ -747,7 +743,7 @@ async fn withdraw_and_transfer_statistics_per_card_direction_and_status() {
     .await;
     assert_eq!(amounts(&failed), failed_withdraws, "{failed}");
     let failed_transfers =
-        monthly_from_rows(&db, "transfer_svc.transfers", "card_id", &a.id, "failed").await;
+        monthly_from_rows(&db, "transfer_svc.movements", "card_id", &a.id, "failed").await;
     assert_eq!(failed_transfers[6], 8_000_000);
     let failed = failed_of(format!("{sent}&status=failed"), failed_transfers.clone()).await;
     assert_eq!(amounts(&failed), failed_transfers, "{failed}");
@@ -869,10 +865,7 @@ async fn withdraw_and_transfer_statistics_per_card_direction_and_status() {
     assert!(body.to_string().contains("direction"), "{body}");
 
     // Rebuilding both rollups from their source rows gives the same rows.
-    for (schema, kind, card) in [
-        ("withdraw_svc", movement::Kind::Withdraw, &a.id),
-        ("transfer_svc", movement::Kind::Transfer, &b.id),
-    ] {
+    for (schema, card) in [("withdraw_svc", &a.id), ("transfer_svc", &b.id)] {
         let rows = format!(
             "SELECT * FROM {schema}.stats_monthly
              WHERE scope_id = $1 OR (scope = 'all' AND month >= '2024-04-01' AND month < '2024-08-01')
@@ -892,7 +885,7 @@ async fn withdraw_and_transfer_statistics_per_card_direction_and_status() {
         let pool = platform::db::connect(&p.database_url, schema, 2)
             .await
             .unwrap();
-        movement::stats::rebuild(&pool, kind, "UTC").await.unwrap();
+        movement::stats::rebuild(&pool, "UTC").await.unwrap();
         let after: Vec<Row> = sqlx::query_as(&rows).bind(id).fetch_all(&db).await.unwrap();
         assert!(!before.is_empty());
         assert_eq!(before, after, "{schema}");

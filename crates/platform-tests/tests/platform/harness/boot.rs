@@ -1,0 +1,329 @@
+//! Starting and stopping a platform: every service with its configuration, the gateway,
+//! NGINX in front; on drop, the published events are checked against the catalogue.
+
+use super::*;
+
+pub struct Platform {
+    pub nginx: testkit::Nginx,
+    pub smtp: testkit::Smtp,
+    pub merchant_grpc: String,
+    pub transaction_grpc: String,
+    pub topup_grpc: String,
+    pub withdraw_grpc: String,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub user_grpc: String,
+    pub role_grpc: String,
+    pub card_grpc: String,
+    pub saldo_grpc: String,
+    pub transfer_grpc: String,
+    pub database_url: String,
+    shutdown: Shutdown,
+}
+
+impl Drop for Platform {
+    /// Stops the services, then checks every event they published against the catalogue
+    /// (on a thread of its own: this runs inside the test's runtime).
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if std::thread::panicking() {
+            return;
+        }
+        let url = self.database_url.clone();
+        let checked = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(contract::published_events_match_the_catalogue(&url)))
+        })
+        .join();
+        match checked {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("{e:#}"),
+            Err(_) => panic!("checking the published events panicked"),
+        }
+    }
+}
+
+/// Calls per principal and minute through the public gRPC port, for the services built next
+/// (one platform per test process).
+static EDGE_LIMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000_000);
+
+pub fn common(name: &str, database_url: &str, grpc_port: u16) -> CommonConfig {
+    CommonConfig {
+        service_name: name.into(),
+        grpc_addr: format!("127.0.0.1:{grpc_port}").parse().unwrap(),
+        admin_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: platform::Secret::new(database_url.to_owned()),
+        database_max_connections: 6,
+        redis_url: platform::Secret::new(testkit::redis_url()),
+        kafka_brokers: testkit::kafka_brokers(),
+        jwt: jwt(),
+        migrate_on_start: true,
+        edge_rate_limit_per_minute: EDGE_LIMIT.load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
+impl Platform {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        EDGE_LIMIT.store(
+            options.edge_rate_limit_per_minute,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        // Tracing as in the binaries, so trace ids exist and propagate (one per process).
+        static TELEMETRY: std::sync::OnceLock<Option<platform::telemetry::TelemetryGuard>> =
+            std::sync::OnceLock::new();
+        TELEMETRY.get_or_init(|| platform::telemetry::init("platform-tests").ok());
+        // Topics of its own: consumers never wait behind other tests' events (one process
+        // per test under nextest; a second platform of the same test shares them).
+        events::topics::set_namespace(&format!("{}.", testkit::unique("t")));
+        let database_url = testkit::fresh_database().await.unwrap();
+        let shutdown = Shutdown::new();
+        let (user_port, role_port) = (testkit::free_port(), testkit::free_port());
+        let user_url = format!("http://127.0.0.1:{user_port}");
+        let role_url = format!("http://127.0.0.1:{role_port}");
+
+        let role = role_service::Application::build(role_service::Config {
+            common: common("role-service", &database_url, role_port),
+            user_service_url: user_url.clone(),
+            user_events_group: testkit::unique("role-user-events"),
+        })
+        .await
+        .unwrap();
+        tokio::spawn(role.run(shutdown.clone()));
+
+        let user = user_service::Application::build(user_service::Config {
+            common: common("user-service", &database_url, user_port),
+            role_service_url: role_url.clone(),
+            lifetimes: user_service::service::TokenLifetimes {
+                refresh: Duration::from_secs(3600),
+                verification: Duration::from_secs(3600),
+                password_reset: Duration::from_secs(3600),
+            },
+            login_max_failures: options.login_max_failures,
+            login_failure_window: Duration::from_secs(900),
+            login_lockout: Duration::from_secs(900),
+            link_key: link_key(),
+            password_hash_concurrency: options.password_hash_concurrency,
+            password_hash_queue: options.password_hash_queue,
+            password_hash_wait: Duration::from_secs(5),
+            emails_per_recipient_per_hour: options.emails_per_recipient_per_hour,
+        })
+        .await
+        .unwrap();
+        tokio::spawn(user.run(shutdown.clone()));
+
+        let [
+            card_port,
+            saldo_port,
+            topup_port,
+            withdraw_port,
+            transfer_port,
+        ] = std::array::from_fn(|_| testkit::free_port());
+        let url = |port: u16| format!("http://127.0.0.1:{port}");
+        let (card_url, saldo_url) = (url(card_port), url(saldo_port));
+
+        let smtp = testkit::Smtp::start().await.unwrap();
+        let [merchant_port, transaction_port, email_port] =
+            std::array::from_fn(|_| testkit::free_port());
+
+        let saldo = saldo_service::Application::build(saldo_service::Config {
+            common: common("saldo-service", &database_url, saldo_port),
+            card_events_group: testkit::unique("saldo-card-events"),
+            stats_time_zone: "UTC".into(),
+            stats_group: testkit::unique("saldo-stats"),
+        })
+        .await
+        .unwrap();
+        tokio::spawn(saldo.run(shutdown.clone()));
+
+        let card = card_service::Application::build(card_service::Config {
+            common: common("card-service", &database_url, card_port),
+            user_service_url: user_url.clone(),
+            saldo_service_url: saldo_url.clone(),
+            cvv_key: platform::Secret::new(CVV_KEY.to_owned()),
+            pan_key: platform::Secret::new(PAN_KEY.to_owned()),
+            currencies: vec!["IDR".into(), "USD".into()],
+            cvv_lockout: card_service::service::CvvLockout {
+                max_attempts: 3,
+                lock_for: Duration::from_secs(600),
+                per_key_max_failures: options.cvv_failures_per_key,
+                per_key_window: Duration::from_secs(3600),
+            },
+        })
+        .await
+        .unwrap();
+        tokio::spawn(card.run(shutdown.clone()));
+
+        let merchant = merchant_service::Application::build(merchant_service::Config {
+            common: common("merchant-service", &database_url, merchant_port),
+            user_service_url: user_url.clone(),
+            saldo_service_url: saldo_url.clone(),
+            currencies: vec!["IDR".into(), "USD".into()],
+        })
+        .await
+        .unwrap();
+        tokio::spawn(merchant.run(shutdown.clone()));
+
+        let transaction = transaction_service::Application::build(transaction_service::Config {
+            common: common("transaction-service", &database_url, transaction_port),
+            card_service_url: card_url.clone(),
+            saldo_service_url: saldo_url.clone(),
+            merchant_service_url: url(merchant_port),
+            rules: movement::Rules {
+                min_amount: 100,
+                max_amount: 100_000_000,
+                methods: movement::DEFAULT_METHODS
+                    .iter()
+                    .map(|m| (*m).to_owned())
+                    .collect(),
+            },
+            recovery_interval: Duration::from_millis(500),
+            recovery_grace: Duration::from_secs(2),
+            stats_time_zone: "UTC".into(),
+            stats_group: testkit::unique("payment-stats"),
+        })
+        .await
+        .unwrap();
+        tokio::spawn(transaction.run(shutdown.clone()));
+
+        let email = email_service::Application::build(email_service::Config {
+            common: common("email-service", &database_url, email_port),
+            user_service_url: user_url.clone(),
+            smtp: email_service::mailer::SmtpConfig {
+                host: "127.0.0.1".into(),
+                port: smtp.port(),
+                tls: email_service::mailer::TlsMode::None,
+                credentials: None,
+                timeout: Duration::from_secs(5),
+                from: "Payments <no-reply@payments.test>".into(),
+            },
+            settings: email_service::handler::Settings {
+                brand: "Payments".into(),
+                base_url: "http://payments.test".into(),
+                max_attempts: options.email_max_attempts,
+                link_key: link_key(),
+            },
+            templates_dir: None,
+            group: testkit::unique("email"),
+            dead_letter_topic: options.dead_letter_topic.clone(),
+            retry_initial: Duration::from_millis(200),
+            retry_max: Duration::from_secs(1),
+            concurrency: 8,
+        })
+        .await
+        .unwrap();
+        tokio::spawn(email.run(shutdown.clone()));
+
+        let topup = topup_service::build(movement_config(
+            movement::Kind::Topup,
+            &database_url,
+            topup_port,
+            &card_url,
+            &saldo_url,
+        ))
+        .await
+        .unwrap();
+        let routes = topup_service::routes(&topup);
+        tokio::spawn(topup.run(routes, shutdown.clone()));
+        let withdraw = withdraw_service::build(movement_config(
+            movement::Kind::Withdraw,
+            &database_url,
+            withdraw_port,
+            &card_url,
+            &saldo_url,
+        ))
+        .await
+        .unwrap();
+        let routes = withdraw_service::routes(&withdraw);
+        tokio::spawn(withdraw.run(routes, shutdown.clone()));
+        let transfer = transfer_service::build(movement_config(
+            movement::Kind::Transfer,
+            &database_url,
+            transfer_port,
+            &card_url,
+            &saldo_url,
+        ))
+        .await
+        .unwrap();
+        let routes = transfer_service::routes(&transfer);
+        tokio::spawn(transfer.run(routes, shutdown.clone()));
+
+        let gateway = gateway::Application::build(gateway::Config {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            admin_addr: "127.0.0.1:0".parse().unwrap(),
+            user_service_url: user_url.clone(),
+            role_service_url: role_url.clone(),
+            card_service_url: card_url.clone(),
+            saldo_service_url: saldo_url.clone(),
+            topup_service_url: url(topup_port),
+            withdraw_service_url: url(withdraw_port),
+            transfer_service_url: url(transfer_port),
+            merchant_service_url: url(merchant_port),
+            transaction_service_url: url(transaction_port),
+            redis_url: platform::Secret::new(testkit::redis_url()),
+            jwt: jwt(),
+            rate_limit_per_minute: options.rate_limit_per_minute,
+            rate_limit_anonymous_per_minute: options.rate_limit_per_minute,
+            grpc_deadline: Duration::from_secs(10),
+            body_limit_bytes: 64 * 1024,
+            kafka_brokers: testkit::kafka_brokers(),
+        })
+        .await
+        .unwrap();
+        let gateway_addr = gateway.http_addr();
+        tokio::spawn(gateway.run(shutdown.clone()));
+
+        let nginx = testkit::Nginx::start(
+            &gateway_addr.to_string(),
+            &[
+                ("USER_GRPC_UPSTREAM", format!("127.0.0.1:{user_port}")),
+                ("ROLE_GRPC_UPSTREAM", format!("127.0.0.1:{role_port}")),
+                ("CARD_GRPC_UPSTREAM", format!("127.0.0.1:{card_port}")),
+                ("SALDO_GRPC_UPSTREAM", format!("127.0.0.1:{saldo_port}")),
+                ("TOPUP_GRPC_UPSTREAM", format!("127.0.0.1:{topup_port}")),
+                (
+                    "WITHDRAW_GRPC_UPSTREAM",
+                    format!("127.0.0.1:{withdraw_port}"),
+                ),
+                (
+                    "TRANSFER_GRPC_UPSTREAM",
+                    format!("127.0.0.1:{transfer_port}"),
+                ),
+                (
+                    "MERCHANT_GRPC_UPSTREAM",
+                    format!("127.0.0.1:{merchant_port}"),
+                ),
+                (
+                    "TRANSACTION_GRPC_UPSTREAM",
+                    format!("127.0.0.1:{transaction_port}"),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+        let base = format!("{}/api/v1", nginx.url());
+        Self {
+            nginx,
+            smtp,
+            merchant_grpc: url(merchant_port),
+            transaction_grpc: url(transaction_port),
+            topup_grpc: url(topup_port),
+            withdraw_grpc: url(withdraw_port),
+            base,
+            http: reqwest::Client::new(),
+            user_grpc: user_url,
+            role_grpc: role_url,
+            card_grpc: card_url,
+            saldo_grpc: saldo_url,
+            transfer_grpc: url(transfer_port),
+            database_url,
+            shutdown,
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The harness of the platform tests. [`boot`] starts a platform for one test: a fresh
+//! database, every service, the gateway and NGINX (from the project's template), all on
+//! loopback with real PostgreSQL, Redis, Apache Kafka and SMTP (the processes themselves are
+//! `testkit`'s: db, kafka, nginx, smtp). [`client`] speaks HTTP to it as users do,
+//! [`fixtures`] makes customers, cards and merchants, [`contract`] checks every published
+//! event against the catalogue.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(dead_code)]
+
+pub mod boot;
+pub mod client;
+pub mod contract;
+pub mod fixtures;
+
+pub use boot::{Platform, common};
+pub use client::{email, token_in_mail};
+pub use fixtures::Card;
+
+use std::time::Duration;
+
+use platform::auth::JwtConfig;
+use platform::config::CommonConfig;
+use platform::shutdown::Shutdown;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "Demo-Platform-2026!";
+pub const PASSWORD: &str = "Correct-Horse-42";
+
+pub fn jwt() -> JwtConfig {
+    JwtConfig {
+        secret: platform::Secret::new(testkit::JWT_SECRET.to_owned()),
+        issuer: "payments-platform".into(),
+        audience: "payments-api".into(),
+        access_ttl: Duration::from_secs(900),
+    }
+}
+
+pub const CVV_KEY: &str = "test-cvv-key-test-cvv-key-0123456789";
+pub const PAN_KEY: &str = "test-pan-key-test-pan-key-0123456789";
+
+/// The key the user and email services derive one-time link tokens with.
+pub fn link_key() -> platform::link_token::LinkTokenKey {
+    platform::link_token::LinkTokenKey::new("test-one-time-token-key-0123456789abcdef").unwrap()
+}
+
+pub struct Options {
+    pub rate_limit_per_minute: u64,
+    pub login_max_failures: u32,
+    /// Password hashes at once, and waiting.
+    pub password_hash_concurrency: usize,
+    pub password_hash_queue: usize,
+    pub emails_per_recipient_per_hour: u32,
+    /// CVV mismatches one merchant key may cause across cards per hour.
+    pub cvv_failures_per_key: i32,
+    /// Calls per principal and minute through the public gRPC port.
+    pub edge_rate_limit_per_minute: u64,
+    /// SMTP attempts per email before it is dead-lettered.
+    pub email_max_attempts: i32,
+    /// The dead-letter topic of the email consumer (tests that read it use their own).
+    pub dead_letter_topic: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_minute: 1_000_000,
+            login_max_failures: 5,
+            password_hash_concurrency: 4,
+            password_hash_queue: 64,
+            emails_per_recipient_per_hour: 5,
+            cvv_failures_per_key: 20,
+            edge_rate_limit_per_minute: 1_000_000,
+            email_max_attempts: 50,
+            dead_letter_topic: None,
+        }
+    }
+}
+
+/// Settings of a movement service in tests: fast recovery, default limits.
+pub fn movement_config(
+    kind: movement::Kind,
+    database_url: &str,
+    port: u16,
+    card_url: &str,
+    saldo_url: &str,
+) -> movement::app::Config {
+    movement::app::Config {
+        common: common(&format!("{}-service", kind.name()), database_url, port),
+        card_service_url: card_url.to_owned(),
+        saldo_service_url: saldo_url.to_owned(),
+        rules: movement::Rules {
+            min_amount: 100,
+            max_amount: 100_000_000,
+            methods: movement::DEFAULT_METHODS
+                .iter()
+                .map(|m| (*m).to_owned())
+                .collect(),
+        },
+        recovery_interval: Duration::from_millis(500),
+        recovery_grace: Duration::from_secs(2),
+        stats_time_zone: "UTC".into(),
+        stats_group: testkit::unique(&format!("{}-stats", kind.name())),
+    }
+}

@@ -1,0 +1,13 @@
+//! Whole-platform tests: each boots every service, the gateway and NGINX on loopback against
+//! real PostgreSQL, Redis, Apache Kafka and an SMTP server, and drives them through NGINX as
+//! a customer, a merchant, an operator or an attacker would. One binary, a module per area.
+
+mod harness;
+
+mod attacks;
+mod emails;
+mod identity;
+mod merchants;
+mod money;
+mod seed;
+mod stats;

@@ -1,0 +1,204 @@
+//! Refunding a payment: the amount is reserved against what remains under the payment's row
+//! lock (pending and succeeded refunds count), so concurrent refunds never exceed it; then
+//! the shared lifecycle — post merchant → card under the refund id, complete. A failed
+//! refund releases its reservation by being failed.
+
+use movement::MovementError;
+use movement::lifecycle::{self, Recorded, Status};
+use movement::{Outcome, Side};
+use platform::FieldViolation;
+use proto::merchant::v1::MerchantStatus;
+use uuid::Uuid;
+
+use super::payment::{envelope, money};
+use super::{Caller, NewRefund, PAYMENTS_WRITE, Payments, RefundRow, RefundTarget};
+use crate::error::TransactionError;
+use events::payloads::transaction as ev;
+
+impl Payments {
+    /// Refunds part or all of a payment (see the module docs).
+    #[tracing::instrument(skip_all, fields(payment_id = %request.payment_id))]
+    pub async fn create_refund(
+        &self,
+        caller: &Caller,
+        request: NewRefund,
+    ) -> Result<RefundRow, TransactionError> {
+        let mut violations = Vec::new();
+        lifecycle::check_idempotency_key(&request.idempotency_key, &mut violations);
+        if request.amount <= 0 {
+            violations.push(FieldViolation::new(
+                "amount",
+                "must be a positive number of minor units",
+            ));
+        }
+        if request.reason.chars().count() > 255 {
+            violations.push(FieldViolation::new(
+                "reason",
+                "must be at most 255 characters",
+            ));
+        }
+        if !violations.is_empty() {
+            return Err(MovementError::Invalid(violations).into());
+        }
+        let requested_by = match caller {
+            Caller::Merchant {
+                merchant_id,
+                status,
+                ..
+            } => {
+                // A deactivated merchant may still give money back; one never approved has
+                // no payments to refund.
+                if !matches!(status, MerchantStatus::Active | MerchantStatus::Inactive) {
+                    return Err(TransactionError::MerchantNotActive(*status));
+                }
+                format!("merchant:{merchant_id}")
+            }
+            Caller::User { principal, .. } => {
+                principal.require(PAYMENTS_WRITE)?;
+                lifecycle::requested_by(principal)
+            }
+        };
+        let fingerprint = lifecycle::fingerprint(&[
+            &request.payment_id.to_string(),
+            &request.amount.to_string(),
+            &request.reason,
+        ]);
+        if let Some(existing) =
+            lifecycle::by_key(&self.pool, &requested_by, &request.idempotency_key).await?
+        {
+            return Ok(lifecycle::replay("refund", existing, &fingerprint)?);
+        }
+
+        // Reserve the amount under the payment's row lock: concurrent refunds of one payment
+        // queue here, each sees the others' pending and succeeded refunds.
+        let mut tx = self.pool.begin().await?;
+        let payment: RefundTarget = sqlx::query_as(
+            "SELECT id, status, amount, merchant_id, card_id, masked_card_number, currency,
+                    user_id
+             FROM payments WHERE id = $1 FOR UPDATE",
+        )
+        .bind(request.payment_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(TransactionError::PaymentNotFound)?;
+        let RefundTarget {
+            id: payment_id,
+            status,
+            amount,
+            merchant_id,
+            card_id,
+            masked_card_number: masked,
+            currency,
+            user_id,
+        } = payment;
+        if let Caller::Merchant {
+            merchant_id: mine, ..
+        } = caller
+            && *mine != merchant_id
+        {
+            return Err(TransactionError::PaymentNotFound);
+        }
+        if status != Status::Succeeded {
+            return Err(TransactionError::NotRefundable(status.as_str().to_owned()));
+        }
+        let reserved: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(sum(amount), 0)::bigint FROM refunds
+             WHERE payment_id = $1 AND status IN ('pending', 'succeeded')",
+        )
+        .bind(payment_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let remaining = amount - reserved;
+        if request.amount > remaining {
+            return Err(TransactionError::RefundExceedsPayment { amount, remaining });
+        }
+        let inserted: Option<RefundRow> = sqlx::query_as(&format!(
+            "INSERT INTO refunds AS t (id, payment_id, requested_by, idempotency_key, fingerprint,
+                 merchant_id, card_id, user_id, masked_card_number, amount, currency, reason,
+                 created_at, backdated)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                 COALESCE($13, now()), $13 IS NOT NULL)
+             ON CONFLICT (requested_by, idempotency_key) DO NOTHING
+             RETURNING {}",
+            RefundRow::COLUMNS
+        ))
+        .bind(Uuid::now_v7())
+        .bind(payment_id)
+        .bind(&requested_by)
+        .bind(&request.idempotency_key)
+        .bind(&fingerprint)
+        .bind(merchant_id)
+        .bind(card_id)
+        .bind(user_id)
+        .bind(&masked)
+        .bind(request.amount)
+        .bind(&currency)
+        .bind(request.reason.trim())
+        .bind(request.effective_at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let Some(pending) = inserted else {
+            return Ok(lifecycle::replay_winner(
+                "refund",
+                &self.pool,
+                &requested_by,
+                &request.idempotency_key,
+                &fingerprint,
+            )
+            .await?);
+        };
+        platform::failpoint::hit("refund.after_pending");
+        let outcome = self.post_refund(&pending).await?;
+        let refund = self.complete_refund(&pending, &outcome).await?;
+        Ok(lifecycle::respond("refund", refund)?)
+    }
+
+    pub(super) async fn post_refund(&self, r: &RefundRow) -> Result<Outcome, MovementError> {
+        self.upstream
+            .post(
+                r.id,
+                "refund",
+                Side::Merchant(r.merchant_id),
+                Side::Card(r.card_id),
+                money(r.amount, &r.currency)?,
+                format!("refund of payment {}", r.payment_id),
+                r.backdated.then_some(r.created_at),
+            )
+            .await
+    }
+
+    pub(super) async fn complete_refund(
+        &self,
+        pending: &RefundRow,
+        outcome: &Outcome,
+    ) -> Result<RefundRow, TransactionError> {
+        let completed_at = lifecycle::completion_time(pending);
+        let (status, reason) = lifecycle::outcome_status(outcome);
+        let merchant_name: String =
+            sqlx::query_scalar("SELECT merchant_name FROM payments WHERE id = $1")
+                .bind(pending.payment_id)
+                .fetch_one(&self.pool)
+                .await?;
+        let data = ev::Refund {
+            id: pending.id,
+            payment_id: pending.payment_id,
+            status: status.as_str().to_owned(),
+            failure_reason: reason.map(str::to_owned),
+            merchant_id: pending.merchant_id,
+            merchant_name,
+            card_id: pending.card_id,
+            user_id: pending.user_id,
+            masked_card_number: pending.masked_card_number.clone(),
+            amount: pending.amount,
+            currency: pending.currency.clone(),
+            reason: pending.reason.clone(),
+            created_at: pending.created_at,
+            completed_at,
+        };
+        // Keyed by the payment so a payment's history stays in order on one partition.
+        let event = envelope("refund", status, pending.payment_id, &data)?;
+        self.complete("refund", pending, outcome, completed_at, &event)
+            .await
+    }
+}
