@@ -75,8 +75,13 @@ pub mod saldo {
 
             /// The rejection with `code` (as stored), if it is one.
             pub fn from_code(code: &str) -> Option<Self> {
-                Self::from_str_name(&format!("REJECTION_{code}"))
-                    .filter(|r| *r != Self::Unspecified)
+                [
+                    Self::InsufficientFunds,
+                    Self::AccountClosed,
+                    Self::CurrencyMismatch,
+                ]
+                .into_iter()
+                .find(|r| r.code() == code)
             }
         }
     }

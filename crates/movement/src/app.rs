@@ -52,7 +52,7 @@ impl Config {
                 "SALDO_SERVICE_URL",
                 &platform::ports::SALDO.local_url(),
             ),
-            rules: Rules::from_env(kind.env_prefix())?,
+            rules: Rules::from_env(&kind.name().to_uppercase())?,
             recovery_interval: platform::config::seconds("RECOVERY_INTERVAL_SECS", 5)?,
             recovery_grace: platform::config::seconds("RECOVERY_GRACE_SECS", 15)?,
             stats_time_zone: platform::config::optional("STATS_TIMEZONE", "UTC"),

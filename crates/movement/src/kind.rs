@@ -61,13 +61,4 @@ impl Kind {
             _ => "card_number",
         }
     }
-
-    /// The prefix of its settings (`TOPUP_MIN_AMOUNT`, …).
-    pub fn env_prefix(self) -> &'static str {
-        match self {
-            Self::Topup => "TOPUP",
-            Self::Withdraw => "WITHDRAW",
-            Self::Transfer => "TRANSFER",
-        }
-    }
 }

@@ -20,7 +20,6 @@ impl Movements {
             };
             self.complete(&movement, &outcome).await?;
             metrics::counter!("movement_recovered_total", "kind" => kind).increment(1);
-            tracing::warn!(kind, id = %movement.id, ?outcome, "pending movement recovered");
             completed += 1;
         }
         Ok(completed)

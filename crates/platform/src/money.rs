@@ -72,11 +72,6 @@ impl Money {
         Self::new(minor, currency)
     }
 
-    /// Zero of `currency`.
-    pub fn zero(currency: Currency) -> Self {
-        Self { minor: 0, currency }
-    }
-
     pub fn minor(&self) -> i64 {
         self.minor
     }
@@ -109,12 +104,6 @@ impl Money {
             .checked_sub(other.minor)
             .ok_or(MoneyError::Overflow)?;
         Ok(Self { minor, ..self })
-    }
-
-    /// Whether `self` is at least `other` (same currency).
-    pub fn covers(&self, other: &Self) -> Result<bool, MoneyError> {
-        self.same_currency(other)?;
-        Ok(self.minor >= other.minor)
     }
 }
 
@@ -152,11 +141,9 @@ mod tests {
             Err(MoneyError::CurrencyMismatch(..))
         ));
         assert!(matches!(
-            idr(5).covers(&usd),
+            idr(5).checked_sub(usd),
             Err(MoneyError::CurrencyMismatch(..))
         ));
-        assert_eq!(idr(5).covers(&idr(5)), Ok(true));
-        assert_eq!(idr(4).covers(&idr(5)), Ok(false));
     }
 
     #[test]

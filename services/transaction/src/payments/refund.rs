@@ -7,6 +7,7 @@ use movement::MovementError;
 use movement::lifecycle::{self, Recorded, Status};
 use movement::{Outcome, Side};
 use platform::FieldViolation;
+use platform::money::Money;
 use proto::merchant::v1::MerchantStatus;
 use uuid::Uuid;
 
@@ -108,7 +109,11 @@ impl Payments {
         .bind(payment_id)
         .fetch_one(&mut *tx)
         .await?;
-        let remaining = amount - reserved;
+        let paid = Money::new(amount, &currency).map_err(TransactionError::internal)?;
+        let remaining = Money::new(reserved, &currency)
+            .and_then(|reserved| paid.checked_sub(reserved))
+            .map_err(TransactionError::internal)?
+            .minor();
         if request.amount > remaining {
             return Err(TransactionError::RefundExceedsPayment { amount, remaining });
         }
