@@ -15,6 +15,7 @@ pub mod monitor;
 mod offsets;
 pub mod outbox;
 pub mod payloads;
+pub mod schema;
 pub mod topics;
 
 pub use consumer::{Consumer, ConsumerConfig, EventHandler, HandlerError};

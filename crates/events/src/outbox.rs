@@ -9,28 +9,7 @@
 //! Delivery is at least once: a crash between publishing and marking republishes the batch,
 //! which consumers deduplicate by event id.
 //!
-//! Every service schema holds the same two tables:
-//!
-//! ```sql
-//! CREATE TABLE outbox (
-//!     id            BIGSERIAL PRIMARY KEY,
-//!     event_id      UUID NOT NULL UNIQUE,
-//!     topic         TEXT NOT NULL,
-//!     partition_key TEXT NOT NULL,
-//!     event_type    TEXT NOT NULL,
-//!     payload       JSONB NOT NULL,
-//!     headers       JSONB NOT NULL DEFAULT '{}',
-//!     created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
-//!     sent_at       TIMESTAMPTZ
-//! );
-//! CREATE INDEX outbox_unsent_idx ON outbox (id) WHERE sent_at IS NULL;
-//! CREATE TABLE processed_events (
-//!     consumer     TEXT NOT NULL,
-//!     event_id     UUID NOT NULL,
-//!     processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-//!     PRIMARY KEY (consumer, event_id)
-//! );
-//! ```
+//! The tables (`outbox`, and `processed_events` for consumers) are [`crate::schema`]'s.
 
 use std::collections::HashMap;
 use std::time::Duration;

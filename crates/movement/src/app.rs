@@ -14,6 +14,14 @@ use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
 
 use crate::{Kind, Movements, Rules, Upstream};
 
+/// The tables of a movement schema that shared crates own: the outbox, processed events and
+/// the statistics rollup.
+pub const SHARED_TABLES: &[&str] = &[
+    events::schema::OUTBOX,
+    events::schema::PROCESSED_EVENTS,
+    stats::TABLES,
+];
+
 /// Settings of a movement service.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -80,11 +88,10 @@ impl Application {
     pub async fn build(
         kind: Kind,
         config: Config,
-        schema: &str,
-        migrator: &sqlx::migrate::Migrator,
+        schema: &'static platform::db::Schema,
     ) -> anyhow::Result<Self> {
         let common = &config.common;
-        let base = Foundation::prepare(common, schema, migrator).await?;
+        let base = Foundation::prepare(common, schema).await?;
         stats::check_time_zone(&base.pool, &config.stats_time_zone).await?;
         let cards = CardServiceClient::new(platform::grpc::channel(&config.card_service_url)?);
         let upstream = Upstream::new(
@@ -108,7 +115,7 @@ impl Application {
         let relay = events::OutboxRelay::new(
             base.pool.clone(),
             events::outbox::producer(&common.kafka_brokers)?,
-            schema,
+            schema.name,
         );
         let stats_consumer = events::Consumer::new(
             events::ConsumerConfig::new(

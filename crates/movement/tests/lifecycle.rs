@@ -47,16 +47,15 @@ async fn schema() -> PgPool {
              created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
              completed_at TIMESTAMPTZ,
              backdated BOOLEAN NOT NULL DEFAULT false,
-             UNIQUE (requested_by, idempotency_key));
-         CREATE TABLE outbox (
-             id BIGSERIAL PRIMARY KEY, event_id UUID NOT NULL UNIQUE, topic TEXT NOT NULL,
-             partition_key TEXT NOT NULL, event_type TEXT NOT NULL, payload JSONB NOT NULL,
-             headers JSONB NOT NULL DEFAULT '{}', created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-             sent_at TIMESTAMPTZ);",
+             UNIQUE (requested_by, idempotency_key));",
     )
     .execute(&pool)
     .await
     .unwrap();
+    sqlx::raw_sql(events::schema::OUTBOX)
+        .execute(&pool)
+        .await
+        .unwrap();
     pool
 }
 

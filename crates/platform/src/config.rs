@@ -92,6 +92,51 @@ pub struct CommonConfig {
     /// Calls per principal and minute through the public gRPC port (`EDGE_RATE_LIMIT_PER_MINUTE`,
     /// default 600; see [`crate::edge_limit`]).
     pub edge_rate_limit_per_minute: u64,
+    /// A gRPC listener bound by whoever starts the service (tests bind port 0 first, so every
+    /// address is known before any service starts and nothing can take a port in between);
+    /// `None` binds `grpc_addr`.
+    pub grpc_listener: Option<BoundListener>,
+}
+
+/// A listening socket handed to a service, taken once when it starts.
+#[derive(Clone)]
+pub struct BoundListener {
+    addr: SocketAddr,
+    socket: std::sync::Arc<std::sync::Mutex<Option<std::net::TcpListener>>>,
+}
+
+impl BoundListener {
+    /// Binds `127.0.0.1:0`: a port of the OS's choosing, held from now on.
+    pub fn loopback() -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        Ok(Self {
+            addr: listener.local_addr()?,
+            socket: std::sync::Arc::new(std::sync::Mutex::new(Some(listener))),
+        })
+    }
+
+    /// Where it listens (also after a service took it).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The listener, for the one service that serves on it.
+    pub(crate) fn take(&self) -> anyhow::Result<tokio::net::TcpListener> {
+        let listener = self
+            .socket
+            .lock()
+            .map_err(|_| anyhow!("listener lock poisoned"))?
+            .take()
+            .context("the listener was already taken by another service")?;
+        Ok(tokio::net::TcpListener::from_std(listener)?)
+    }
+}
+
+impl std::fmt::Debug for BoundListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BoundListener({})", self.addr)
+    }
 }
 
 impl CommonConfig {
@@ -115,6 +160,7 @@ impl CommonConfig {
             jwt: crate::auth::JwtConfig::from_env()?,
             migrate_on_start: parsed("MIGRATE_ON_START", true)?,
             edge_rate_limit_per_minute: parsed("EDGE_RATE_LIMIT_PER_MINUTE", 600)?,
+            grpc_listener: None,
         })
     }
 }

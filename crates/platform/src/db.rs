@@ -23,39 +23,98 @@ pub async fn connect(url: &str, schema: &str, max_connections: u32) -> anyhow::R
         .with_context(|| format!("connecting to PostgreSQL for schema {schema}"))
 }
 
-/// Creates `schema` if needed and applies the service's migrations. Safe to run from several
-/// processes at once: an advisory lock serialises schema creation, and sqlx locks migrations.
-pub async fn migrate(
-    pool: &PgPool,
-    schema: &str,
-    migrator: &sqlx::migrate::Migrator,
-) -> anyhow::Result<()> {
+/// A service's schema: its name, its own migrations, and the tables shared crates own.
+pub struct Schema {
+    /// `user_svc`, `topup_svc`, …
+    pub name: &'static str,
+    /// The service's migrations (its own tables).
+    pub migrator: &'static sqlx::migrate::Migrator,
+    /// Idempotent DDL of the tables shared crates' code relies on (the outbox, processed
+    /// events, the statistics rollup), owned by those crates and applied before the
+    /// migrations on every start.
+    pub shared: &'static [&'static str],
+    /// Migrations whose text changed after they were released without changing what they
+    /// leave behind (the shared tables moved out of them): `(version, SHA-384 of the text
+    /// first released, hex)`. A database that applied that text is recorded as having applied
+    /// the current one; any other mismatch still stops the migration.
+    pub rewritten: &'static [(i64, &'static str)],
+}
+
+/// Creates the schema if needed, applies its shared tables, records rewritten migrations
+/// and applies its migrations. Safe to run from several processes at once: an advisory lock
+/// serialises the schema's creation and its shared DDL, and sqlx locks migrations.
+pub async fn migrate(pool: &PgPool, schema: &Schema) -> anyhow::Result<()> {
+    let name = schema.name;
     anyhow::ensure!(
-        schema.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+        name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
         "schema names are lowercase identifiers"
     );
     let mut conn = pool.acquire().await?;
+    conn.execute("SELECT pg_advisory_lock(7243001)").await?;
+    let prepared = prepare(&mut conn, schema).await;
+    conn.execute("SELECT pg_advisory_unlock(7243001)").await?;
+    prepared.with_context(|| format!("preparing schema {name}"))?;
+    drop(conn);
+    schema
+        .migrator
+        .run(pool)
+        .await
+        .with_context(|| format!("migrating schema {name}"))?;
+    tracing::info!(schema = name, "migrations applied");
+    Ok(())
+}
+
+/// The part of [`migrate`] that runs under its lock.
+async fn prepare(conn: &mut sqlx::PgConnection, schema: &Schema) -> anyhow::Result<()> {
     // A service's own role owns its schema but may not create schemas (CREATE SCHEMA IF NOT
     // EXISTS checks that right even when the schema exists): only create what is missing.
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-            .bind(schema)
+            .bind(schema.name)
             .fetch_one(&mut *conn)
             .await?;
     if !exists {
-        conn.execute("SELECT pg_advisory_lock(7243001)").await?;
-        let created = conn
-            .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
-            .await;
-        conn.execute("SELECT pg_advisory_unlock(7243001)").await?;
-        created.with_context(|| format!("creating schema {schema}"))?;
+        conn.execute(format!("CREATE SCHEMA {}", schema.name).as_str())
+            .await?;
     }
-    drop(conn);
-    migrator
-        .run(pool)
-        .await
-        .with_context(|| format!("migrating schema {schema}"))?;
-    tracing::info!(schema, "migrations applied");
+    for ddl in schema.shared {
+        sqlx::raw_sql(ddl).execute(&mut *conn).await?;
+    }
+    let recorded: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_tables
+                        WHERE schemaname = $1 AND tablename = '_sqlx_migrations')",
+    )
+    .bind(schema.name)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !recorded {
+        return Ok(());
+    }
+    for (version, released) in schema.rewritten {
+        let current = schema
+            .migrator
+            .iter()
+            .find(|m| m.version == *version)
+            .with_context(|| format!("rewritten migration {version} does not exist"))?;
+        let released = hex::decode(released)
+            .with_context(|| format!("checksum of rewritten migration {version}"))?;
+        let updated = sqlx::query(
+            "UPDATE _sqlx_migrations SET checksum = $3 WHERE version = $1 AND checksum = $2",
+        )
+        .bind(version)
+        .bind(released)
+        .bind(current.checksum.as_ref())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if updated > 0 {
+            tracing::info!(
+                schema = schema.name,
+                version,
+                "rewritten migration recorded"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -38,14 +38,10 @@ pub fn fallible_task(
     (name, Box::pin(run))
 }
 
-/// Applies `migrator` to `schema` (the `migrate` subcommand and start-up).
-pub async fn migrate(
-    config: &CommonConfig,
-    schema: &str,
-    migrator: &sqlx::migrate::Migrator,
-) -> anyhow::Result<()> {
-    let pool = crate::db::connect(config.database_url.expose(), schema, 2).await?;
-    crate::db::migrate(&pool, schema, migrator).await
+/// Applies `schema`'s shared tables and migrations (the `migrate` subcommand and start-up).
+pub async fn migrate(config: &CommonConfig, schema: &crate::db::Schema) -> anyhow::Result<()> {
+    let pool = crate::db::connect(config.database_url.expose(), schema.name, 2).await?;
+    crate::db::migrate(&pool, schema).await
 }
 
 /// The connections and listeners of a service process.
@@ -62,20 +58,22 @@ impl Foundation {
     /// Migrates (if configured), connects and binds.
     pub async fn prepare(
         config: &CommonConfig,
-        schema: &str,
-        migrator: &sqlx::migrate::Migrator,
+        schema: &crate::db::Schema,
     ) -> anyhow::Result<Self> {
         if config.migrate_on_start {
-            migrate(config, schema, migrator).await?;
+            migrate(config, schema).await?;
         }
         let pool = crate::db::connect(
             config.database_url.expose(),
-            schema,
+            schema.name,
             config.database_max_connections,
         )
         .await?;
         let redis = crate::redis::pool(config.redis_url.expose())?;
-        let grpc = crate::config::bind(config.grpc_addr, "gRPC").await?;
+        let grpc = match &config.grpc_listener {
+            Some(listener) => listener.take()?,
+            None => crate::config::bind(config.grpc_addr, "gRPC").await?,
+        };
         let admin = crate::config::bind(config.admin_addr, "admin").await?;
         let edge_limit = crate::edge_limit::EdgeLimit::new(
             redis.clone(),

@@ -13,28 +13,19 @@
 //! * Rebuild: [`rebuild`] recomputes everything from the source rows in one transaction and
 //!   must give the same numbers.
 //!
-//! Every owning schema has:
+//! Every owning schema has the tables of [`TABLES`] (`crates/stats/schema/rollup.sql`),
+//! applied as a shared table of the schema (`platform::db::Schema::shared`).
 //!
-//! ```sql
-//! CREATE TABLE stats_monthly (
-//!     scope    TEXT NOT NULL,   -- all | card | to_card | merchant | api_key
-//!     scope_id UUID NOT NULL,   -- the nil UUID for `all`
-//!     month    DATE NOT NULL,   -- the first day of the month
-//!     status   TEXT NOT NULL,   -- succeeded | failed
-//!     method   TEXT NOT NULL,   -- '' when the movement has none
-//!     count    BIGINT NOT NULL,
-//!     amount   BIGINT NOT NULL,
-//!     PRIMARY KEY (scope, scope_id, month, status, method) INCLUDE (count, amount)
-//! );
-//! CREATE TABLE stats_counted (id UUID PRIMARY KEY);
-//! ```
-//!
-//! Longer than most files on purpose: the rollup's schema, its idempotent update and its
-//! queries must agree column for column.
+//! Longer than most files on purpose: the rollup's update and its queries must agree column
+//! for column.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
+
+/// `stats_monthly` and `stats_counted`, as idempotent DDL: for every schema that keeps a
+/// rollup.
+pub const TABLES: &str = include_str!("../schema/rollup.sql");
 
 /// What a bucket belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,13 +8,6 @@ use sqlx::{Executor, PgPool};
 use stats::{Contribution, Reports, Scope};
 use uuid::Uuid;
 
-const TABLES: &str = "
-    CREATE TABLE stats_monthly (
-        scope TEXT NOT NULL, scope_id UUID NOT NULL, month DATE NOT NULL, status TEXT NOT NULL,
-        method TEXT NOT NULL, count BIGINT NOT NULL, amount BIGINT NOT NULL,
-        PRIMARY KEY (scope, scope_id, month, status, method) INCLUDE (count, amount));
-    CREATE TABLE stats_counted (id UUID PRIMARY KEY);";
-
 type Row = (String, Uuid, chrono::NaiveDate, String, String, i64, i64);
 
 async fn schema(url: &str, name: &str) -> PgPool {
@@ -24,7 +17,7 @@ async fn schema(url: &str, name: &str) -> PgPool {
         .await
         .unwrap();
     let pool = platform::db::connect(url, name, 2).await.unwrap();
-    pool.execute(TABLES).await.unwrap();
+    sqlx::raw_sql(stats::TABLES).execute(&pool).await.unwrap();
     pool
 }
 

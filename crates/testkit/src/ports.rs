@@ -1,4 +1,6 @@
-//! Ports for the servers a test starts (NGINX, brokers, SMTP, the services).
+//! Ports for the outside processes a test starts that bind their own sockets (NGINX, Kafka,
+//! SMTP, a service binary spawned as a child). In-process services need none of this: they
+//! are handed a listener already bound to port 0 (`platform::config::BoundListener`).
 
 /// A free TCP port on loopback for a server a test starts later, reserved for this process.
 ///

@@ -19,22 +19,5 @@ CREATE TABLE cards (
 CREATE INDEX cards_user_idx ON cards (user_id, created_at DESC);
 CREATE INDEX cards_created_idx ON cards (created_at DESC);
 
-CREATE TABLE outbox (
-    id            BIGSERIAL PRIMARY KEY,
-    event_id      UUID NOT NULL UNIQUE,
-    topic         TEXT NOT NULL,
-    partition_key TEXT NOT NULL,
-    event_type    TEXT NOT NULL,
-    payload       JSONB NOT NULL,
-    headers       JSONB NOT NULL DEFAULT '{}',
-    created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
-    sent_at       TIMESTAMPTZ
-);
-CREATE INDEX outbox_unsent_idx ON outbox (id) WHERE sent_at IS NULL;
-
-CREATE TABLE processed_events (
-    consumer     TEXT NOT NULL,
-    event_id     UUID NOT NULL,
-    processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer, event_id)
-);
+-- The outbox and processed_events tables are the events crate's (crates/events/schema),
+-- applied before these migrations; this migration created them until they moved there.

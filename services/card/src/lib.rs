@@ -25,6 +25,19 @@ pub const SCHEMA: &str = "card_svc";
 /// The service's migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The schema: the service's migrations and the shared tables it uses (outbox, processed
+/// events), with the released checksums of the migrations those tables moved
+/// out of.
+pub static DATABASE: platform::db::Schema = platform::db::Schema {
+    name: SCHEMA,
+    migrator: &MIGRATOR,
+    shared: &[events::schema::OUTBOX, events::schema::PROCESSED_EVENTS],
+    rewritten: &[(
+        1,
+        "b9378d3b91a351fb6749909613c6a1118faf7607986ea33688a6e4f6861853bd940927507c716ac45ca9e39ad70be59b",
+    )],
+};
+
 /// Settings of the card service.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -87,7 +100,7 @@ impl Config {
 
 /// Applies the schema's migrations.
 pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
-    platform::process::migrate(config, SCHEMA, &MIGRATOR).await
+    platform::process::migrate(config, &DATABASE).await
 }
 
 /// A built, not yet running service.
@@ -101,7 +114,7 @@ impl Application {
     /// Migrates if configured, connects, ensures topics, and binds listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let common = &config.common;
-        let base = Foundation::prepare(common, SCHEMA, &MIGRATOR).await?;
+        let base = Foundation::prepare(common, &DATABASE).await?;
         let (pool, redis) = (base.pool.clone(), base.redis.clone());
         let cards = service::Cards::new(
             pool.clone(),

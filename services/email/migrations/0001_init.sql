@@ -24,9 +24,5 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_recipient_idx ON deliveries (recipient, created_at DESC);
 CREATE INDEX deliveries_status_idx ON deliveries (status, updated_at);
 
-CREATE TABLE processed_events (
-    consumer     TEXT NOT NULL,
-    event_id     UUID NOT NULL,
-    processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer, event_id)
-);
+-- The outbox and processed_events tables are the events crate's (crates/events/schema),
+-- applied before these migrations; this migration created them until they moved there.

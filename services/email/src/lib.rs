@@ -24,6 +24,19 @@ pub const SCHEMA: &str = "email_svc";
 /// The service's migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The schema: the service's migrations and the shared tables it uses (outbox, processed
+/// events), with the released checksums of the migrations those tables moved
+/// out of.
+pub static DATABASE: platform::db::Schema = platform::db::Schema {
+    name: SCHEMA,
+    migrator: &MIGRATOR,
+    shared: &[events::schema::PROCESSED_EVENTS],
+    rewritten: &[(
+        1,
+        "ba114009aee7840661b1160b6d13d697be77289e20aecdcce9fc9b33b8a491d81043dcc4e113d24d229d8515c3c7dbc3",
+    )],
+};
+
 /// Topics of account emails (verification, password reset, security notices): read by a
 /// consumer group of their own (`<group>.account`), so they never queue behind money emails.
 pub const ACCOUNT_TOPICS: &[&str] = &[events::topics::USER_EVENTS];
@@ -101,7 +114,7 @@ impl Config {
 
 /// Applies the schema's migrations.
 pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
-    platform::process::migrate(config, SCHEMA, &MIGRATOR).await
+    platform::process::migrate(config, &DATABASE).await
 }
 
 /// A built, not yet running service.
@@ -116,7 +129,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let common = &config.common;
         let templates = templates::Templates::load(config.templates_dir.as_deref())?;
-        let base = Foundation::prepare(common, SCHEMA, &MIGRATOR).await?;
+        let base = Foundation::prepare(common, &DATABASE).await?;
         let handler = handler::EmailEvents::new(
             base.pool.clone(),
             templates,

@@ -20,7 +20,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use platform::auth::{Authenticator, JwtConfig};
 use platform::shutdown::Shutdown;
 use proto::card::v1::card_service_client::CardServiceClient;
@@ -42,6 +42,7 @@ use proto::withdraw::v1::withdraw_stats_service_client::WithdrawStatsServiceClie
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 /// Settings of the gateway.
 #[derive(Clone, Debug)]
@@ -154,176 +155,37 @@ pub fn router(state: AppState) -> Router {
     use routes::{
         auth, cards, dead_letters, ledger, merchants, movements, payments, roles, stats, users,
     };
-    let api = Router::new()
-        .route("/auth/register", post(auth::register))
-        .route("/auth/verify-email", post(auth::verify_email))
-        .route("/auth/resend-verification", post(auth::resend_verification))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/logout", post(auth::logout))
-        .route("/auth/forgot-password", post(auth::forgot_password))
-        .route("/auth/reset-password", post(auth::reset_password))
-        .route("/auth/me", get(auth::me))
-        .route("/users", get(users::list).post(users::create))
-        .route("/users/restore-all", post(users::restore_all))
-        .route("/users/trash", delete(users::delete_all_trashed))
-        .route(
-            "/users/{id}",
-            get(users::get).patch(users::update).delete(users::delete),
-        )
-        .route("/users/{id}/trash", post(users::trash))
-        .route("/users/{id}/restore", post(users::restore))
-        .route(
-            "/users/{id}/roles",
-            get(roles::user_roles).post(roles::assign),
-        )
-        .route("/users/{id}/roles/{role}", delete(roles::revoke))
-        .route("/roles", get(roles::list).post(roles::create))
-        .route("/roles/restore-all", post(roles::restore_all))
-        .route("/roles/trash", delete(roles::delete_all_trashed))
-        .route(
-            "/roles/{id}",
-            get(roles::get).patch(roles::update).delete(roles::delete),
-        )
-        .route("/roles/{id}/trash", post(roles::trash))
-        .route("/roles/{id}/restore", post(roles::restore))
-        .route("/permissions", get(roles::permissions))
-        .route("/cards", get(cards::list).post(cards::create))
-        .route("/cards/restore-all", post(cards::restore_all))
-        .route("/cards/trash", delete(cards::delete_all_trashed))
-        .route("/cards/lookup", post(cards::by_number))
-        .route(
-            "/cards/{id}",
-            get(cards::get).patch(cards::update).delete(cards::delete),
-        )
-        .route("/cards/{id}/cvv", get(cards::cvv))
-        .route("/cards/{id}/trash", post(cards::trash))
-        .route("/cards/{id}/restore", post(cards::restore))
-        .route("/cards/{id}/balance", get(cards::balance))
-        .route("/cards/{id}/statement", get(cards::statement))
-        .route("/cards/{id}/topups", get(movements::card_topups))
-        .route("/cards/{id}/withdraws", get(movements::card_withdraws))
-        .route("/cards/{id}/transfers", get(movements::card_transfers))
-        .route("/ledger/accounts", get(ledger::accounts))
-        .route("/ledger/postings/{id}", get(ledger::posting))
-        .route("/ledger/reconcile", get(ledger::reconcile))
-        .route(
-            "/topups",
-            get(movements::list_topups).post(movements::create_topup),
-        )
-        .route("/topups/{id}", get(movements::get_topup))
-        .route(
-            "/withdraws",
-            get(movements::list_withdraws).post(movements::create_withdraw),
-        )
-        .route("/withdraws/{id}", get(movements::get_withdraw))
-        .route(
-            "/transfers",
-            get(movements::list_transfers).post(movements::create_transfer),
-        )
-        .route("/transfers/{id}", get(movements::get_transfer))
-        .route("/merchants", get(merchants::list).post(merchants::apply))
-        .route("/merchants/restore-all", post(merchants::restore_all))
-        .route("/merchants/trash", delete(merchants::delete_all_trashed))
-        .route(
-            "/merchants/{id}",
-            get(merchants::get)
-                .patch(merchants::update)
-                .delete(merchants::delete),
-        )
-        .route("/merchants/{id}/status", post(merchants::set_status))
-        .route("/merchants/{id}/trash", post(merchants::trash))
-        .route("/merchants/{id}/restore", post(merchants::restore))
-        .route("/merchants/{id}/balance", get(merchants::balance))
-        .route("/merchants/{id}/statement", get(merchants::statement))
-        .route("/merchants/{id}/payments", get(payments::merchant_payments))
-        .route(
-            "/merchants/{id}/api-keys",
-            get(merchants::list_keys).post(merchants::create_key),
-        )
-        .route(
-            "/merchants/{id}/api-keys/{key_id}",
-            delete(merchants::revoke_key),
-        )
-        .route(
-            "/merchants/{id}/api-keys/{key_id}/rotate",
-            post(merchants::rotate_key),
-        )
-        .route(
-            "/merchants/{id}/documents",
-            get(merchants::merchant_documents).post(merchants::submit_document),
-        )
-        .route("/merchant-documents", get(merchants::list_documents))
-        .route(
-            "/merchant-documents/restore-all",
-            post(merchants::restore_all_documents),
-        )
-        .route(
-            "/merchant-documents/trash",
-            delete(merchants::delete_all_trashed_documents),
-        )
-        .route(
-            "/merchant-documents/{id}",
-            get(merchants::get_document)
-                .patch(merchants::update_document)
-                .delete(merchants::delete_document),
-        )
-        .route(
-            "/merchant-documents/{id}/review",
-            post(merchants::review_document),
-        )
-        .route(
-            "/merchant-documents/{id}/trash",
-            post(merchants::trash_document),
-        )
-        .route(
-            "/merchant-documents/{id}/restore",
-            post(merchants::restore_document),
-        )
-        .route(
-            "/payments",
-            get(payments::list_payments).post(payments::create_payment),
-        )
-        .route("/payments/{id}", get(payments::get_payment))
-        .route(
-            "/payments/{id}/refunds",
-            get(payments::payment_refunds).post(payments::create_refund),
-        )
-        .route("/refunds", get(payments::list_refunds))
-        .route("/refunds/{id}", get(payments::get_refund))
-        .route("/cards/{id}/payments", get(payments::card_payments))
-        .route("/stats/dashboard", get(stats::dashboard))
-        .route("/stats/balances/monthly", get(stats::monthly_balances))
-        .route("/stats/balances/yearly", get(stats::yearly_balances))
-        .route(
-            "/stats/balances/monthly-total",
-            get(stats::monthly_total_balance),
-        )
-        .route(
-            "/stats/balances/yearly-total",
-            get(stats::yearly_total_balance),
-        )
-        .route("/stats/{kind}/monthly-amounts", get(stats::monthly_amounts))
-        .route("/stats/{kind}/yearly-amounts", get(stats::yearly_amounts))
-        .route("/stats/{kind}/monthly-methods", get(stats::monthly_methods))
-        .route("/stats/{kind}/yearly-methods", get(stats::yearly_methods))
-        .route("/stats/{kind}/monthly-status", get(stats::monthly_status))
-        .route("/stats/{kind}/yearly-status", get(stats::yearly_status))
-        .route("/admin/dead-letters", get(dead_letters::list))
-        .route("/admin/dead-letters/replay", post(dead_letters::replay))
-        .route("/admin/dead-letters/purge", post(dead_letters::purge))
+    // Each area registers its routes with their OpenAPI operations once; the document is
+    // assembled from them here and served as built.
+    let (api, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(roles::router())
+        .merge(cards::router())
+        .merge(movements::router())
+        .merge(ledger::router())
+        .merge(merchants::router())
+        .merge(payments::router())
+        .merge(stats::router())
+        .merge(dead_letters::router())
+        .split_for_parts();
+    let document = Arc::new(document);
+    let api = api
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::authenticate_and_limit,
         ))
         .route(
-            "/openapi.json",
-            get(|| async { axum::Json(openapi::ApiDoc::openapi()) }),
+            "/api/v1/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { axum::Json(document.as_ref().clone()) }
+            }),
         )
         // The event catalogue (AsyncAPI 3.0, a JSON Schema per event type and version),
         // generated from the events crate's payload types and committed beside them.
         .route(
-            "/asyncapi.json",
+            "/api/v1/asyncapi.json",
             get(|| async {
                 (
                     [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -340,7 +202,7 @@ pub fn router(state: AppState) -> Router {
         title: Some("Payment platform API"),
     });
     Router::new()
-        .nest("/api/v1", api)
+        .merge(api)
         // The pages the links in the emails open (the token travels in the fragment).
         .route(
             "/account/verify-email",

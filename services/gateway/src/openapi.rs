@@ -1,11 +1,13 @@
-//! The OpenAPI 3 document (`/api/v1/openapi.json`) and a Swagger UI page (`/api/v1/docs`).
+//! The OpenAPI 3 document (`/api/v1/openapi.json`) and a Swagger UI page (`/api/v1/docs`):
+//! what is not an operation (info, shared schemas, security schemes, tags). The operations
+//! come from the routes themselves: each area's `router()` registers its handlers with
+//! their `#[utoipa::path]`, so a route is written once.
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    auth, cards, dead_letters, ledger, merchant_views, merchants, money_views, movements, payments,
-    roles, stats, users, views,
+    cards, dead_letters, merchant_views, merchants, money_views, movements, payments, stats, views,
 };
 
 struct BearerAuth;
@@ -37,40 +39,6 @@ impl Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Payment platform API", version = "1", description = "HTTP/JSON API of the payment platform. Errors share one shape (ErrorBody); every response carries x-request-id."),
-    paths(
-        auth::register, auth::verify_email, auth::resend_verification, auth::login, auth::refresh,
-        auth::logout, auth::forgot_password, auth::reset_password, auth::me,
-        users::list, users::create, users::get, users::update, users::trash, users::restore,
-        users::delete, users::restore_all, users::delete_all_trashed,
-        roles::list, roles::create, roles::get, roles::update, roles::trash, roles::restore,
-        roles::delete, roles::restore_all, roles::delete_all_trashed, roles::permissions,
-        roles::user_roles, roles::assign, roles::revoke,
-        cards::create, cards::list, cards::get, cards::by_number, cards::cvv, cards::update, cards::trash,
-        cards::restore, cards::delete, cards::restore_all, cards::delete_all_trashed,
-        cards::balance, cards::statement,
-        ledger::accounts, ledger::posting, ledger::reconcile,
-        dead_letters::list, dead_letters::replay, dead_letters::purge,
-        movements::create_topup, movements::get_topup, movements::list_topups, movements::card_topups,
-        movements::create_withdraw, movements::get_withdraw, movements::list_withdraws,
-        movements::card_withdraws,
-        movements::create_transfer, movements::get_transfer, movements::list_transfers,
-        movements::card_transfers,
-        merchants::apply, merchants::list, merchants::get, merchants::update, merchants::set_status,
-        merchants::trash, merchants::restore, merchants::delete, merchants::restore_all,
-        merchants::delete_all_trashed, merchants::balance, merchants::statement,
-        merchants::create_key, merchants::list_keys, merchants::rotate_key, merchants::revoke_key,
-        merchants::submit_document, merchants::merchant_documents, merchants::list_documents,
-        merchants::get_document, merchants::update_document, merchants::review_document,
-        merchants::trash_document, merchants::restore_document, merchants::delete_document,
-        merchants::restore_all_documents, merchants::delete_all_trashed_documents,
-        payments::create_payment, payments::get_payment, payments::list_payments,
-        payments::card_payments, payments::merchant_payments, payments::create_refund,
-        payments::payment_refunds, payments::list_refunds, payments::get_refund,
-        stats::monthly_amounts, stats::yearly_amounts, stats::monthly_methods,
-        stats::yearly_methods, stats::monthly_status, stats::yearly_status,
-        stats::monthly_balances, stats::yearly_balances, stats::monthly_total_balance,
-        stats::yearly_total_balance, stats::dashboard,
-    ),
     components(schemas(
         crate::error::ErrorBody, crate::error::ErrorObject, crate::error::FieldDetail,
         views::UserView, views::TokenPairView, views::MeView, views::PageView, views::UserPage,

@@ -25,6 +25,19 @@ pub const SCHEMA: &str = "merchant_svc";
 /// The service's migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The schema: the service's migrations and the shared tables it uses (outbox, processed
+/// events), with the released checksums of the migrations those tables moved
+/// out of.
+pub static DATABASE: platform::db::Schema = platform::db::Schema {
+    name: SCHEMA,
+    migrator: &MIGRATOR,
+    shared: &[events::schema::OUTBOX, events::schema::PROCESSED_EVENTS],
+    rewritten: &[(
+        1,
+        "beb7a88c36f17ff2ca611454af968aaea6722c85c29e8da0899fbbe7111d62b02cb6c5002ce24cf7555eeb56d0b0264d",
+    )],
+};
+
 /// Settings of the merchant service.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -64,7 +77,7 @@ impl Config {
 
 /// Applies the schema's migrations.
 pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
-    platform::process::migrate(config, SCHEMA, &MIGRATOR).await
+    platform::process::migrate(config, &DATABASE).await
 }
 
 /// A built, not yet running service.
@@ -78,7 +91,7 @@ impl Application {
     /// Migrates if configured, connects, ensures topics, and binds listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let common = &config.common;
-        let base = Foundation::prepare(common, SCHEMA, &MIGRATOR).await?;
+        let base = Foundation::prepare(common, &DATABASE).await?;
         let (pool, redis) = (base.pool.clone(), base.redis.clone());
         let merchants = service::Merchants::new(
             pool.clone(),

@@ -23,6 +23,19 @@ pub const SCHEMA: &str = "role_svc";
 /// The service's migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The schema: the service's migrations and the shared tables it uses (outbox, processed
+/// events), with the released checksums of the migrations those tables moved
+/// out of.
+pub static DATABASE: platform::db::Schema = platform::db::Schema {
+    name: SCHEMA,
+    migrator: &MIGRATOR,
+    shared: &[events::schema::OUTBOX, events::schema::PROCESSED_EVENTS],
+    rewritten: &[(
+        1,
+        "dea692039489472eface370fd75e4ff317de63d71de40da02875126b0bfc9a68ce7d0fd2411cfaf6aa8ba3326d96b420",
+    )],
+};
+
 /// Settings of the role service.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -56,7 +69,7 @@ impl Config {
 
 /// Applies the schema's migrations.
 pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
-    platform::process::migrate(config, SCHEMA, &MIGRATOR).await
+    platform::process::migrate(config, &DATABASE).await
 }
 
 /// A built, not yet running service.
@@ -71,7 +84,7 @@ impl Application {
     /// Migrates if configured, connects, ensures topics, and binds listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let common = &config.common;
-        let base = Foundation::prepare(common, SCHEMA, &MIGRATOR).await?;
+        let base = Foundation::prepare(common, &DATABASE).await?;
         let (pool, redis) = (base.pool.clone(), base.redis.clone());
         let users = UserServiceClient::new(platform::grpc::channel(&config.user_service_url)?);
         let roles = service::Roles::new(

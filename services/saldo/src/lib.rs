@@ -23,6 +23,19 @@ pub const SCHEMA: &str = "saldo_svc";
 /// The service's migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The schema: the service's migrations and the shared tables it uses (outbox, processed
+/// events), with the released checksums of the migrations those tables moved
+/// out of.
+pub static DATABASE: platform::db::Schema = platform::db::Schema {
+    name: SCHEMA,
+    migrator: &MIGRATOR,
+    shared: &[events::schema::OUTBOX, events::schema::PROCESSED_EVENTS],
+    rewritten: &[(
+        1,
+        "d36330cf4e47fbebe3c10fd836cce4c5336131b02743171e3ba41e0dde1c1f589d6b23d4e5d3b827ab1aa03ca542c80c",
+    )],
+};
+
 /// Settings of the saldo service.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -57,7 +70,7 @@ impl Config {
 
 /// Applies the schema's migrations.
 pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
-    platform::process::migrate(config, SCHEMA, &MIGRATOR).await
+    platform::process::migrate(config, &DATABASE).await
 }
 
 /// Runs the reconciliation once against the configured database.
@@ -81,7 +94,7 @@ impl Application {
     /// Migrates if configured, connects, ensures topics, and binds listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let common = &config.common;
-        let base = Foundation::prepare(common, SCHEMA, &MIGRATOR).await?;
+        let base = Foundation::prepare(common, &DATABASE).await?;
         let (pool, redis) = (base.pool.clone(), base.redis.clone());
         stats::check_time_zone(&pool, &config.stats_time_zone).await?;
         let authenticator = Authenticator::new(&common.jwt, Some(redis));

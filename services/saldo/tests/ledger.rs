@@ -16,7 +16,7 @@ async fn ledger_with_accounts(n: usize) -> (sqlx::PgPool, Ledger, Vec<Uuid>) {
     let pool = platform::db::connect(&url, saldo_service::SCHEMA, 20)
         .await
         .unwrap();
-    platform::db::migrate(&pool, saldo_service::SCHEMA, &saldo_service::MIGRATOR)
+    platform::db::migrate(&pool, &saldo_service::DATABASE)
         .await
         .unwrap();
     let mut cards = Vec::new();

@@ -18,6 +18,29 @@ pub const SCHEMA: &str = "topup_svc";
 /// The service's migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The schema: the service's migrations and the shared tables it uses (outbox, processed
+/// events, statistics rollup), with the released checksums of the migrations those tables moved
+/// out of.
+pub static DATABASE: platform::db::Schema = platform::db::Schema {
+    name: SCHEMA,
+    migrator: &MIGRATOR,
+    shared: movement::app::SHARED_TABLES,
+    rewritten: &[
+        (
+            1,
+            "b648461869021cbcad07f0e2f8ae002be9d52751e32b86f1a344f0e6f8d8a76c691d5c7eefc81b661061bf4a0ca2213f",
+        ),
+        (
+            3,
+            "cf3fa21b316721a40df0ec4b9f918cb24d7b7c5cf55aa20852d17dd154c0d66ad98935db54ec4347886fe5fa3ddf406b",
+        ),
+        (
+            4,
+            "588527b568fcdb419b9bce3415e1fdd31406cafcc9afac8b349abf19cad3443776e46c8d758de33a89245f36a04e647e",
+        ),
+    ],
+};
+
 /// Reads the configuration from the environment.
 pub fn config() -> anyhow::Result<Config> {
     Config::from_env(
@@ -29,12 +52,12 @@ pub fn config() -> anyhow::Result<Config> {
 
 /// Applies the schema's migrations.
 pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
-    platform::process::migrate(config, SCHEMA, &MIGRATOR).await
+    platform::process::migrate(config, &DATABASE).await
 }
 
 /// Builds the service.
 pub async fn build(config: Config) -> anyhow::Result<Application> {
-    Application::build(Kind::Topup, config, SCHEMA, &MIGRATOR).await
+    Application::build(Kind::Topup, config, &DATABASE).await
 }
 
 /// The gRPC routes of the service.

@@ -26,6 +26,33 @@ pub const SCHEMA: &str = "transaction_svc";
 /// The service's migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The schema: the service's migrations and the shared tables it uses (outbox, processed
+/// events, statistics rollup), with the released checksums of the migrations those tables moved
+/// out of.
+pub static DATABASE: platform::db::Schema = platform::db::Schema {
+    name: SCHEMA,
+    migrator: &MIGRATOR,
+    shared: &[
+        events::schema::OUTBOX,
+        events::schema::PROCESSED_EVENTS,
+        ::stats::TABLES,
+    ],
+    rewritten: &[
+        (
+            1,
+            "48b1261c1544ed04e315f3609494ce939f75b7c4e30cbb7fd51495b19538c453af024a41d7801ab372affd4add7038d3",
+        ),
+        (
+            2,
+            "cf3fa21b316721a40df0ec4b9f918cb24d7b7c5cf55aa20852d17dd154c0d66ad98935db54ec4347886fe5fa3ddf406b",
+        ),
+        (
+            3,
+            "588527b568fcdb419b9bce3415e1fdd31406cafcc9afac8b349abf19cad3443776e46c8d758de33a89245f36a04e647e",
+        ),
+    ],
+};
+
 /// Settings of the transaction service.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -83,7 +110,7 @@ impl Config {
 
 /// Applies the schema's migrations.
 pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
-    platform::process::migrate(config, SCHEMA, &MIGRATOR).await
+    platform::process::migrate(config, &DATABASE).await
 }
 
 /// A built, not yet running service.
@@ -100,7 +127,7 @@ impl Application {
     /// Migrates if configured, connects, ensures topics, and binds listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let common = &config.common;
-        let base = Foundation::prepare(common, SCHEMA, &MIGRATOR).await?;
+        let base = Foundation::prepare(common, &DATABASE).await?;
         let cards = CardServiceClient::new(platform::grpc::channel(&config.card_service_url)?);
         let token = || {
             ServiceToken::new(

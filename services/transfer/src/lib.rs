@@ -18,6 +18,29 @@ pub const SCHEMA: &str = "transfer_svc";
 /// The service's migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The schema: the service's migrations and the shared tables it uses (outbox, processed
+/// events, statistics rollup), with the released checksums of the migrations those tables moved
+/// out of.
+pub static DATABASE: platform::db::Schema = platform::db::Schema {
+    name: SCHEMA,
+    migrator: &MIGRATOR,
+    shared: movement::app::SHARED_TABLES,
+    rewritten: &[
+        (
+            1,
+            "1645748496d2a60fbab78ed52c1c2d1bcd6d2f5b369fce6f269b8d5371e9a32d11fd8e4400fdf1d3b9a038440166d596",
+        ),
+        (
+            3,
+            "cf3fa21b316721a40df0ec4b9f918cb24d7b7c5cf55aa20852d17dd154c0d66ad98935db54ec4347886fe5fa3ddf406b",
+        ),
+        (
+            4,
+            "588527b568fcdb419b9bce3415e1fdd31406cafcc9afac8b349abf19cad3443776e46c8d758de33a89245f36a04e647e",
+        ),
+    ],
+};
+
 /// Reads the configuration from the environment.
 pub fn config() -> anyhow::Result<Config> {
     Config::from_env(
@@ -29,12 +52,12 @@ pub fn config() -> anyhow::Result<Config> {
 
 /// Applies the schema's migrations.
 pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
-    platform::process::migrate(config, SCHEMA, &MIGRATOR).await
+    platform::process::migrate(config, &DATABASE).await
 }
 
 /// Builds the service.
 pub async fn build(config: Config) -> anyhow::Result<Application> {
-    Application::build(Kind::Transfer, config, SCHEMA, &MIGRATOR).await
+    Application::build(Kind::Transfer, config, &DATABASE).await
 }
 
 /// The gRPC routes of the service.

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use platform::auth::{JwtConfig, TokenIssuer};
-use platform::config::CommonConfig;
+use platform::config::{BoundListener, CommonConfig};
 use platform::shutdown::Shutdown;
 use proto::card::v1::card_service_client::CardServiceClient;
 use proto::card::v1::{CardType, CreateCardRequest};
@@ -32,10 +32,11 @@ fn jwt() -> JwtConfig {
     }
 }
 
-fn common(name: &str, database_url: &str, port: u16) -> CommonConfig {
+/// In-process services serve on a listener bound before any of them starts.
+fn common(name: &str, database_url: &str, listener: &BoundListener) -> CommonConfig {
     CommonConfig {
         service_name: name.into(),
-        grpc_addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        grpc_addr: listener.local_addr(),
         admin_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: platform::Secret::new(database_url.to_owned()),
         database_max_connections: 5,
@@ -44,6 +45,7 @@ fn common(name: &str, database_url: &str, port: u16) -> CommonConfig {
         jwt: jwt(),
         migrate_on_start: true,
         edge_rate_limit_per_minute: 1_000_000,
+        grpc_listener: Some(listener.clone()),
     }
 }
 
@@ -122,11 +124,14 @@ impl Drop for ShutdownOnDrop {
 async fn world() -> World {
     let database_url = testkit::fresh_database().await.unwrap();
     let shutdown = Shutdown::new();
-    let (card_port, saldo_port) = (testkit::free_port(), testkit::free_port());
-    let card_url = format!("http://127.0.0.1:{card_port}");
-    let saldo_url = format!("http://127.0.0.1:{saldo_port}");
+    let (card_listener, saldo_listener) = (
+        BoundListener::loopback().unwrap(),
+        BoundListener::loopback().unwrap(),
+    );
+    let card_url = format!("http://{}", card_listener.local_addr());
+    let saldo_url = format!("http://{}", saldo_listener.local_addr());
     let saldo = saldo_service::Application::build(saldo_service::Config {
-        common: common("saldo-service", &database_url, saldo_port),
+        common: common("saldo-service", &database_url, &saldo_listener),
         card_events_group: testkit::unique("crash-saldo"),
         stats_time_zone: "UTC".into(),
         stats_group: testkit::unique("saldo-stats"),
@@ -135,7 +140,7 @@ async fn world() -> World {
     .unwrap();
     tokio::spawn(saldo.run(shutdown.clone()));
     let card = card_service::Application::build(card_service::Config {
-        common: common("card-service", &database_url, card_port),
+        common: common("card-service", &database_url, &card_listener),
         user_service_url: "http://127.0.0.1:9".into(),
         saldo_service_url: saldo_url.clone(),
         cvv_key: platform::Secret::new(CVV_KEY.to_owned()),

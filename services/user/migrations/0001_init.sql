@@ -47,22 +47,5 @@ CREATE TABLE one_time_tokens (
 );
 CREATE INDEX one_time_tokens_user_idx ON one_time_tokens (user_id, purpose);
 
-CREATE TABLE outbox (
-    id            BIGSERIAL PRIMARY KEY,
-    event_id      UUID NOT NULL UNIQUE,
-    topic         TEXT NOT NULL,
-    partition_key TEXT NOT NULL,
-    event_type    TEXT NOT NULL,
-    payload       JSONB NOT NULL,
-    headers       JSONB NOT NULL DEFAULT '{}',
-    created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
-    sent_at       TIMESTAMPTZ
-);
-CREATE INDEX outbox_unsent_idx ON outbox (id) WHERE sent_at IS NULL;
-
-CREATE TABLE processed_events (
-    consumer     TEXT NOT NULL,
-    event_id     UUID NOT NULL,
-    processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer, event_id)
-);
+-- The outbox and processed_events tables are the events crate's (crates/events/schema),
+-- applied before these migrations; this migration created them until they moved there.

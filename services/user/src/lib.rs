@@ -30,6 +30,19 @@ pub const SCHEMA: &str = "user_svc";
 /// The service's migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The schema: the service's migrations and the shared tables it uses (outbox, processed
+/// events), with the released checksums of the migrations those tables moved
+/// out of.
+pub static DATABASE: platform::db::Schema = platform::db::Schema {
+    name: SCHEMA,
+    migrator: &MIGRATOR,
+    shared: &[events::schema::OUTBOX, events::schema::PROCESSED_EVENTS],
+    rewritten: &[(
+        1,
+        "a81386e176224890129ddc04a9078daf8150fa05bf881c6906faf3d9d79855263fee1bbe71b7483eee85adb47dbef3c3",
+    )],
+};
+
 /// Settings of the user service.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -88,7 +101,7 @@ impl Config {
 
 /// Applies the schema's migrations (the `migrate` subcommand and start-up).
 pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
-    platform::process::migrate(config, SCHEMA, &MIGRATOR).await
+    platform::process::migrate(config, &DATABASE).await
 }
 
 /// A built, not yet running service.
@@ -102,7 +115,7 @@ impl Application {
     /// Migrates if configured, connects, ensures topics, and binds listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let common = &config.common;
-        let base = Foundation::prepare(common, SCHEMA, &MIGRATOR).await?;
+        let base = Foundation::prepare(common, &DATABASE).await?;
         let (pool, redis) = (base.pool.clone(), base.redis.clone());
         let roles = RoleServiceClient::new(platform::grpc::channel(&config.role_service_url)?);
         let lockout = lockout::Lockout::new(

@@ -52,22 +52,5 @@ $$;
 CREATE TRIGGER withdraws_immutable BEFORE UPDATE OR DELETE ON withdraws
     FOR EACH ROW EXECUTE FUNCTION refuse_completed_change();
 
-CREATE TABLE outbox (
-    id            BIGSERIAL PRIMARY KEY,
-    event_id      UUID NOT NULL UNIQUE,
-    topic         TEXT NOT NULL,
-    partition_key TEXT NOT NULL,
-    event_type    TEXT NOT NULL,
-    payload       JSONB NOT NULL,
-    headers       JSONB NOT NULL DEFAULT '{}',
-    created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
-    sent_at       TIMESTAMPTZ
-);
-CREATE INDEX outbox_unsent_idx ON outbox (id) WHERE sent_at IS NULL;
-
-CREATE TABLE processed_events (
-    consumer     TEXT NOT NULL,
-    event_id     UUID NOT NULL,
-    processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer, event_id)
-);
+-- The outbox and processed_events tables are the events crate's (crates/events/schema),
+-- applied before these migrations; this migration created them until they moved there.

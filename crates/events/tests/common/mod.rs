@@ -16,20 +16,17 @@ pub const SCHEMA: &str = "evtest";
 pub async fn setup(brokers: &str) -> (PgPool, String) {
     let url = testkit::fresh_database().await.unwrap();
     let pool = platform::db::connect(&url, SCHEMA, 5).await.unwrap();
-    sqlx::raw_sql(
-        "CREATE SCHEMA evtest;
-         CREATE TABLE outbox (
-             id BIGSERIAL PRIMARY KEY, event_id UUID NOT NULL UNIQUE, topic TEXT NOT NULL,
-             partition_key TEXT NOT NULL, event_type TEXT NOT NULL, payload JSONB NOT NULL,
-             headers JSONB NOT NULL DEFAULT '{}', created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-             sent_at TIMESTAMPTZ);
-         CREATE TABLE processed_events (consumer TEXT NOT NULL, event_id UUID NOT NULL,
-             processed_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (consumer, event_id));
-         CREATE TABLE effects (n BIGSERIAL, event_id UUID NOT NULL, seq INT NOT NULL);",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    sqlx::raw_sql("CREATE SCHEMA evtest;")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for ddl in [
+        events::schema::OUTBOX,
+        events::schema::PROCESSED_EVENTS,
+        "CREATE TABLE effects (n BIGSERIAL, event_id UUID NOT NULL, seq INT NOT NULL);",
+    ] {
+        sqlx::raw_sql(ddl).execute(&pool).await.unwrap();
+    }
     let topic = testkit::unique("evtest");
     events::topics::ensure_named(brokers, &topic, 3)
         .await

@@ -983,7 +983,11 @@ async fn card_numbers_are_encrypted_at_rest_and_cvvs_are_not_stored() {
     .await
     .unwrap();
     let restarted = card_service::Application::build(card_service::Config {
-        common: crate::harness::common("card-service", &p.database_url, 0),
+        common: crate::harness::common(
+            "card-service",
+            &p.database_url,
+            &platform::config::BoundListener::loopback().unwrap(),
+        ),
         user_service_url: p.user_grpc.clone(),
         saldo_service_url: p.saldo_grpc.clone(),
         cvv_key: platform::Secret::new(crate::harness::CVV_KEY.to_owned()),
@@ -1092,7 +1096,7 @@ async fn a_service_database_role_reaches_only_its_own_schema() {
         .await
         .unwrap();
     assert!(cards >= 0);
-    platform::db::migrate(&card, "card_svc", &card_service::MIGRATOR)
+    platform::db::migrate(&card, &card_service::DATABASE)
         .await
         .unwrap();
     // Everything else: refused.

@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use proto::user::v1 as pb;
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::views::{AcceptedView, MeView, TokenPairView, UserView};
 use crate::AppState;
@@ -213,4 +215,27 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me
         roles: me.roles,
         permissions: me.permissions,
     }))
+}
+
+/// This area's routes, each registered with its OpenAPI operation (its `#[utoipa::path]`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        // /auth/register
+        .routes(routes!(register))
+        // /auth/verify-email
+        .routes(routes!(verify_email))
+        // /auth/resend-verification
+        .routes(routes!(resend_verification))
+        // /auth/login
+        .routes(routes!(login))
+        // /auth/refresh
+        .routes(routes!(refresh))
+        // /auth/logout
+        .routes(routes!(logout))
+        // /auth/forgot-password
+        .routes(routes!(forgot_password))
+        // /auth/reset-password
+        .routes(routes!(reset_password))
+        // /auth/me
+        .routes(routes!(me))
 }

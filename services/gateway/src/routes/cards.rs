@@ -7,6 +7,8 @@ use proto::card::v1 as pb;
 use proto::saldo::v1 as saldo_pb;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::money_views::{AccountView, CardPage, CardView, CreatedCardView, StatementView};
 use super::views::BulkView;
@@ -380,4 +382,29 @@ pub async fn statement(
             .into_inner()
             .into(),
     ))
+}
+
+/// This area's routes, each registered with its OpenAPI operation (its `#[utoipa::path]`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        // /cards
+        .routes(routes!(list, create))
+        // /cards/restore-all
+        .routes(routes!(restore_all))
+        // /cards/trash
+        .routes(routes!(delete_all_trashed))
+        // /cards/lookup
+        .routes(routes!(by_number))
+        // /cards/{id}
+        .routes(routes!(get, update, delete))
+        // /cards/{id}/cvv
+        .routes(routes!(cvv))
+        // /cards/{id}/trash
+        .routes(routes!(trash))
+        // /cards/{id}/restore
+        .routes(routes!(restore))
+        // /cards/{id}/balance
+        .routes(routes!(balance))
+        // /cards/{id}/statement
+        .routes(routes!(statement))
 }

@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use events::dead_letter::{DeadLetter, DeadLetters, Filter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -206,4 +208,15 @@ pub async fn purge(
     }
     let count = operate(&state, &caller, move |d| d.purge(request.through)).await?;
     Ok(Json(DeadLetterOutcome { count }))
+}
+
+/// This area's routes, each registered with its OpenAPI operation (its `#[utoipa::path]`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        // /admin/dead-letters
+        .routes(routes!(list))
+        // /admin/dead-letters/replay
+        .routes(routes!(replay))
+        // /admin/dead-letters/purge
+        .routes(routes!(purge))
 }

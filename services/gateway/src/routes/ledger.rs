@@ -5,6 +5,8 @@ use axum::extract::{Path, State};
 use proto::saldo::v1 as pb;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::money_views::{AccountPage, AccountView, PostingView, ReconcileView};
 use super::page_request;
@@ -101,4 +103,15 @@ pub async fn reconcile(
             .into_inner()
             .into(),
     ))
+}
+
+/// This area's routes, each registered with its OpenAPI operation (its `#[utoipa::path]`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        // /ledger/accounts
+        .routes(routes!(accounts))
+        // /ledger/postings/{id}
+        .routes(routes!(posting))
+        // /ledger/reconcile
+        .routes(routes!(reconcile))
 }

@@ -8,6 +8,8 @@ use proto::merchant::v1 as pb;
 use proto::saldo::v1 as saldo_pb;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::cards::StatementQuery;
 use super::merchant_views::{
@@ -708,4 +710,49 @@ pub async fn delete_all_trashed_documents(
     Ok(Json(BulkView {
         affected: reply.affected,
     }))
+}
+
+/// This area's routes, each registered with its OpenAPI operation (its `#[utoipa::path]`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        // /merchants
+        .routes(routes!(list, apply))
+        // /merchants/restore-all
+        .routes(routes!(restore_all))
+        // /merchants/trash
+        .routes(routes!(delete_all_trashed))
+        // /merchants/{id}
+        .routes(routes!(get, update, delete))
+        // /merchants/{id}/status
+        .routes(routes!(set_status))
+        // /merchants/{id}/trash
+        .routes(routes!(trash))
+        // /merchants/{id}/restore
+        .routes(routes!(restore))
+        // /merchants/{id}/balance
+        .routes(routes!(balance))
+        // /merchants/{id}/statement
+        .routes(routes!(statement))
+        // /merchants/{id}/api-keys
+        .routes(routes!(list_keys, create_key))
+        // /merchants/{id}/api-keys/{key_id}
+        .routes(routes!(revoke_key))
+        // /merchants/{id}/api-keys/{key_id}/rotate
+        .routes(routes!(rotate_key))
+        // /merchants/{id}/documents
+        .routes(routes!(merchant_documents, submit_document))
+        // /merchant-documents
+        .routes(routes!(list_documents))
+        // /merchant-documents/restore-all
+        .routes(routes!(restore_all_documents))
+        // /merchant-documents/trash
+        .routes(routes!(delete_all_trashed_documents))
+        // /merchant-documents/{id}
+        .routes(routes!(get_document, update_document, delete_document))
+        // /merchant-documents/{id}/review
+        .routes(routes!(review_document))
+        // /merchant-documents/{id}/trash
+        .routes(routes!(trash_document))
+        // /merchant-documents/{id}/restore
+        .routes(routes!(restore_document))
 }

@@ -8,6 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::money_views::{CardMovementPage, CardMovementView, TransferPage, TransferView};
 use super::page_request;
@@ -395,4 +397,27 @@ pub async fn card_transfers(
 ) -> Result<Json<TransferPage>, ApiError> {
     query.card_id = Some(card_id);
     list_transfers(state, caller, ApiQuery(query)).await
+}
+
+/// This area's routes, each registered with its OpenAPI operation (its `#[utoipa::path]`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        // /cards/{id}/topups
+        .routes(routes!(card_topups))
+        // /cards/{id}/withdraws
+        .routes(routes!(card_withdraws))
+        // /cards/{id}/transfers
+        .routes(routes!(card_transfers))
+        // /topups
+        .routes(routes!(list_topups, create_topup))
+        // /topups/{id}
+        .routes(routes!(get_topup))
+        // /withdraws
+        .routes(routes!(list_withdraws, create_withdraw))
+        // /withdraws/{id}
+        .routes(routes!(get_withdraw))
+        // /transfers
+        .routes(routes!(list_transfers, create_transfer))
+        // /transfers/{id}
+        .routes(routes!(get_transfer))
 }

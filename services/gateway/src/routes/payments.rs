@@ -9,6 +9,8 @@ use axum::http::StatusCode;
 use proto::transaction::v1 as pb;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::merchant_views::{PaymentPage, PaymentView, RefundPage, RefundView};
 use super::movements::status_filter;
@@ -307,4 +309,23 @@ pub async fn get_refund(
             .into_inner()
             .into(),
     ))
+}
+
+/// This area's routes, each registered with its OpenAPI operation (its `#[utoipa::path]`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        // /merchants/{id}/payments
+        .routes(routes!(merchant_payments))
+        // /payments
+        .routes(routes!(list_payments, create_payment))
+        // /payments/{id}
+        .routes(routes!(get_payment))
+        // /payments/{id}/refunds
+        .routes(routes!(payment_refunds, create_refund))
+        // /refunds
+        .routes(routes!(list_refunds))
+        // /refunds/{id}
+        .routes(routes!(get_refund))
+        // /cards/{id}/payments
+        .routes(routes!(card_payments))
 }

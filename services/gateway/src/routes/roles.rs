@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use proto::role::v1 as pb;
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ListQuery;
 use super::views::{BulkView, PermissionView, RolePage, RoleView, UserRolesView};
@@ -314,4 +316,27 @@ pub async fn revoke(
             .into_inner()
             .into(),
     ))
+}
+
+/// This area's routes, each registered with its OpenAPI operation (its `#[utoipa::path]`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        // /users/{id}/roles
+        .routes(routes!(user_roles, assign))
+        // /users/{id}/roles/{role}
+        .routes(routes!(revoke))
+        // /roles
+        .routes(routes!(list, create))
+        // /roles/restore-all
+        .routes(routes!(restore_all))
+        // /roles/trash
+        .routes(routes!(delete_all_trashed))
+        // /roles/{id}
+        .routes(routes!(get, update, delete))
+        // /roles/{id}/trash
+        .routes(routes!(trash))
+        // /roles/{id}/restore
+        .routes(routes!(restore))
+        // /permissions
+        .routes(routes!(permissions))
 }

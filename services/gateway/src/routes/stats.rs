@@ -10,6 +10,8 @@ use axum::extract::{Path, State};
 use proto::stats::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -613,4 +615,31 @@ pub async fn dashboard(
         transfers_sent: total(Some(sent.into_inner())),
         transfers_received: total(Some(received.into_inner())),
     }))
+}
+
+/// This area's routes, each registered with its OpenAPI operation (its `#[utoipa::path]`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        // /stats/dashboard
+        .routes(routes!(dashboard))
+        // /stats/balances/monthly
+        .routes(routes!(monthly_balances))
+        // /stats/balances/yearly
+        .routes(routes!(yearly_balances))
+        // /stats/balances/monthly-total
+        .routes(routes!(monthly_total_balance))
+        // /stats/balances/yearly-total
+        .routes(routes!(yearly_total_balance))
+        // /stats/{kind}/monthly-amounts
+        .routes(routes!(monthly_amounts))
+        // /stats/{kind}/yearly-amounts
+        .routes(routes!(yearly_amounts))
+        // /stats/{kind}/monthly-methods
+        .routes(routes!(monthly_methods))
+        // /stats/{kind}/yearly-methods
+        .routes(routes!(yearly_methods))
+        // /stats/{kind}/monthly-status
+        .routes(routes!(monthly_status))
+        // /stats/{kind}/yearly-status
+        .routes(routes!(yearly_status))
 }

@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use proto::user::v1 as pb;
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ListQuery;
 use super::views::{BulkView, UserPage, UserView};
@@ -223,4 +225,21 @@ pub async fn delete_all_trashed(
             .into_inner()
             .affected,
     }))
+}
+
+/// This area's routes, each registered with its OpenAPI operation (its `#[utoipa::path]`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        // /users
+        .routes(routes!(list, create))
+        // /users/restore-all
+        .routes(routes!(restore_all))
+        // /users/trash
+        .routes(routes!(delete_all_trashed))
+        // /users/{id}
+        .routes(routes!(get, update, delete))
+        // /users/{id}/trash
+        .routes(routes!(trash))
+        // /users/{id}/restore
+        .routes(routes!(restore))
 }

@@ -50,10 +50,11 @@ impl Drop for Platform {
 /// (one platform per test process).
 static EDGE_LIMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000_000);
 
-pub fn common(name: &str, database_url: &str, grpc_port: u16) -> CommonConfig {
+/// The settings every service shares; it serves gRPC on `listener`.
+pub fn common(name: &str, database_url: &str, listener: &BoundListener) -> CommonConfig {
     CommonConfig {
         service_name: name.into(),
-        grpc_addr: format!("127.0.0.1:{grpc_port}").parse().unwrap(),
+        grpc_addr: listener.local_addr(),
         admin_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: platform::Secret::new(database_url.to_owned()),
         database_max_connections: 6,
@@ -62,6 +63,7 @@ pub fn common(name: &str, database_url: &str, grpc_port: u16) -> CommonConfig {
         jwt: jwt(),
         migrate_on_start: true,
         edge_rate_limit_per_minute: EDGE_LIMIT.load(std::sync::atomic::Ordering::Relaxed),
+        grpc_listener: Some(listener.clone()),
     }
 }
 
@@ -84,12 +86,27 @@ impl Platform {
         events::topics::set_namespace(&format!("{}.", testkit::unique("t")));
         let database_url = testkit::fresh_database().await.unwrap();
         let shutdown = Shutdown::new();
-        let (user_port, role_port) = (testkit::free_port(), testkit::free_port());
-        let user_url = format!("http://127.0.0.1:{user_port}");
-        let role_url = format!("http://127.0.0.1:{role_port}");
+        // Every service's listener is bound before any service starts, so each knows the
+        // others' addresses and no port can be taken in between.
+        let [
+            user_at,
+            role_at,
+            card_at,
+            saldo_at,
+            topup_at,
+            withdraw_at,
+            transfer_at,
+            merchant_at,
+            transaction_at,
+            email_at,
+        ] = std::array::from_fn(|_| BoundListener::loopback().unwrap());
+        let addr = |l: &BoundListener| l.local_addr().to_string();
+        let url = |l: &BoundListener| format!("http://{}", addr(l));
+        let (user_url, role_url) = (url(&user_at), url(&role_at));
+        let (card_url, saldo_url) = (url(&card_at), url(&saldo_at));
 
         let role = role_service::Application::build(role_service::Config {
-            common: common("role-service", &database_url, role_port),
+            common: common("role-service", &database_url, &role_at),
             user_service_url: user_url.clone(),
             user_events_group: testkit::unique("role-user-events"),
         })
@@ -98,7 +115,7 @@ impl Platform {
         tokio::spawn(role.run(shutdown.clone()));
 
         let user = user_service::Application::build(user_service::Config {
-            common: common("user-service", &database_url, user_port),
+            common: common("user-service", &database_url, &user_at),
             role_service_url: role_url.clone(),
             lifetimes: user_service::service::TokenLifetimes {
                 refresh: Duration::from_secs(3600),
@@ -118,22 +135,10 @@ impl Platform {
         .unwrap();
         tokio::spawn(user.run(shutdown.clone()));
 
-        let [
-            card_port,
-            saldo_port,
-            topup_port,
-            withdraw_port,
-            transfer_port,
-        ] = std::array::from_fn(|_| testkit::free_port());
-        let url = |port: u16| format!("http://127.0.0.1:{port}");
-        let (card_url, saldo_url) = (url(card_port), url(saldo_port));
-
         let smtp = testkit::Smtp::start().await.unwrap();
-        let [merchant_port, transaction_port, email_port] =
-            std::array::from_fn(|_| testkit::free_port());
 
         let saldo = saldo_service::Application::build(saldo_service::Config {
-            common: common("saldo-service", &database_url, saldo_port),
+            common: common("saldo-service", &database_url, &saldo_at),
             card_events_group: testkit::unique("saldo-card-events"),
             stats_time_zone: "UTC".into(),
             stats_group: testkit::unique("saldo-stats"),
@@ -143,7 +148,7 @@ impl Platform {
         tokio::spawn(saldo.run(shutdown.clone()));
 
         let card = card_service::Application::build(card_service::Config {
-            common: common("card-service", &database_url, card_port),
+            common: common("card-service", &database_url, &card_at),
             user_service_url: user_url.clone(),
             saldo_service_url: saldo_url.clone(),
             cvv_key: platform::Secret::new(CVV_KEY.to_owned()),
@@ -161,7 +166,7 @@ impl Platform {
         tokio::spawn(card.run(shutdown.clone()));
 
         let merchant = merchant_service::Application::build(merchant_service::Config {
-            common: common("merchant-service", &database_url, merchant_port),
+            common: common("merchant-service", &database_url, &merchant_at),
             user_service_url: user_url.clone(),
             saldo_service_url: saldo_url.clone(),
             currencies: vec!["IDR".into(), "USD".into()],
@@ -171,10 +176,10 @@ impl Platform {
         tokio::spawn(merchant.run(shutdown.clone()));
 
         let transaction = transaction_service::Application::build(transaction_service::Config {
-            common: common("transaction-service", &database_url, transaction_port),
+            common: common("transaction-service", &database_url, &transaction_at),
             card_service_url: card_url.clone(),
             saldo_service_url: saldo_url.clone(),
-            merchant_service_url: url(merchant_port),
+            merchant_service_url: url(&merchant_at),
             rules: movement::Rules {
                 min_amount: 100,
                 max_amount: 100_000_000,
@@ -193,7 +198,7 @@ impl Platform {
         tokio::spawn(transaction.run(shutdown.clone()));
 
         let email = email_service::Application::build(email_service::Config {
-            common: common("email-service", &database_url, email_port),
+            common: common("email-service", &database_url, &email_at),
             user_service_url: user_url.clone(),
             smtp: email_service::mailer::SmtpConfig {
                 host: "127.0.0.1".into(),
@@ -223,7 +228,7 @@ impl Platform {
         let topup = topup_service::build(movement_config(
             movement::Kind::Topup,
             &database_url,
-            topup_port,
+            &topup_at,
             &card_url,
             &saldo_url,
         ))
@@ -234,7 +239,7 @@ impl Platform {
         let withdraw = withdraw_service::build(movement_config(
             movement::Kind::Withdraw,
             &database_url,
-            withdraw_port,
+            &withdraw_at,
             &card_url,
             &saldo_url,
         ))
@@ -245,7 +250,7 @@ impl Platform {
         let transfer = transfer_service::build(movement_config(
             movement::Kind::Transfer,
             &database_url,
-            transfer_port,
+            &transfer_at,
             &card_url,
             &saldo_url,
         ))
@@ -261,11 +266,11 @@ impl Platform {
             role_service_url: role_url.clone(),
             card_service_url: card_url.clone(),
             saldo_service_url: saldo_url.clone(),
-            topup_service_url: url(topup_port),
-            withdraw_service_url: url(withdraw_port),
-            transfer_service_url: url(transfer_port),
-            merchant_service_url: url(merchant_port),
-            transaction_service_url: url(transaction_port),
+            topup_service_url: url(&topup_at),
+            withdraw_service_url: url(&withdraw_at),
+            transfer_service_url: url(&transfer_at),
+            merchant_service_url: url(&merchant_at),
+            transaction_service_url: url(&transaction_at),
             redis_url: platform::Secret::new(testkit::redis_url()),
             jwt: jwt(),
             rate_limit_per_minute: options.rate_limit_per_minute,
@@ -282,27 +287,15 @@ impl Platform {
         let nginx = testkit::Nginx::start(
             &gateway_addr.to_string(),
             &[
-                ("USER_GRPC_UPSTREAM", format!("127.0.0.1:{user_port}")),
-                ("ROLE_GRPC_UPSTREAM", format!("127.0.0.1:{role_port}")),
-                ("CARD_GRPC_UPSTREAM", format!("127.0.0.1:{card_port}")),
-                ("SALDO_GRPC_UPSTREAM", format!("127.0.0.1:{saldo_port}")),
-                ("TOPUP_GRPC_UPSTREAM", format!("127.0.0.1:{topup_port}")),
-                (
-                    "WITHDRAW_GRPC_UPSTREAM",
-                    format!("127.0.0.1:{withdraw_port}"),
-                ),
-                (
-                    "TRANSFER_GRPC_UPSTREAM",
-                    format!("127.0.0.1:{transfer_port}"),
-                ),
-                (
-                    "MERCHANT_GRPC_UPSTREAM",
-                    format!("127.0.0.1:{merchant_port}"),
-                ),
-                (
-                    "TRANSACTION_GRPC_UPSTREAM",
-                    format!("127.0.0.1:{transaction_port}"),
-                ),
+                ("USER_GRPC_UPSTREAM", addr(&user_at)),
+                ("ROLE_GRPC_UPSTREAM", addr(&role_at)),
+                ("CARD_GRPC_UPSTREAM", addr(&card_at)),
+                ("SALDO_GRPC_UPSTREAM", addr(&saldo_at)),
+                ("TOPUP_GRPC_UPSTREAM", addr(&topup_at)),
+                ("WITHDRAW_GRPC_UPSTREAM", addr(&withdraw_at)),
+                ("TRANSFER_GRPC_UPSTREAM", addr(&transfer_at)),
+                ("MERCHANT_GRPC_UPSTREAM", addr(&merchant_at)),
+                ("TRANSACTION_GRPC_UPSTREAM", addr(&transaction_at)),
             ],
         )
         .await
@@ -311,17 +304,17 @@ impl Platform {
         Self {
             nginx,
             smtp,
-            merchant_grpc: url(merchant_port),
-            transaction_grpc: url(transaction_port),
-            topup_grpc: url(topup_port),
-            withdraw_grpc: url(withdraw_port),
+            merchant_grpc: url(&merchant_at),
+            transaction_grpc: url(&transaction_at),
+            topup_grpc: url(&topup_at),
+            withdraw_grpc: url(&withdraw_at),
             base,
             http: reqwest::Client::new(),
             user_grpc: user_url,
             role_grpc: role_url,
             card_grpc: card_url,
             saldo_grpc: saldo_url,
-            transfer_grpc: url(transfer_port),
+            transfer_grpc: url(&transfer_at),
             database_url,
             shutdown,
         }

@@ -20,7 +20,7 @@ pub use fixtures::Card;
 use std::time::Duration;
 
 use platform::auth::JwtConfig;
-use platform::config::CommonConfig;
+use platform::config::{BoundListener, CommonConfig};
 use platform::shutdown::Shutdown;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -83,12 +83,12 @@ impl Default for Options {
 pub fn movement_config(
     kind: movement::Kind,
     database_url: &str,
-    port: u16,
+    listener: &BoundListener,
     card_url: &str,
     saldo_url: &str,
 ) -> movement::app::Config {
     movement::app::Config {
-        common: common(&format!("{}-service", kind.name()), database_url, port),
+        common: common(&format!("{}-service", kind.name()), database_url, listener),
         card_service_url: card_url.to_owned(),
         saldo_service_url: saldo_url.to_owned(),
         rules: movement::Rules {
