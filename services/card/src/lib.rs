@@ -2,10 +2,12 @@
 //! CVVs derived, never stored: see [`keys`]) and manages their lifecycle (schema `card_svc`).
 //! Its `card.created` events make the saldo service open each card's ledger account.
 
+pub mod cvv;
 pub mod error;
 pub mod grpc;
 pub mod keys;
 pub mod number;
+pub mod repo;
 pub mod service;
 
 use std::net::SocketAddr;

@@ -1,5 +1,9 @@
-//! Use cases of the card service, with their SQL. Every change commits together with its
-//! outbox event; the saldo service opens and closes accounts from those events.
+//! Use cases of the card service: issue, read, list, update, trash and restore, delete (its
+//! SQL is [`crate::repo`]'s, its CVV checks [`crate::cvv`]'s). Every change commits together
+//! with its outbox event; the saldo service opens and closes accounts from those events.
+//!
+//! Over 400 lines on purpose: one card's lifecycle and the ownership rules every step of it
+//! applies read best together.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +23,9 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::error::CardError;
-use crate::keys::{self, CardKeys, SealedPan};
+use crate::keys::{CardKeys, SealedPan};
 use crate::number;
+use crate::repo::{self, NewCardRow, StoredCard};
 
 pub const CARDS_READ: &str = "cards.read";
 pub const CARDS_WRITE: &str = "cards.write";
@@ -75,30 +80,6 @@ impl CardRow {
     }
 }
 
-/// The columns of a card as stored: the number sealed (see [`crate::keys`]).
-const CARD_COLUMNS: &str = "id, user_id, pan_ciphertext, pan_key, brand, card_type, currency,
-        expiry_month, expiry_year, created_at, updated_at, deleted_at";
-
-const SELECT_CARD: &str = "SELECT id, user_id, pan_ciphertext, pan_key, brand, card_type,
-        currency, expiry_month, expiry_year, created_at, updated_at, deleted_at FROM cards";
-
-/// A card row as stored; [`Cards::reveal`] opens its number.
-#[derive(sqlx::FromRow)]
-struct StoredCard {
-    id: Uuid,
-    user_id: Uuid,
-    pan_ciphertext: Vec<u8>,
-    pan_key: Vec<u8>,
-    brand: String,
-    card_type: String,
-    currency: String,
-    expiry_month: i16,
-    expiry_year: i32,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    deleted_at: Option<DateTime<Utc>>,
-}
-
 /// Input of create.
 #[derive(Debug)]
 pub struct NewCard {
@@ -141,11 +122,11 @@ pub enum Owner {
 /// The card service.
 #[derive(Clone)]
 pub struct Cards {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     authenticator: Authenticator,
-    keys: Arc<CardKeys>,
+    pub(crate) keys: Arc<CardKeys>,
     currencies: Arc<Vec<String>>,
-    cvv_lockout: CvvLockout,
+    pub(crate) cvv_lockout: CvvLockout,
     token: Arc<ServiceToken>,
     saldo: SaldoServiceClient<Channel>,
     users: UserServiceClient<Channel>,
@@ -214,48 +195,19 @@ impl Cards {
         let mut sealed = 0;
         loop {
             let mut tx = self.pool.begin().await?;
-            let rows: Vec<(Uuid, String)> = sqlx::query_as(
-                "SELECT id, number FROM cards WHERE pan_ciphertext IS NULL AND number IS NOT NULL
-                 ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED",
-            )
-            .fetch_all(&mut *tx)
-            .await?;
+            let rows = repo::legacy_numbers(&mut *tx).await?;
             if rows.is_empty() {
                 return Ok(sealed);
             }
             for (id, number) in &rows {
                 let pan = self.keys.seal(*id, number).map_err(CardError::Internal)?;
-                sqlx::query(
-                    "UPDATE cards SET pan_ciphertext = $2, pan_key = $3, pan_hash = $4,
-                         pan_last4 = right($5, 4), number = NULL, cvv_hash = NULL
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .bind(&pan.ciphertext)
-                .bind(&pan.wrapped_key)
-                .bind(self.keys.lookup_hash(number))
-                .bind(number)
-                .execute(&mut *tx)
-                .await?;
+                repo::seal_number(&mut *tx, *id, &pan, &self.keys.lookup_hash(number), number)
+                    .await?;
             }
             tx.commit().await?;
             sealed += rows.len() as u64;
             tracing::info!(sealed, "card numbers sealed (encryption at rest)");
         }
-    }
-
-    /// The CVV of a card: derived, never stored. Only its owner sees it.
-    pub async fn cvv(&self, caller: &Principal, id: Uuid) -> Result<String, CardError> {
-        let mut conn = self.pool.acquire().await?;
-        let card = self.load(&mut conn, id).await?;
-        if caller.user_id() != Some(card.user_id) || card.deleted_at.is_some() {
-            return Err(CardError::NotFound);
-        }
-        let period: i32 = sqlx::query_scalar("SELECT cvv_period FROM cards WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await?;
-        Ok(self.keys.cvv(&card.number, period))
     }
 
     fn bearer(&self) -> Result<String, CardError> {
@@ -275,145 +227,6 @@ impl Cards {
             Ok(_) => Err(CardError::UserNotFound),
             Err(s) if s.code() == tonic::Code::NotFound => Err(CardError::UserNotFound),
             Err(s) => Err(CardError::Upstream("user service", s)),
-        }
-    }
-
-    /// The customer's consent to a payment: the card with `number` if `cvv` matches its hash.
-    /// Mismatches count per card; the `max_attempts`-th locks CVV checks for `lock_for`
-    /// (every check fails then, even with the right CVV) and resets the count.
-    /// Reserves a CVV check of `key` in its window; fails with `KeyThrottled` when the key
-    /// has used up its mismatches. A matching CVV gives the reservation back.
-    async fn reserve_key_check(&self, key: Uuid) -> Result<(), CardError> {
-        let window = self.cvv_lockout.per_key_window.as_secs_f64();
-        let (reserved, started): (i32, DateTime<Utc>) = sqlx::query_as(
-            "INSERT INTO cvv_key_attempts AS a (api_key_id, window_started_at, reserved)
-             VALUES ($1, now(), 1)
-             ON CONFLICT (api_key_id) DO UPDATE SET
-                 window_started_at = CASE
-                     WHEN a.window_started_at < now() - make_interval(secs => $2) THEN now()
-                     ELSE a.window_started_at END,
-                 reserved = CASE
-                     WHEN a.window_started_at < now() - make_interval(secs => $2) THEN 1
-                     ELSE a.reserved + 1 END
-             RETURNING reserved, window_started_at",
-        )
-        .bind(key)
-        .bind(window)
-        .fetch_one(&self.pool)
-        .await?;
-        if reserved > self.cvv_lockout.per_key_max_failures {
-            metrics::counter!("card_cvv_checks_total", "outcome" => "key_throttled").increment(1);
-            let until = started
-                + chrono::Duration::from_std(self.cvv_lockout.per_key_window).unwrap_or_default();
-            tracing::warn!(api_key_id = %key, %until, "CVV checks of an API key throttled");
-            return Err(CardError::KeyThrottled { until });
-        }
-        Ok(())
-    }
-
-    async fn release_key_check(&self, key: Uuid) -> Result<(), CardError> {
-        sqlx::query(
-            "UPDATE cvv_key_attempts SET reserved = greatest(reserved - 1, 0)
-             WHERE api_key_id = $1",
-        )
-        .bind(key)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Checks a CVV for a merchant payment. Mismatches lock the card after
-    /// `max_attempts`; with `api_key`, they also count against the key across all cards.
-    pub async fn verify_cvv(
-        &self,
-        caller: &Principal,
-        number: &str,
-        cvv: &str,
-        api_key: Option<Uuid>,
-    ) -> Result<CardRow, CardError> {
-        caller.require(CARDS_VERIFY)?;
-        let mut violations = Vec::new();
-        if !number::is_valid(number) {
-            violations.push(FieldViolation::new(
-                "card_number",
-                "must be a 16-digit card number",
-            ));
-        }
-        if !(cvv.len() == 3 && cvv.bytes().all(|b| b.is_ascii_digit())) {
-            violations.push(FieldViolation::new("cvv", "must be the card's 3-digit CVV"));
-        }
-        if !violations.is_empty() {
-            return Err(CardError::Invalid(violations));
-        }
-        if let Some(key) = api_key {
-            self.reserve_key_check(key).await?;
-        }
-        let checked = self.check_cvv(number, cvv).await;
-        if let Some(key) = api_key
-            && !matches!(
-                checked,
-                Err(CardError::CvvMismatch { .. } | CardError::CardLocked { .. })
-            )
-        {
-            // Only mismatches (and checks refused by a card lock) keep counting.
-            self.release_key_check(key).await?;
-        }
-        checked
-    }
-
-    async fn check_cvv(&self, number: &str, cvv: &str) -> Result<CardRow, CardError> {
-        let row: Option<(Uuid, i32, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT id, cvv_period, cvv_locked_until FROM cards WHERE pan_hash = $1",
-        )
-        .bind(self.keys.lookup_hash(number))
-        .fetch_optional(&self.pool)
-        .await?;
-        let (id, period, locked_until) = row.ok_or(CardError::NotFound)?;
-        if let Some(until) = locked_until
-            && until > Utc::now()
-        {
-            metrics::counter!("card_cvv_checks_total", "outcome" => "locked").increment(1);
-            return Err(CardError::CardLocked { until });
-        }
-        // The number found by its keyed hash is `number` itself: derive its CVV and compare
-        // in constant time.
-        if keys::same(&self.keys.cvv(number, period), cvv) {
-            sqlx::query(
-                "UPDATE cards SET cvv_failed_attempts = 0, cvv_locked_until = NULL
-                 WHERE id = $1 AND (cvv_failed_attempts <> 0 OR cvv_locked_until IS NOT NULL)",
-            )
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-            metrics::counter!("card_cvv_checks_total", "outcome" => "matched").increment(1);
-            let mut conn = self.pool.acquire().await?;
-            return self.load(&mut conn, id).await;
-        }
-        let lock_secs = i64::try_from(self.cvv_lockout.lock_for.as_secs()).unwrap_or(i64::MAX);
-        let (attempts, locked_until): (i32, Option<DateTime<Utc>>) = sqlx::query_as(
-            "UPDATE cards SET
-                 cvv_failed_attempts = CASE WHEN cvv_failed_attempts + 1 >= $2 THEN 0
-                                            ELSE cvv_failed_attempts + 1 END,
-                 cvv_locked_until = CASE WHEN cvv_failed_attempts + 1 >= $2
-                                         THEN now() + make_interval(secs => $3)
-                                         ELSE cvv_locked_until END
-             WHERE id = $1
-             RETURNING cvv_failed_attempts, cvv_locked_until",
-        )
-        .bind(id)
-        .bind(self.cvv_lockout.max_attempts)
-        .bind(lock_secs as f64)
-        .fetch_one(&self.pool)
-        .await?;
-        metrics::counter!("card_cvv_checks_total", "outcome" => "mismatch").increment(1);
-        match locked_until {
-            Some(until) if attempts == 0 => {
-                tracing::warn!(card_id = %id, %until, "card locked after repeated CVV mismatches");
-                Err(CardError::CardLocked { until })
-            }
-            _ => Err(CardError::CvvMismatch {
-                remaining: self.cvv_lockout.max_attempts - attempts,
-            }),
         }
     }
 
@@ -492,25 +305,22 @@ impl Cards {
                 .seal(id, &candidate)
                 .map_err(CardError::Internal)?;
             let mut tx = self.pool.begin().await?;
-            let inserted: Result<StoredCard, sqlx::Error> = sqlx::query_as(&format!(
-                "INSERT INTO cards (id, user_id, pan_ciphertext, pan_key, pan_hash, pan_last4,
-                     brand, card_type, currency, expiry_month, expiry_year, cvv_period)
-                 VALUES ($1, $2, $3, $4, $5, right($6, 4), $7, $8, $9, $10, $11, $12)
-                 RETURNING {CARD_COLUMNS}"
-            ))
-            .bind(id)
-            .bind(owner)
-            .bind(&pan.ciphertext)
-            .bind(&pan.wrapped_key)
-            .bind(self.keys.lookup_hash(&candidate))
-            .bind(&candidate)
-            .bind(&input.brand)
-            .bind(&input.card_type)
-            .bind(&input.currency)
-            .bind(expiry_month)
-            .bind(expiry_year)
-            .bind(period)
-            .fetch_one(&mut *tx)
+            let inserted = repo::insert(
+                &mut *tx,
+                &NewCardRow {
+                    id,
+                    user_id: owner,
+                    pan: &pan,
+                    pan_hash: &self.keys.lookup_hash(&candidate),
+                    number: &candidate,
+                    brand: &input.brand,
+                    card_type: &input.card_type,
+                    currency: &input.currency,
+                    expiry_month,
+                    expiry_year,
+                    cvv_period: period,
+                },
+            )
             .await;
             match inserted {
                 Ok(stored) => {
@@ -536,12 +346,12 @@ impl Cards {
         Err(CardError::NumberExhausted)
     }
 
-    async fn load(&self, conn: &mut PgConnection, id: Uuid) -> Result<CardRow, CardError> {
-        let stored = sqlx::query_as(&format!("{SELECT_CARD} WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(conn)
-            .await?
-            .ok_or(CardError::NotFound)?;
+    pub(crate) async fn load(
+        &self,
+        conn: &mut PgConnection,
+        id: Uuid,
+    ) -> Result<CardRow, CardError> {
+        let stored = repo::by_id(conn, id).await?.ok_or(CardError::NotFound)?;
         self.reveal(stored)
     }
 
@@ -569,9 +379,7 @@ impl Cards {
         if !number::is_valid(number) {
             return Err(FieldViolation::new("number", "must be a 16-digit card number").into());
         }
-        let stored: StoredCard = sqlx::query_as(&format!("{SELECT_CARD} WHERE pan_hash = $1"))
-            .bind(self.keys.lookup_hash(number))
-            .fetch_optional(&self.pool)
+        let stored = repo::by_pan_hash(&self.pool, &self.keys.lookup_hash(number))
             .await?
             .ok_or(CardError::NotFound)?;
         Self::visible(caller, self.reveal(stored)?, CARDS_READ)
@@ -598,30 +406,8 @@ impl Cards {
                 None
             }
         };
-        let search = search.trim();
-        let pattern = platform::db::like_pattern(search);
-        let filter = format!(
-            "WHERE {} AND ($1::uuid IS NULL OR user_id = $1)
-               AND ($2 = '' OR pan_last4 = $2 OR brand ILIKE $3 OR currency ILIKE $3)",
-            lifecycle.sql_predicate()
-        );
         let mut conn = self.pool.acquire().await?;
-        let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM cards {filter}"))
-            .bind(owner)
-            .bind(search)
-            .bind(&pattern)
-            .fetch_one(&mut *conn)
-            .await?;
-        let rows: Vec<StoredCard> = sqlx::query_as(&format!(
-            "{SELECT_CARD} {filter} ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
-        ))
-        .bind(owner)
-        .bind(search)
-        .bind(&pattern)
-        .bind(page.limit())
-        .bind(page.offset())
-        .fetch_all(&mut *conn)
-        .await?;
+        let (rows, total) = repo::list(&mut conn, owner, search.trim(), lifecycle, page).await?;
         let rows = rows
             .into_iter()
             .map(|r| self.reveal(r))
@@ -672,19 +458,10 @@ impl Cards {
                 "you can shorten your card's validity, not extend it",
             )]));
         }
-        let updated: StoredCard = sqlx::query_as(&format!(
-            "UPDATE cards SET card_type = COALESCE($2, card_type),
-                 expiry_month = COALESCE($3, expiry_month), expiry_year = COALESCE($4, expiry_year),
-                 updated_at = now()
-             WHERE id = $1
-             RETURNING {CARD_COLUMNS}"
-        ))
-        .bind(card.id)
-        .bind(change.card_type)
-        .bind(change.expiry.map(|(m, _)| i16::try_from(m).unwrap_or(1)))
-        .bind(change.expiry.map(|(_, y)| y))
-        .fetch_one(&mut *tx)
-        .await?;
+        let expiry = change
+            .expiry
+            .map(|(month, year)| (i16::try_from(month).unwrap_or(1), year));
+        let updated = repo::update(&mut *tx, card.id, change.card_type, expiry).await?;
         let updated = self.reveal(updated)?;
         emit(&mut tx, ev::UPDATED, &updated).await?;
         tx.commit().await?;
@@ -707,25 +484,10 @@ impl Cards {
         // Decisions made by an admin stay made: the owner cannot restore a card someone
         // else (an admin) trashed.
         let by_owner = caller.user_id() == Some(card.user_id) && !caller.has(CARDS_DELETE);
-        let trashed_by_admin: bool =
-            sqlx::query_scalar("SELECT trashed_by_admin FROM cards WHERE id = $1")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-        if !trash && by_owner && trashed_by_admin {
+        if !trash && by_owner && repo::trashed_by_admin(&mut *tx, id).await? {
             return Err(CardError::AdminDecision);
         }
-        let updated: StoredCard = sqlx::query_as(&format!(
-            "UPDATE cards SET deleted_at = CASE WHEN $2 THEN now() END,
-                 trashed_by_admin = $2 AND $3, updated_at = now()
-             WHERE id = $1
-             RETURNING {CARD_COLUMNS}"
-        ))
-        .bind(id)
-        .bind(trash)
-        .bind(!by_owner)
-        .fetch_one(&mut *tx)
-        .await?;
+        let updated = repo::set_trashed(&mut *tx, id, trash, !by_owner).await?;
         let updated = self.reveal(updated)?;
         emit(
             &mut tx,
@@ -759,16 +521,12 @@ impl Cards {
             return Err(CardError::HasBalance(balance));
         }
         let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM cards WHERE id = $1 AND deleted_at IS NOT NULL")
-            .bind(card.id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted == 1 {
+        let deleted = repo::delete_trashed(&mut *tx, card.id).await?;
+        if deleted {
             emit(&mut tx, ev::DELETED, card).await?;
         }
         tx.commit().await?;
-        Ok(deleted == 1)
+        Ok(deleted)
     }
 
     pub async fn delete(&self, caller: &Principal, id: Uuid) -> Result<(), CardError> {
@@ -790,12 +548,7 @@ impl Cards {
     pub async fn restore_all(&self, caller: &Principal) -> Result<u64, CardError> {
         caller.require(CARDS_DELETE)?;
         let mut tx = self.pool.begin().await?;
-        let restored: Vec<StoredCard> = sqlx::query_as(&format!(
-            "UPDATE cards SET deleted_at = NULL, updated_at = now() WHERE deleted_at IS NOT NULL
-             RETURNING {CARD_COLUMNS}"
-        ))
-        .fetch_all(&mut *tx)
-        .await?;
+        let restored = repo::restore_all(&mut *tx).await?;
         let restored: Vec<CardRow> = restored
             .into_iter()
             .map(|r| self.reveal(r))
@@ -810,10 +563,7 @@ impl Cards {
     /// Deletes every trashed card with an empty account; cards holding money stay trashed.
     pub async fn delete_all_trashed(&self, caller: &Principal) -> Result<u64, CardError> {
         caller.require(CARDS_DELETE)?;
-        let trashed: Vec<StoredCard> =
-            sqlx::query_as(&format!("{SELECT_CARD} WHERE deleted_at IS NOT NULL"))
-                .fetch_all(&self.pool)
-                .await?;
+        let trashed = repo::trashed(&self.pool).await?;
         let trashed: Vec<CardRow> = trashed
             .into_iter()
             .map(|r| self.reveal(r))

@@ -3,9 +3,11 @@
 //! for the transaction service; its `merchant.status_changed` events make the saldo service
 //! open the settlement account and the email service tell the owner.
 
+pub mod api_keys;
 pub mod documents;
 pub mod error;
 pub mod grpc;
+pub mod repo;
 pub mod service;
 
 use std::net::SocketAddr;

@@ -1,6 +1,10 @@
-//! Use cases of merchants and their API keys, with their SQL. Every change commits together
-//! with its outbox event; the saldo service opens the settlement account when a merchant
-//! becomes active, the email service tells the owner about status changes.
+//! Use cases of merchants (their SQL is [`crate::repo`]'s, their API keys
+//! [`crate::api_keys`]'). Every change commits together with its outbox event; the saldo
+//! service opens the settlement account when a merchant becomes active, the email service
+//! tells the owner about status changes.
+//!
+//! Over 400 lines on purpose: a merchant's lifecycle (apply, update, review, trash, restore,
+//! delete) and the ownership rules each step applies read best together.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,13 +19,12 @@ use proto::saldo::v1::MerchantAccountRequest;
 use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
 use proto::user::v1::GetUserRequest;
 use proto::user::v1::user_service_client::UserServiceClient;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::error::MerchantError;
+use crate::repo;
 
 pub const MERCHANTS_READ: &str = "merchants.read";
 pub const MERCHANTS_WRITE: &str = "merchants.write";
@@ -30,13 +33,8 @@ pub const MERCHANTS_DELETE: &str = "merchants.delete";
 /// Services that resolve API keys (the transaction service).
 pub const MERCHANTS_AUTHENTICATE: &str = "merchants.authenticate";
 
-const SOURCE: &str = "merchant-service";
+pub(crate) const SOURCE: &str = "merchant-service";
 const CALL_DEADLINE: Duration = Duration::from_secs(5);
-/// Keys look like `mk_<48 hex chars>`; the prefix shown in lists is its first 11 characters.
-const KEY_PREFIX: &str = "mk_";
-const SHOWN_PREFIX_LEN: usize = 11;
-const DEFAULT_OVERLAP_SECS: u32 = 86_400;
-const MAX_OVERLAP_SECS: u32 = 604_800;
 
 platform::text_enum! {
     /// Where a merchant is in its review workflow.
@@ -90,9 +88,6 @@ pub struct MerchantRow {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
-pub const MERCHANT_COLUMNS: &str = "id, user_id, name, description, website, currency, status,
-        status_reason, created_at, updated_at, deleted_at";
-
 /// An API key row (never the key).
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ApiKeyRow {
@@ -104,9 +99,6 @@ pub struct ApiKeyRow {
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
-
-const KEY_COLUMNS: &str =
-    "id, merchant_id, prefix, replaces_key_id, created_at, expires_at, revoked_at";
 
 impl ApiKeyRow {
     /// Its status at `now`.
@@ -151,7 +143,7 @@ pub struct MerchantFilter {
 /// The merchant service (merchants and keys; documents live in [`crate::documents`]).
 #[derive(Clone)]
 pub struct Merchants {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     authenticator: Authenticator,
     currencies: Arc<Vec<String>>,
     token: Arc<ServiceToken>,
@@ -186,20 +178,6 @@ fn check_description(description: &str, violations: &mut Vec<FieldViolation>) {
             "must be at most 1000 characters",
         ));
     }
-}
-
-/// A fresh key and its stored hash.
-fn generate_key() -> (String, Vec<u8>) {
-    let mut bytes = [0_u8; 24];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    let key = format!("{KEY_PREFIX}{}", hex::encode(bytes));
-    let hash = hash_key(&key);
-    (key, hash)
-}
-
-/// The stored form of a key.
-pub fn hash_key(key: &str) -> Vec<u8> {
-    Sha256::digest(key.as_bytes()).to_vec()
 }
 
 impl Merchants {
@@ -288,17 +266,14 @@ impl Merchants {
             self.ensure_user_exists(owner).await?;
         }
         let mut tx = self.pool.begin().await?;
-        let inserted: Result<MerchantRow, sqlx::Error> = sqlx::query_as(&format!(
-            "INSERT INTO merchants (id, user_id, name, description, website, currency)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {MERCHANT_COLUMNS}"
-        ))
-        .bind(Uuid::now_v7())
-        .bind(owner)
-        .bind(input.name.trim())
-        .bind(input.description.trim())
-        .bind(input.website.trim())
-        .bind(&input.currency)
-        .fetch_one(&mut *tx)
+        let inserted = repo::insert_merchant(
+            &mut *tx,
+            owner,
+            input.name.trim(),
+            input.description.trim(),
+            input.website.trim(),
+            &input.currency,
+        )
         .await;
         let merchant = match inserted {
             Ok(m) => m,
@@ -322,14 +297,9 @@ impl Merchants {
         id: Uuid,
         lock: bool,
     ) -> Result<MerchantRow, MerchantError> {
-        let lock = if lock { " FOR UPDATE" } else { "" };
-        sqlx::query_as(&format!(
-            "SELECT {MERCHANT_COLUMNS} FROM merchants WHERE id = $1{lock}"
-        ))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or(MerchantError::NotFound)
+        repo::merchant(conn, id, lock)
+            .await?
+            .ok_or(MerchantError::NotFound)
     }
 
     /// The merchant if the caller owns it or holds `permission`; others get NOT_FOUND so
@@ -365,32 +335,15 @@ impl Merchants {
             Some(owner) => caller.require_self_or(owner, MERCHANTS_READ)?,
             None => caller.require(MERCHANTS_READ)?,
         }
-        let search = filter.search.trim();
-        let pattern = platform::db::like_pattern(search);
-        let predicate = format!(
-            "WHERE {} AND ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2)
-               AND ($3 = '' OR name ILIKE $4)",
-            filter.lifecycle.sql_predicate()
-        );
         let mut conn = self.pool.acquire().await?;
-        let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM merchants {predicate}"))
-            .bind(filter.owner)
-            .bind(filter.status)
-            .bind(search)
-            .bind(&pattern)
-            .fetch_one(&mut *conn)
-            .await?;
-        let rows = sqlx::query_as(&format!(
-            "SELECT {MERCHANT_COLUMNS} FROM merchants {predicate}
-             ORDER BY created_at DESC, id LIMIT $5 OFFSET $6"
-        ))
-        .bind(filter.owner)
-        .bind(filter.status)
-        .bind(search)
-        .bind(&pattern)
-        .bind(page.limit())
-        .bind(page.offset())
-        .fetch_all(&mut *conn)
+        let (rows, total) = repo::list_merchants(
+            &mut conn,
+            filter.owner,
+            filter.status,
+            filter.search.trim(),
+            filter.lifecycle,
+            page,
+        )
         .await?;
         Ok((rows, total))
     }
@@ -420,17 +373,13 @@ impl Merchants {
         if merchant.deleted_at.is_some() {
             return Err(MerchantError::Trashed);
         }
-        let updated: Result<MerchantRow, sqlx::Error> = sqlx::query_as(&format!(
-            "UPDATE merchants SET name = COALESCE($2, name),
-                 description = COALESCE($3, description), website = COALESCE($4, website),
-                 updated_at = now()
-             WHERE id = $1 RETURNING {MERCHANT_COLUMNS}"
-        ))
-        .bind(id)
-        .bind(change.name.as_deref().map(str::trim))
-        .bind(change.description.as_deref().map(str::trim))
-        .bind(change.website.as_deref().map(str::trim))
-        .fetch_one(&mut *tx)
+        let updated = repo::update_merchant(
+            &mut *tx,
+            id,
+            change.name.as_deref().map(str::trim),
+            change.description.as_deref().map(str::trim),
+            change.website.as_deref().map(str::trim),
+        )
         .await;
         let updated = match updated {
             Ok(m) => m,
@@ -482,15 +431,7 @@ impl Merchants {
                 to: status,
             });
         }
-        let updated: MerchantRow = sqlx::query_as(&format!(
-            "UPDATE merchants SET status = $2, status_reason = NULLIF($3, ''), updated_at = now()
-             WHERE id = $1 RETURNING {MERCHANT_COLUMNS}"
-        ))
-        .bind(id)
-        .bind(status)
-        .bind(reason)
-        .fetch_one(&mut *tx)
-        .await?;
+        let updated = repo::set_status(&mut *tx, id, status, reason).await?;
         emit(&mut tx, ev::STATUS_CHANGED, &updated, Some(merchant.status)).await?;
         tx.commit().await?;
         metrics::counter!("merchant_status_changes_total", "status" => status.as_str())
@@ -513,14 +454,7 @@ impl Merchants {
         if merchant.deleted_at.is_some() == trash {
             return Ok(merchant);
         }
-        let updated: MerchantRow = sqlx::query_as(&format!(
-            "UPDATE merchants SET deleted_at = CASE WHEN $2 THEN now() END, updated_at = now()
-             WHERE id = $1 RETURNING {MERCHANT_COLUMNS}"
-        ))
-        .bind(id)
-        .bind(trash)
-        .fetch_one(&mut *tx)
-        .await?;
+        let updated = repo::set_trashed(&mut *tx, id, trash).await?;
         let event = if trash { ev::TRASHED } else { ev::RESTORED };
         emit(&mut tx, event, &updated, None).await?;
         tx.commit().await?;
@@ -549,16 +483,12 @@ impl Merchants {
             return Err(MerchantError::HasBalance(balance));
         }
         let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM merchants WHERE id = $1 AND deleted_at IS NOT NULL")
-            .bind(merchant.id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted == 1 {
+        let deleted = repo::delete_trashed(&mut *tx, merchant.id).await?;
+        if deleted {
             emit(&mut tx, ev::DELETED, merchant, None).await?;
         }
         tx.commit().await?;
-        Ok(deleted == 1)
+        Ok(deleted)
     }
 
     /// Deletes a trashed merchant whose settlement account is empty, with its keys and
@@ -582,12 +512,7 @@ impl Merchants {
     pub async fn restore_all(&self, caller: &Principal) -> Result<u64, MerchantError> {
         caller.require(MERCHANTS_DELETE)?;
         let mut tx = self.pool.begin().await?;
-        let restored: Vec<MerchantRow> = sqlx::query_as(&format!(
-            "UPDATE merchants SET deleted_at = NULL, updated_at = now()
-             WHERE deleted_at IS NOT NULL RETURNING {MERCHANT_COLUMNS}"
-        ))
-        .fetch_all(&mut *tx)
-        .await?;
+        let restored = repo::restore_all(&mut *tx).await?;
         for merchant in &restored {
             emit(&mut tx, ev::RESTORED, merchant, None).await?;
         }
@@ -598,11 +523,7 @@ impl Merchants {
     /// Deletes every trashed merchant with an empty settlement account.
     pub async fn delete_all_trashed(&self, caller: &Principal) -> Result<u64, MerchantError> {
         caller.require(MERCHANTS_DELETE)?;
-        let trashed: Vec<MerchantRow> = sqlx::query_as(&format!(
-            "SELECT {MERCHANT_COLUMNS} FROM merchants WHERE deleted_at IS NOT NULL"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let trashed = repo::trashed(&self.pool).await?;
         let mut deleted = 0;
         for merchant in &trashed {
             match self.delete_trashed(merchant).await {
@@ -616,196 +537,6 @@ impl Merchants {
             }
         }
         Ok(deleted)
-    }
-
-    async fn owned_for_keys(
-        &self,
-        conn: &mut PgConnection,
-        caller: &Principal,
-        merchant_id: Uuid,
-        permission: &str,
-    ) -> Result<MerchantRow, MerchantError> {
-        let merchant = Self::load(conn, merchant_id, true).await?;
-        let merchant = Self::visible(caller, merchant, permission)?;
-        if merchant.deleted_at.is_some() {
-            return Err(MerchantError::Trashed);
-        }
-        Ok(merchant)
-    }
-
-    async fn insert_key(
-        conn: &mut PgConnection,
-        merchant: &MerchantRow,
-        replaces: Option<Uuid>,
-    ) -> Result<(ApiKeyRow, String), MerchantError> {
-        let (key, hash) = generate_key();
-        let row: ApiKeyRow = sqlx::query_as(&format!(
-            "INSERT INTO api_keys (id, merchant_id, prefix, key_hash, replaces_key_id)
-             VALUES ($1, $2, $3, $4, $5) RETURNING {KEY_COLUMNS}"
-        ))
-        .bind(Uuid::now_v7())
-        .bind(merchant.id)
-        .bind(&key[..SHOWN_PREFIX_LEN])
-        .bind(&hash)
-        .bind(replaces)
-        .fetch_one(&mut *conn)
-        .await?;
-        let data = ev::ApiKeyData {
-            merchant_id: merchant.id,
-            key_id: row.id,
-            prefix: row.prefix.clone(),
-            replaces_key_id: replaces,
-        };
-        let event = Envelope::new(SOURCE, ev::API_KEY_CREATED, merchant.id, &data)
-            .map_err(|e| MerchantError::Internal(e.into()))?;
-        events::outbox::enqueue(conn, topics::MERCHANT_EVENTS, &event).await?;
-        Ok((row, key))
-    }
-
-    /// A new API key for the merchant (any status but trashed: a pending merchant can
-    /// prepare its integration; only active merchants can charge).
-    pub async fn create_key(
-        &self,
-        caller: &Principal,
-        merchant_id: Uuid,
-    ) -> Result<(ApiKeyRow, String), MerchantError> {
-        let mut tx = self.pool.begin().await?;
-        let merchant = self
-            .owned_for_keys(&mut tx, caller, merchant_id, MERCHANTS_WRITE)
-            .await?;
-        let created = Self::insert_key(&mut tx, &merchant, None).await?;
-        tx.commit().await?;
-        tracing::info!(merchant_id = %merchant_id, key_id = %created.0.id, "api key created");
-        Ok(created)
-    }
-
-    /// Replaces `key_id` with a new key; the old one keeps working for `overlap` seconds.
-    pub async fn rotate_key(
-        &self,
-        caller: &Principal,
-        merchant_id: Uuid,
-        key_id: Uuid,
-        overlap: Option<u32>,
-    ) -> Result<(ApiKeyRow, String), MerchantError> {
-        let overlap = overlap.unwrap_or(DEFAULT_OVERLAP_SECS);
-        if overlap > MAX_OVERLAP_SECS {
-            return Err(FieldViolation::new(
-                "overlap_seconds",
-                format!("must be at most {MAX_OVERLAP_SECS} (7 days)"),
-            )
-            .into());
-        }
-        let mut tx = self.pool.begin().await?;
-        let merchant = self
-            .owned_for_keys(&mut tx, caller, merchant_id, MERCHANTS_WRITE)
-            .await?;
-        let old: ApiKeyRow = sqlx::query_as(&format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 AND merchant_id = $2 FOR UPDATE"
-        ))
-        .bind(key_id)
-        .bind(merchant_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(MerchantError::KeyNotFound)?;
-        match old.status(Utc::now()) {
-            status @ (KeyStatus::Revoked | KeyStatus::Expired) => {
-                return Err(MerchantError::KeyNotActive(status.as_str()));
-            }
-            KeyStatus::Active | KeyStatus::Expiring => {}
-        }
-        sqlx::query(
-            "UPDATE api_keys SET expires_at = LEAST(COALESCE(expires_at, 'infinity'),
-                 now() + make_interval(secs => $2))
-             WHERE id = $1",
-        )
-        .bind(key_id)
-        .bind(f64::from(overlap))
-        .execute(&mut *tx)
-        .await?;
-        let created = Self::insert_key(&mut tx, &merchant, Some(key_id)).await?;
-        tx.commit().await?;
-        tracing::info!(merchant_id = %merchant_id, old = %key_id, new = %created.0.id, overlap,
-            "api key rotated");
-        Ok(created)
-    }
-
-    pub async fn revoke_key(
-        &self,
-        caller: &Principal,
-        merchant_id: Uuid,
-        key_id: Uuid,
-    ) -> Result<ApiKeyRow, MerchantError> {
-        let mut tx = self.pool.begin().await?;
-        let merchant = Self::load(&mut tx, merchant_id, true).await?;
-        let merchant = Self::visible(caller, merchant, MERCHANTS_WRITE)?;
-        let revoked: ApiKeyRow = sqlx::query_as(&format!(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
-             WHERE id = $1 AND merchant_id = $2 RETURNING {KEY_COLUMNS}"
-        ))
-        .bind(key_id)
-        .bind(merchant.id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(MerchantError::KeyNotFound)?;
-        let data = ev::ApiKeyData {
-            merchant_id,
-            key_id,
-            prefix: revoked.prefix.clone(),
-            replaces_key_id: revoked.replaces_key_id,
-        };
-        let event = Envelope::new(SOURCE, ev::API_KEY_REVOKED, merchant_id, &data)
-            .map_err(|e| MerchantError::Internal(e.into()))?;
-        events::outbox::enqueue(&mut tx, topics::MERCHANT_EVENTS, &event).await?;
-        tx.commit().await?;
-        tracing::info!(merchant_id = %merchant_id, key_id = %key_id, "api key revoked");
-        Ok(revoked)
-    }
-
-    pub async fn list_keys(
-        &self,
-        caller: &Principal,
-        merchant_id: Uuid,
-    ) -> Result<Vec<ApiKeyRow>, MerchantError> {
-        let merchant = self.get(caller, merchant_id).await?;
-        Ok(sqlx::query_as(&format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE merchant_id = $1
-             ORDER BY created_at DESC, id"
-        ))
-        .bind(merchant.id)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// The merchant behind `key` (services only). The merchant's status is the caller's
-    /// business; a trashed merchant's keys are invalid.
-    pub async fn authenticate_key(
-        &self,
-        caller: &Principal,
-        key: &str,
-    ) -> Result<(MerchantRow, Uuid), MerchantError> {
-        caller.require(MERCHANTS_AUTHENTICATE)?;
-        if !key.starts_with(KEY_PREFIX) || key.len() != KEY_PREFIX.len() + 48 {
-            return Err(MerchantError::InvalidKey);
-        }
-        let key_row: ApiKeyRow = sqlx::query_as(&format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
-        ))
-        .bind(hash_key(key))
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(MerchantError::InvalidKey)?;
-        match key_row.status(Utc::now()) {
-            KeyStatus::Revoked => return Err(MerchantError::KeyRevoked),
-            KeyStatus::Expired => return Err(MerchantError::KeyExpired),
-            KeyStatus::Active | KeyStatus::Expiring => {}
-        }
-        let (merchant_id, key_id) = (key_row.merchant_id, key_row.id);
-        let mut conn = self.pool.acquire().await?;
-        let merchant = Self::load(&mut conn, merchant_id, false).await?;
-        if merchant.deleted_at.is_some() {
-            return Err(MerchantError::InvalidKey);
-        }
-        Ok((merchant, key_id))
     }
 }
 

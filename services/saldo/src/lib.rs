@@ -7,6 +7,7 @@ pub mod consumer;
 pub mod error;
 pub mod grpc;
 pub mod ledger;
+pub mod repo;
 pub mod service;
 
 use std::net::SocketAddr;
@@ -76,7 +77,7 @@ pub async fn migrate(config: &CommonConfig) -> anyhow::Result<()> {
 /// Runs the reconciliation once against the configured database.
 pub async fn reconcile(config: &CommonConfig) -> anyhow::Result<service::Reconciliation> {
     let pool = platform::db::connect(config.database_url.expose(), SCHEMA, 2).await?;
-    Ok(service::reconcile(&pool).await?)
+    Ok(repo::reconcile(&pool).await?)
 }
 
 /// A built, not yet running service.

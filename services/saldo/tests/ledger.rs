@@ -114,7 +114,7 @@ async fn four_hundred_concurrent_criss_cross_postings_keep_the_books_balanced() 
     eprintln!("posted {posted}, rejected {rejected}");
     assert!(posted > 100, "too few postings succeeded: {posted}");
     assert_eq!(card_total(&pool).await, 500_000);
-    let report = saldo_service::service::reconcile(&pool).await.unwrap();
+    let report = saldo_service::repo::reconcile(&pool).await.unwrap();
     assert!(report.balanced(), "{report:?}");
     assert_eq!(report.postings, 405);
 }
@@ -186,7 +186,7 @@ async fn a_posting_id_applies_once_however_often_and_concurrently_it_is_sent() {
         Some("balance_not_negative")
     );
 
-    let report = saldo_service::service::reconcile(&pool).await.unwrap();
+    let report = saldo_service::repo::reconcile(&pool).await.unwrap();
     assert!(report.balanced(), "{report:?}");
 }
 
@@ -199,7 +199,7 @@ async fn reconciliation_notices_a_tampered_balance() {
         .execute(&pool)
         .await
         .unwrap();
-    let report = saldo_service::service::reconcile(&pool).await.unwrap();
+    let report = saldo_service::repo::reconcile(&pool).await.unwrap();
     assert!(!report.balanced());
     assert_eq!(report.mismatches.len(), 1);
     assert_eq!(report.mismatches[0].1, 10_001);

@@ -348,7 +348,7 @@ async fn killed_after_recording_and_before_posting_the_transfer_completes_once()
     assert_eq!(replay.status, MovementStatus::Succeeded as i32);
     assert_eq!(w.transfers().await.len(), 1);
     assert_eq!(w.balance(&w.from.0).await, 70_000);
-    let report = saldo_service::service::reconcile(&w.pool_in_saldo().await)
+    let report = saldo_service::repo::reconcile(&w.pool_in_saldo().await)
         .await
         .unwrap();
     assert!(report.balanced(), "{report:?}");
@@ -393,7 +393,7 @@ async fn killed_after_posting_and_before_recording_the_outcome_money_moves_once(
         .await
         .unwrap();
     assert_eq!(postings, 1);
-    let report = saldo_service::service::reconcile(&w.pool_in_saldo().await)
+    let report = saldo_service::repo::reconcile(&w.pool_in_saldo().await)
         .await
         .unwrap();
     assert!(report.balanced(), "{report:?}");

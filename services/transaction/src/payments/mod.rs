@@ -15,12 +15,13 @@
 //!
 //! Every step shared with the movements (idempotency, recording, completing, recovery) is
 //! [`movement::lifecycle`]'s; this module holds the records and who is asking,
-//! [`payment`], [`refund`], [`queries`] and [`recovery`] the rest.
+//! [`payment`], [`refund`], [`queries`] and [`recovery`] the rest, [`repo`] their SQL.
 
 mod payment;
 mod queries;
 mod recovery;
 mod refund;
+mod repo;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,7 +146,7 @@ pub async fn merchant_readable(
 
 /// What a refund needs of its payment.
 #[derive(Debug, sqlx::FromRow)]
-struct RefundTarget {
+pub(super) struct RefundTarget {
     id: Uuid,
     status: Status,
     amount: i64,

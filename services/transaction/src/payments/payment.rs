@@ -14,7 +14,7 @@ use proto::card::v1::VerifyCvvRequest;
 use proto::merchant::v1::MerchantStatus;
 use uuid::Uuid;
 
-use super::{Caller, DEADLINE, NewPayment, PaymentRow, Payments, SOURCE};
+use super::{Caller, DEADLINE, NewPayment, PaymentRow, Payments, SOURCE, repo};
 use crate::error::TransactionError;
 
 impl Payments {
@@ -126,35 +126,22 @@ impl Payments {
             });
         }
 
-        let inserted: Option<PaymentRow> = sqlx::query_as(&format!(
-            "WITH t AS (
-                 INSERT INTO payments (id, requested_by, idempotency_key, fingerprint,
-                     merchant_id, merchant_name, api_key_id, card_id, user_id,
-                     masked_card_number, amount, currency, method, description, created_at,
-                     backdated)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                     COALESCE($15, now()), $15 IS NOT NULL)
-                 ON CONFLICT (requested_by, idempotency_key) DO NOTHING
-                 RETURNING *)
-             SELECT {} FROM t",
-            PaymentRow::COLUMNS
-        ))
-        .bind(Uuid::now_v7())
-        .bind(&requested_by)
-        .bind(&request.idempotency_key)
-        .bind(&fingerprint)
-        .bind(merchant_id)
-        .bind(merchant_name)
-        .bind(key_id)
-        .bind(card.id)
-        .bind(card.user_id)
-        .bind(&card.masked_number)
-        .bind(request.amount)
-        .bind(&card.currency)
-        .bind(&request.method)
-        .bind(&request.description)
-        .bind(request.effective_at)
-        .fetch_optional(&self.pool)
+        let inserted = repo::insert_payment(
+            &self.pool,
+            &repo::NewPaymentRow {
+                requested_by: &requested_by,
+                idempotency_key: &request.idempotency_key,
+                fingerprint: &fingerprint,
+                merchant_id: *merchant_id,
+                merchant_name,
+                api_key_id: *key_id,
+                card: &card,
+                amount: request.amount,
+                method: &request.method,
+                description: &request.description,
+                effective_at: request.effective_at,
+            },
+        )
         .await?;
         let Some(pending) = inserted else {
             return Ok(lifecycle::replay_winner(

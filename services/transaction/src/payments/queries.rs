@@ -2,12 +2,12 @@
 //! a merchant's owner that merchant's, `payments.read` everything.
 
 use movement::MovementError;
-use movement::lifecycle::{self, Recorded, Status};
+use movement::lifecycle::{self, Status};
 use platform::FieldViolation;
 use platform::pagination::Page;
 use uuid::Uuid;
 
-use super::{Caller, PAYMENTS_READ, PaymentFilter, PaymentRow, Payments, RefundRow};
+use super::{Caller, PAYMENTS_READ, PaymentFilter, PaymentRow, Payments, RefundRow, repo};
 use crate::error::TransactionError;
 
 impl Payments {
@@ -97,44 +97,8 @@ impl Payments {
                 }
             }
         }
-        let predicate = "WHERE ($1::text IS NULL OR t.status = $1)
-              AND ($2::timestamptz IS NULL OR t.created_at >= $2)
-              AND ($3::timestamptz IS NULL OR t.created_at < $3)
-              AND ($4::uuid IS NULL OR t.card_id = $4)
-              AND ($5::uuid IS NULL OR t.merchant_id = $5)
-              AND ($6::uuid IS NULL OR t.api_key_id = $6)
-              AND ($7::uuid IS NULL OR t.user_id = $7)
-              AND ($8::text IS NULL OR t.method = $8)";
         let mut conn = self.pool.acquire().await?;
-        let total: i64 =
-            sqlx::query_scalar(&format!("SELECT count(*) FROM payments t {predicate}"))
-                .bind(filter.status)
-                .bind(filter.from)
-                .bind(filter.to)
-                .bind(filter.card_id)
-                .bind(filter.merchant_id)
-                .bind(filter.api_key_id)
-                .bind(filter.user_id)
-                .bind(&filter.method)
-                .fetch_one(&mut *conn)
-                .await?;
-        let rows = sqlx::query_as(&format!(
-            "SELECT {} FROM payments t {predicate}
-             ORDER BY t.created_at DESC, t.id DESC LIMIT $9 OFFSET $10",
-            PaymentRow::COLUMNS
-        ))
-        .bind(filter.status)
-        .bind(filter.from)
-        .bind(filter.to)
-        .bind(filter.card_id)
-        .bind(filter.merchant_id)
-        .bind(filter.api_key_id)
-        .bind(filter.user_id)
-        .bind(&filter.method)
-        .bind(page.limit())
-        .bind(page.offset())
-        .fetch_all(&mut *conn)
-        .await?;
+        let (rows, total) = repo::list_payments(&mut conn, &filter, page).await?;
         Ok((rows, total))
     }
 
@@ -178,28 +142,9 @@ impl Payments {
                 None
             }
         };
-        let predicate = "WHERE ($1::uuid IS NULL OR t.payment_id = $1)
-              AND ($2::uuid IS NULL OR t.merchant_id = $2)
-              AND ($3::text IS NULL OR t.status = $3)";
         let mut conn = self.pool.acquire().await?;
-        let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM refunds t {predicate}"))
-            .bind(payment_id)
-            .bind(merchant)
-            .bind(status)
-            .fetch_one(&mut *conn)
-            .await?;
-        let rows = sqlx::query_as(&format!(
-            "SELECT {} FROM refunds t {predicate}
-             ORDER BY t.created_at DESC, t.id DESC LIMIT $4 OFFSET $5",
-            RefundRow::COLUMNS
-        ))
-        .bind(payment_id)
-        .bind(merchant)
-        .bind(status)
-        .bind(page.limit())
-        .bind(page.offset())
-        .fetch_all(&mut *conn)
-        .await?;
+        let (rows, total) =
+            repo::list_refunds(&mut conn, payment_id, merchant, status, page).await?;
         Ok((rows, total))
     }
 }

@@ -4,15 +4,14 @@
 //! refund releases its reservation by being failed.
 
 use movement::MovementError;
-use movement::lifecycle::{self, Recorded, Status};
+use movement::lifecycle::{self, Status};
 use movement::{Outcome, Side};
 use platform::FieldViolation;
 use platform::money::Money;
 use proto::merchant::v1::MerchantStatus;
-use uuid::Uuid;
 
 use super::payment::{envelope, money};
-use super::{Caller, NewRefund, PAYMENTS_WRITE, Payments, RefundRow, RefundTarget};
+use super::{Caller, NewRefund, PAYMENTS_WRITE, Payments, RefundRow, RefundTarget, repo};
 use crate::error::TransactionError;
 use events::payloads::transaction as ev;
 
@@ -73,15 +72,9 @@ impl Payments {
         // Reserve the amount under the payment's row lock: concurrent refunds of one payment
         // queue here, each sees the others' pending and succeeded refunds.
         let mut tx = self.pool.begin().await?;
-        let payment: RefundTarget = sqlx::query_as(
-            "SELECT id, status, amount, merchant_id, card_id, masked_card_number, currency,
-                    user_id
-             FROM payments WHERE id = $1 FOR UPDATE",
-        )
-        .bind(request.payment_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(TransactionError::PaymentNotFound)?;
+        let payment = repo::payment_for_refund(&mut *tx, request.payment_id)
+            .await?
+            .ok_or(TransactionError::PaymentNotFound)?;
         let RefundTarget {
             id: payment_id,
             status,
@@ -102,13 +95,7 @@ impl Payments {
         if status != Status::Succeeded {
             return Err(TransactionError::NotRefundable(status.as_str().to_owned()));
         }
-        let reserved: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(sum(amount), 0)::bigint FROM refunds
-             WHERE payment_id = $1 AND status IN ('pending', 'succeeded')",
-        )
-        .bind(payment_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let reserved = repo::reserved_for_refunds(&mut *tx, payment_id).await?;
         let paid = Money::new(amount, &currency).map_err(TransactionError::internal)?;
         let remaining = Money::new(reserved, &currency)
             .and_then(|reserved| paid.checked_sub(reserved))
@@ -117,30 +104,23 @@ impl Payments {
         if request.amount > remaining {
             return Err(TransactionError::RefundExceedsPayment { amount, remaining });
         }
-        let inserted: Option<RefundRow> = sqlx::query_as(&format!(
-            "INSERT INTO refunds AS t (id, payment_id, requested_by, idempotency_key, fingerprint,
-                 merchant_id, card_id, user_id, masked_card_number, amount, currency, reason,
-                 created_at, backdated)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                 COALESCE($13, now()), $13 IS NOT NULL)
-             ON CONFLICT (requested_by, idempotency_key) DO NOTHING
-             RETURNING {}",
-            RefundRow::COLUMNS
-        ))
-        .bind(Uuid::now_v7())
-        .bind(payment_id)
-        .bind(&requested_by)
-        .bind(&request.idempotency_key)
-        .bind(&fingerprint)
-        .bind(merchant_id)
-        .bind(card_id)
-        .bind(user_id)
-        .bind(&masked)
-        .bind(request.amount)
-        .bind(&currency)
-        .bind(request.reason.trim())
-        .bind(request.effective_at)
-        .fetch_optional(&mut *tx)
+        let inserted = repo::insert_refund(
+            &mut *tx,
+            &repo::NewRefundRow {
+                payment_id,
+                requested_by: &requested_by,
+                idempotency_key: &request.idempotency_key,
+                fingerprint: &fingerprint,
+                merchant_id,
+                card_id,
+                user_id,
+                masked_card_number: &masked,
+                amount: request.amount,
+                currency: &currency,
+                reason: request.reason.trim(),
+                effective_at: request.effective_at,
+            },
+        )
         .await?;
         tx.commit().await?;
         let Some(pending) = inserted else {
@@ -180,11 +160,7 @@ impl Payments {
     ) -> Result<RefundRow, TransactionError> {
         let completed_at = lifecycle::completion_time(pending);
         let (status, reason) = lifecycle::outcome_status(outcome);
-        let merchant_name: String =
-            sqlx::query_scalar("SELECT merchant_name FROM payments WHERE id = $1")
-                .bind(pending.payment_id)
-                .fetch_one(&self.pool)
-                .await?;
+        let merchant_name = repo::merchant_name(&self.pool, pending.payment_id).await?;
         let data = ev::Refund {
             id: pending.id,
             payment_id: pending.payment_id,
