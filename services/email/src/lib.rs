@@ -4,6 +4,7 @@
 //! exponential backoff and end in the dead-letter topic. It serves gRPC health and
 //! `/metrics` for probes and dashboards, and no API of its own.
 
+pub mod compose;
 pub mod handler;
 pub mod mailer;
 pub mod templates;

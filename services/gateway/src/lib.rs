@@ -2,9 +2,6 @@
 //! per-principal rate limits in Redis, validates request syntax with field-precise errors,
 //! and calls the domain services over gRPC with deadlines. It owns no data and never touches
 //! a database; the services make every authorization decision.
-//!
-//! Longer than most files on purpose: the whole route table and the gateway's wiring are here
-//! so the API surface is read in one place.
 
 pub mod error;
 pub mod extract;
@@ -153,7 +150,8 @@ pub struct AppState {
 /// The API router (without listeners), so tests and the binary build the same thing.
 pub fn router(state: AppState) -> Router {
     use routes::{
-        auth, cards, dead_letters, ledger, merchants, movements, payments, roles, stats, users,
+        auth, balance_stats, cards, dashboard, dead_letters, ledger, merchant_documents,
+        merchant_keys, merchants, movements, payments, roles, stats, users,
     };
     // Each area registers its routes with their OpenAPI operations once; the document is
     // assembled from them here and served as built.
@@ -165,8 +163,12 @@ pub fn router(state: AppState) -> Router {
         .merge(movements::router())
         .merge(ledger::router())
         .merge(merchants::router())
+        .merge(merchant_keys::router())
+        .merge(merchant_documents::router())
         .merge(payments::router())
         .merge(stats::router())
+        .merge(balance_stats::router())
+        .merge(dashboard::router())
         .merge(dead_letters::router())
         .split_for_parts();
     let document = Arc::new(document);

@@ -7,7 +7,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    cards, dead_letters, merchant_views, merchants, money_views, movements, payments, stats, views,
+    balance_stats, cards, dashboard, dead_letters, merchant_documents, merchant_keys,
+    merchant_views, merchants, money_views, movements, payments, stats, views,
 };
 
 struct BearerAuth;
@@ -52,16 +53,16 @@ impl Modify for BearerAuth {
         money_views::ReconcileView, money_views::CardMovementView, money_views::CardMovementPage,
         money_views::TransferView, money_views::TransferPage,
         merchants::ApplyBody, merchants::UpdateMerchantBody, merchants::StatusBody,
-        merchants::RotateBody, merchants::DocumentBody, merchants::UpdateDocumentBody,
-        merchants::ReviewBody, payments::PaymentBody, payments::RefundBody,
+        merchant_keys::RotateBody, merchant_documents::DocumentBody,
+        merchant_documents::UpdateDocumentBody, merchant_documents::ReviewBody, payments::PaymentBody, payments::RefundBody,
         merchant_views::MerchantView, merchant_views::MerchantPage, merchant_views::ApiKeyView,
         merchant_views::CreatedApiKeyView, merchant_views::ApiKeyList,
         merchant_views::DocumentView, merchant_views::DocumentPage, merchant_views::PaymentView,
         merchant_views::PaymentPage, merchant_views::RefundView, merchant_views::RefundPage,
         stats::TotalView, stats::PeriodView, stats::PeriodsView, stats::MethodView,
         stats::MethodsView, stats::StatusView, stats::StatusComparisonView,
-        stats::BalancePeriodView, stats::BalancePeriodsView, stats::BalanceComparisonView,
-        stats::DashboardView,
+        balance_stats::BalancePeriodView, balance_stats::BalancePeriodsView,
+        balance_stats::BalanceComparisonView, dashboard::DashboardView,
         dead_letters::DeadLetterView, dead_letters::DeadLetterList,
         dead_letters::DeadLetterOutcome, dead_letters::ReplayRequest, dead_letters::PurgeRequest,
     )),

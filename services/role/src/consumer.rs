@@ -26,9 +26,14 @@ impl EventHandler for UserEvents {
                             .ok_or_else(|| {
                                 HandlerError::Permanent(anyhow::anyhow!("customer role missing"))
                             })?;
-                    crate::service::emit_assignment(conn, role_ev::ASSIGNED, data.user_id, &role)
-                        .await
-                        .map_err(|e| HandlerError::Retryable(e.into()))?;
+                    crate::assignments::emit_assignment(
+                        conn,
+                        role_ev::ASSIGNED,
+                        data.user_id,
+                        &role,
+                    )
+                    .await
+                    .map_err(|e| HandlerError::Retryable(e.into()))?;
                     tracing::info!(user_id = %data.user_id, "customer role assigned");
                 }
             }

@@ -2,6 +2,7 @@
 //! `role_svc`). It answers the user service's "what may this user do" at token issue time,
 //! and consumes user lifecycle events to give new accounts the `customer` role.
 
+pub mod assignments;
 pub mod consumer;
 pub mod error;
 pub mod grpc;

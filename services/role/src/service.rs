@@ -1,15 +1,12 @@
-//! Use cases of the role service: role administration, the permission catalogue, user-role
-//! assignments and the grants that go into access tokens. Changes and their outbox events
+//! Use cases of the role service: role administration and the permission catalogue (user-role
+//! assignments and grants are [`crate::assignments`]'). Changes and their outbox events
 //! commit together.
-
-use std::time::Duration;
 
 use events::payloads::role as ev;
 use events::{Envelope, topics};
 use platform::FieldViolation;
 use platform::auth::{Authenticator, Principal, TokenIssuer};
 use platform::pagination::{LifecycleFilter, Page};
-use proto::user::v1::GetUserRequest;
 use proto::user::v1::user_service_client::UserServiceClient;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -24,7 +21,7 @@ pub const ROLES_WRITE: &str = "roles.write";
 pub const ROLES_ASSIGN: &str = "roles.assign";
 pub const ROLES_GRANTS_READ: &str = "roles.grants.read";
 
-const SOURCE: &str = "role-service";
+pub(crate) const SOURCE: &str = "role-service";
 
 /// Input of create and update.
 #[derive(Default)]
@@ -37,17 +34,17 @@ pub struct RoleInput {
 /// The role service.
 #[derive(Clone)]
 pub struct Roles {
-    pool: PgPool,
-    redis: deadpool_redis::Pool,
-    authenticator: Authenticator,
-    issuer: TokenIssuer,
-    users: UserServiceClient<Channel>,
+    pub(crate) pool: PgPool,
+    pub(crate) redis: deadpool_redis::Pool,
+    pub(crate) authenticator: Authenticator,
+    pub(crate) issuer: TokenIssuer,
+    pub(crate) users: UserServiceClient<Channel>,
 }
 
 /// Nobody grants more than they hold: a user may assign or revoke a role only if they hold
 /// every permission it carries, and only admins hand out or take away `admin`. Services
 /// (the seeder) act with the permissions of their token.
-fn require_may_grant(caller: &Principal, role: &RoleRow) -> Result<(), RoleError> {
+pub(crate) fn require_may_grant(caller: &Principal, role: &RoleRow) -> Result<(), RoleError> {
     if caller.user_id().is_none() || caller.roles.contains("admin") {
         return Ok(());
     }
@@ -91,7 +88,7 @@ fn check_description(description: &str) -> Result<String, FieldViolation> {
     Ok(description.trim().to_owned())
 }
 
-fn parse_user_id(raw: &str) -> Result<Uuid, RoleError> {
+pub(crate) fn parse_user_id(raw: &str) -> Result<Uuid, RoleError> {
     raw.parse()
         .map_err(|_| FieldViolation::new("user_id", "must be a UUID").into())
 }
@@ -121,7 +118,7 @@ impl Roles {
         &self.pool
     }
 
-    async fn check_permissions(
+    pub(crate) async fn check_permissions(
         &self,
         conn: &mut PgConnection,
         names: &[String],
@@ -337,151 +334,9 @@ impl Roles {
         let mut conn = self.pool.acquire().await?;
         Ok(repo::list_permissions(&mut conn).await?)
     }
-
-    async fn resolve_role(
-        &self,
-        conn: &mut PgConnection,
-        role: &str,
-    ) -> Result<RoleRow, RoleError> {
-        let role = role.trim();
-        if role.is_empty() {
-            return Err(FieldViolation::new("role", "is required (a role id or name)").into());
-        }
-        let found = match role.parse::<Uuid>() {
-            Ok(id) => repo::role_by_id(conn, id).await?,
-            Err(_) => repo::role_by_name(conn, &role.to_lowercase()).await?,
-        };
-        found.ok_or(RoleError::NotFound)
-    }
-
-    async fn ensure_user_exists(&self, user_id: Uuid) -> Result<(), RoleError> {
-        if self.user_is_active(user_id).await? {
-            Ok(())
-        } else {
-            Err(RoleError::UserNotFound)
-        }
-    }
-
-    /// Whether the user exists and is not trashed.
-    async fn user_is_active(&self, user_id: Uuid) -> Result<bool, RoleError> {
-        let token = self
-            .issuer
-            .service_token(SOURCE, &["users.read"])
-            .map_err(RoleError::Internal)?;
-        let request = platform::grpc::outgoing(
-            GetUserRequest {
-                id: user_id.to_string(),
-            },
-            Some(token.token.expose()),
-            Duration::from_secs(5),
-        );
-        match self.users.clone().get_user(request).await {
-            Ok(user) => Ok(user.get_ref().deleted_at.is_none()),
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
-            Err(status) => Err(RoleError::UserService(status)),
-        }
-    }
-
-    /// Assigns a role (by id or name) to an existing, active user. Idempotent.
-    #[tracing::instrument(skip_all)]
-    pub async fn assign(
-        &self,
-        caller: &Principal,
-        user_id: &str,
-        role: &str,
-    ) -> Result<Vec<RoleRow>, RoleError> {
-        caller.require(ROLES_ASSIGN)?;
-        let user_id = parse_user_id(user_id)?;
-        self.ensure_user_exists(user_id).await?;
-        let mut tx = self.pool.begin().await?;
-        let role = self.resolve_role(&mut tx, role).await?;
-        if role.deleted_at.is_some() {
-            return Err(RoleError::NotFound);
-        }
-        require_may_grant(caller, &role)?;
-        let by = caller
-            .user_id()
-            .map_or_else(|| "service".to_owned(), |id| id.to_string());
-        if repo::assign(&mut tx, user_id, role.id, &by).await? {
-            emit_assignment(&mut tx, ev::ASSIGNED, user_id, &role).await?;
-        }
-        let roles = repo::roles_of_user(&mut tx, user_id).await?;
-        tx.commit().await?;
-        Ok(roles)
-    }
-
-    /// Revokes a role from a user; never the last admin's admin role.
-    #[tracing::instrument(skip_all)]
-    pub async fn revoke(
-        &self,
-        caller: &Principal,
-        user_id: &str,
-        role: &str,
-    ) -> Result<Vec<RoleRow>, RoleError> {
-        caller.require(ROLES_ASSIGN)?;
-        let user_id = parse_user_id(user_id)?;
-        let mut tx = self.pool.begin().await?;
-        let role = self.resolve_role(&mut tx, role).await?;
-        require_may_grant(caller, &role)?;
-        if role.id == ADMIN_ROLE_ID {
-            let admins = repo::lock_admins(&mut tx).await?;
-            if admins.contains(&user_id) {
-                // Another admin must remain whose account is active: a trashed admin cannot
-                // administer anything.
-                let mut another_active = false;
-                for other in admins.iter().filter(|a| **a != user_id) {
-                    if self.user_is_active(*other).await? {
-                        another_active = true;
-                        break;
-                    }
-                }
-                if !another_active {
-                    return Err(RoleError::LastAdmin);
-                }
-            }
-        }
-        let revoked = repo::revoke(&mut tx, user_id, role.id).await?;
-        if revoked {
-            emit_assignment(&mut tx, ev::REVOKED, user_id, &role).await?;
-        }
-        let roles = repo::roles_of_user(&mut tx, user_id).await?;
-        tx.commit().await?;
-        if revoked {
-            // The user's access tokens carry the revoked role's permissions: end them now,
-            // not when they expire. The next refresh signs the grants that are left.
-            platform::auth::end_all_sessions(&self.redis, user_id, self.issuer.access_ttl())
-                .await
-                .map_err(RoleError::Internal)?;
-        }
-        Ok(roles)
-    }
-
-    /// A user's roles: their own, or anyone's with `roles.read`.
-    pub async fn user_roles(
-        &self,
-        caller: &Principal,
-        user_id: &str,
-    ) -> Result<Vec<RoleRow>, RoleError> {
-        let user_id = parse_user_id(user_id)?;
-        caller.require_self_or(user_id, ROLES_READ)?;
-        let mut conn = self.pool.acquire().await?;
-        Ok(repo::roles_of_user(&mut conn, user_id).await?)
-    }
-
-    /// Active role names and permissions of a user, for access tokens.
-    pub async fn grants(
-        &self,
-        caller: &Principal,
-        user_id: &str,
-    ) -> Result<(Vec<String>, Vec<String>), RoleError> {
-        caller.require(ROLES_GRANTS_READ)?;
-        let user_id = parse_user_id(user_id)?;
-        let mut conn = self.pool.acquire().await?;
-        Ok(repo::grants(&mut conn, user_id).await?)
-    }
 }
 
-async fn emit(
+pub(crate) async fn emit(
     conn: &mut PgConnection,
     event_type: &str,
     subject: Uuid,
@@ -506,26 +361,6 @@ async fn emit_changed(
             role_id: role.id,
             name: role.name.clone(),
             change: change.to_owned(),
-        },
-    )
-    .await
-}
-
-/// Records an assignment change in the outbox (also used by the event consumer).
-pub async fn emit_assignment(
-    conn: &mut PgConnection,
-    event_type: &str,
-    user_id: Uuid,
-    role: &RoleRow,
-) -> Result<(), RoleError> {
-    emit(
-        conn,
-        event_type,
-        user_id,
-        &ev::Assignment {
-            user_id,
-            role_id: role.id,
-            role_name: role.name.clone(),
         },
     )
     .await

@@ -5,6 +5,7 @@
 //! [`Application::build`] binds the gRPC and admin listeners (port 0 in tests) and
 //! [`Application::run`] serves until shutdown, with the outbox relay beside it.
 
+pub mod accounts;
 pub mod crypto;
 pub mod domain;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod grpc;
 pub mod lockout;
 pub mod repo;
 pub mod service;
+pub mod sessions;
 
 use std::net::SocketAddr;
 use std::time::Duration;

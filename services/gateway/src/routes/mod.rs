@@ -4,9 +4,13 @@
 
 pub mod account_pages;
 pub mod auth;
+pub mod balance_stats;
 pub mod cards;
+pub mod dashboard;
 pub mod dead_letters;
 pub mod ledger;
+pub mod merchant_documents;
+pub mod merchant_keys;
 pub mod merchant_views;
 pub mod merchants;
 pub mod money_views;

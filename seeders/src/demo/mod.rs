@@ -7,13 +7,16 @@
 //! Idempotency keys are derived from the run's plan, so a second run replays instead of
 //! repeating; a finished run leaves a marker account and later runs stop right away. A run
 //! that stopped part-way can simply be started again: it issues new cards (the old ones' CVVs
-//! are gone) and skips the months already seeded.
+//! are gone) and skips the months already seeded. The actors (users, cards, merchants) are
+//! [`actors`]', the dated history [`history`]'s.
+
+mod actors;
+mod history;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use platform::auth::TokenIssuer;
 use proto::card::v1::card_service_client::CardServiceClient;
@@ -30,6 +33,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 
+use self::actors::{
+    ensure_merchant, ensure_user, find_user, issue_card, wait_account, wait_merchant_account,
+};
+use self::history::{Op, month_done, run_ops};
 use crate::Target;
 
 /// The password of every demo login (customers and merchant owners).
@@ -159,7 +166,7 @@ pub struct Summary {
 }
 
 #[derive(Clone)]
-struct Clients {
+pub(super) struct Clients {
     users: UserServiceClient<Channel>,
     roles: RoleServiceClient<Channel>,
     cards: CardServiceClient<Channel>,
@@ -188,24 +195,24 @@ impl Clients {
 }
 
 #[derive(Clone, Debug)]
-struct DemoCard {
+pub(super) struct DemoCard {
     id: String,
     number: String,
     cvv: String,
 }
 
 #[derive(Clone, Debug)]
-struct DemoMerchant {
+pub(super) struct DemoMerchant {
     id: String,
     key: String,
 }
 
-fn ts(at: DateTime<Utc>) -> Option<prost_types::Timestamp> {
+pub(super) fn ts(at: DateTime<Utc>) -> Option<prost_types::Timestamp> {
     Some(platform::time::to_proto(at))
 }
 
 /// The first instant of the month `back` months before `now`'s month.
-fn month_start(now: DateTime<Utc>, back: u32) -> DateTime<Utc> {
+pub(super) fn month_start(now: DateTime<Utc>, back: u32) -> DateTime<Utc> {
     let months = now.year() * 12 + now.month0() as i32 - back as i32;
     Utc.with_ymd_and_hms(
         months.div_euclid(12),
@@ -397,396 +404,5 @@ pub async fn run(services: &Services, size: Size) -> anyhow::Result<Summary> {
         operations: done.load(Ordering::Relaxed),
         failed_as_planned: planned_failures.load(Ordering::Relaxed),
         already_present: false,
-    })
-}
-
-#[derive(Clone, Debug)]
-enum Op {
-    Topup {
-        card: DemoCard,
-        amount: i64,
-        method: &'static str,
-        at: DateTime<Utc>,
-        key: String,
-    },
-    Withdraw {
-        card: DemoCard,
-        amount: i64,
-        method: &'static str,
-        at: DateTime<Utc>,
-        key: String,
-    },
-    Transfer {
-        from: DemoCard,
-        to: DemoCard,
-        amount: i64,
-        at: DateTime<Utc>,
-        key: String,
-    },
-    Payment {
-        card: DemoCard,
-        merchant: DemoMerchant,
-        amount: i64,
-        method: &'static str,
-        at: DateTime<Utc>,
-        key: String,
-        refund: Option<i64>,
-    },
-}
-
-impl Op {
-    fn at(&self) -> DateTime<Utc> {
-        match self {
-            Self::Topup { at, .. }
-            | Self::Withdraw { at, .. }
-            | Self::Transfer { at, .. }
-            | Self::Payment { at, .. } => *at,
-        }
-    }
-}
-
-/// Whether an earlier run finished the month of `ops`: their last operation's idempotency key
-/// is taken, by a request with other cards (that run's), so the service refuses it with
-/// IDEMPOTENCY_KEY_REUSED and nothing moves. If the key is free, the operation simply happens
-/// (a little ahead of its month's others) and the month runs.
-async fn month_done(c: &Clients, ops: &[Op]) -> anyhow::Result<bool> {
-    let Some(last) = ops.last() else {
-        return Ok(false);
-    };
-    match apply(c, last.clone()).await {
-        Ok(()) => Ok(false),
-        Err(e) => match e.downcast_ref::<tonic::Status>() {
-            Some(s) => {
-                Ok(platform::error::status_reason(s).as_deref() == Some("IDEMPOTENCY_KEY_REUSED"))
-            }
-            None => Err(e),
-        },
-    }
-}
-
-/// Runs `ops` in time order, `concurrency` at a time. Business refusals (insufficient funds:
-/// the demo spends randomly) are part of the data; anything else stops the run.
-async fn run_ops(
-    c: &Clients,
-    ops: Vec<Op>,
-    concurrency: usize,
-    done: &Arc<AtomicU64>,
-    planned_failures: &Arc<AtomicU64>,
-) -> anyhow::Result<()> {
-    use futures::StreamExt;
-    let results = futures::stream::iter(ops.into_iter().map(|op| {
-        let c = c.clone();
-        async move { apply(&c, op).await }
-    }))
-    .buffered(concurrency)
-    .collect::<Vec<_>>()
-    .await;
-    for result in results {
-        match result {
-            Ok(()) => {}
-            Err(e) => match e.downcast_ref::<tonic::Status>() {
-                Some(s)
-                    if matches!(
-                        platform::error::status_reason(s).as_deref(),
-                        Some(
-                            "INSUFFICIENT_FUNDS"
-                                | "IDEMPOTENCY_KEY_REUSED"
-                                | "REFUND_EXCEEDS_PAYMENT"
-                        )
-                    ) =>
-                {
-                    planned_failures.fetch_add(1, Ordering::Relaxed);
-                }
-                _ => return Err(e),
-            },
-        }
-        done.fetch_add(1, Ordering::Relaxed);
-    }
-    Ok(())
-}
-
-async fn apply(c: &Clients, op: Op) -> anyhow::Result<()> {
-    match op {
-        Op::Topup {
-            card,
-            amount,
-            method,
-            at,
-            key,
-        } => {
-            c.topups
-                .clone()
-                .create_topup(c.request(proto::topup::v1::CreateTopupRequest {
-                    idempotency_key: key,
-                    card_number: card.number,
-                    method: method.into(),
-                    amount,
-                    effective_at: ts(at),
-                })?)
-                .await?;
-        }
-        Op::Withdraw {
-            card,
-            amount,
-            method,
-            at,
-            key,
-        } => {
-            c.withdraws
-                .clone()
-                .create_withdraw(c.request(proto::withdraw::v1::CreateWithdrawRequest {
-                    idempotency_key: key,
-                    card_number: card.number,
-                    method: method.into(),
-                    amount,
-                    effective_at: ts(at),
-                })?)
-                .await?;
-        }
-        Op::Transfer {
-            from,
-            to,
-            amount,
-            at,
-            key,
-        } => {
-            c.transfers
-                .clone()
-                .create_transfer(c.request(proto::transfer::v1::CreateTransferRequest {
-                    idempotency_key: key,
-                    from_card_number: from.number,
-                    to_card_number: to.number,
-                    amount,
-                    effective_at: ts(at),
-                })?)
-                .await?;
-        }
-        Op::Payment {
-            card,
-            merchant,
-            amount,
-            method,
-            at,
-            key,
-            refund,
-        } => {
-            let payment = c
-                .payments
-                .clone()
-                .create_payment(c.request(proto::transaction::v1::CreatePaymentRequest {
-                    api_key: merchant.key.clone(),
-                    idempotency_key: key.clone(),
-                    card_number: card.number,
-                    cvv: card.cvv,
-                    amount,
-                    method: method.into(),
-                    description: "demo order".into(),
-                    effective_at: ts(at),
-                })?)
-                .await?
-                .into_inner();
-            if let Some(refund) = refund.filter(|r| *r > 0) {
-                c.payments
-                    .clone()
-                    .create_refund(
-                        c.request(proto::transaction::v1::CreateRefundRequest {
-                            api_key: merchant.key,
-                            idempotency_key: format!("{key}-refund"),
-                            payment_id: payment.id,
-                            amount: refund,
-                            reason: "demo: item returned".into(),
-                            effective_at: ts(at
-                                + chrono::Duration::hours(26)
-                                    .min(Utc::now() - at - chrono::Duration::minutes(1))),
-                        })?,
-                    )
-                    .await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn find_user(c: &Clients, email: &str) -> anyhow::Result<Option<String>> {
-    let page = c
-        .users
-        .clone()
-        .list_users(c.request(proto::user::v1::ListUsersRequest {
-            search: email.to_owned(),
-            ..Default::default()
-        })?)
-        .await
-        .context("listing users")?
-        .into_inner();
-    Ok(page
-        .users
-        .into_iter()
-        .find(|u| u.email.eq_ignore_ascii_case(email))
-        .map(|u| u.id))
-}
-
-async fn ensure_user(c: &Clients, email: &str, first: &str, last: &str) -> anyhow::Result<String> {
-    let created = c
-        .users
-        .clone()
-        .create_user(c.request(proto::user::v1::CreateUserRequest {
-            email: email.to_owned(),
-            password: DEMO_PASSWORD.to_owned(),
-            first_name: first.to_owned(),
-            last_name: last.to_owned(),
-            email_verified: true,
-        })?)
-        .await;
-    match created {
-        Ok(user) => Ok(user.into_inner().id),
-        Err(s) if s.code() == tonic::Code::AlreadyExists => find_user(c, email)
-            .await?
-            .with_context(|| format!("{email} exists but is trashed")),
-        Err(s) => Err(anyhow::anyhow!("creating {email}: {s}")),
-    }
-}
-
-async fn issue_card(c: &Clients, user_id: &str) -> anyhow::Result<DemoCard> {
-    let created = c
-        .cards
-        .clone()
-        .create_card(c.request(proto::card::v1::CreateCardRequest {
-            user_id: user_id.to_owned(),
-            brand: "visa".into(),
-            card_type: proto::card::v1::CardType::Debit as i32,
-            currency: "IDR".into(),
-            valid_years: 5,
-        })?)
-        .await
-        .context("issuing a card")?
-        .into_inner();
-    let card = created.card.context("no card in the reply")?;
-    Ok(DemoCard {
-        id: card.id,
-        number: card.number,
-        cvv: created.cvv,
-    })
-}
-
-async fn wait_account(c: &Clients, card_id: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let found = c
-            .saldo
-            .clone()
-            .get_card_account(c.request(proto::saldo::v1::CardAccountRequest {
-                card_id: card_id.to_owned(),
-            })?)
-            .await;
-        if found.is_ok() {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "card {card_id}'s account did not open within 60 s (is Kafka up?)"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn wait_merchant_account(c: &Clients, merchant_id: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let found = c
-            .saldo
-            .clone()
-            .get_merchant_account(c.request(proto::saldo::v1::MerchantAccountRequest {
-                merchant_id: merchant_id.to_owned(),
-            })?)
-            .await;
-        if found.is_ok() {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "merchant {merchant_id}'s account did not open within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// An applied (and, if `active`, approved) merchant of `owner` with a document and a key.
-async fn ensure_merchant(
-    c: &Clients,
-    owner: &str,
-    name: &str,
-    active: bool,
-) -> anyhow::Result<DemoMerchant> {
-    use proto::merchant::v1 as pb;
-    let applied = c
-        .merchants
-        .clone()
-        .apply_merchant(c.request(pb::ApplyMerchantRequest {
-            user_id: owner.to_owned(),
-            name: name.to_owned(),
-            description: "A demo merchant".into(),
-            website: "https://demo.payments.local".into(),
-            currency: "IDR".into(),
-        })?)
-        .await;
-    let merchant = match applied {
-        Ok(m) => m.into_inner(),
-        Err(s) if s.code() == tonic::Code::AlreadyExists => c
-            .merchants
-            .clone()
-            .list_merchants(c.request(pb::ListMerchantsRequest {
-                user_id: owner.to_owned(),
-                search: name.to_owned(),
-                ..Default::default()
-            })?)
-            .await?
-            .into_inner()
-            .merchants
-            .into_iter()
-            .next()
-            .context("merchant name taken but not found")?,
-        Err(s) => return Err(anyhow::anyhow!("applying {name}: {s}")),
-    };
-    let doc = c
-        .documents
-        .clone()
-        .submit_document(c.request(pb::SubmitDocumentRequest {
-            merchant_id: merchant.id.clone(),
-            document_type: "business_license".into(),
-            document_url: "https://demo.payments.local/license.pdf".into(),
-        })?)
-        .await?
-        .into_inner();
-    if active {
-        c.documents
-            .clone()
-            .review_document(c.request(pb::ReviewDocumentRequest {
-                id: doc.id,
-                status: pb::DocumentStatus::Approved as i32,
-                note: "demo: verified".into(),
-            })?)
-            .await?;
-        if merchant.status == pb::MerchantStatus::Pending as i32 {
-            c.merchants
-                .clone()
-                .update_merchant_status(c.request(pb::UpdateMerchantStatusRequest {
-                    id: merchant.id.clone(),
-                    status: pb::MerchantStatus::Active as i32,
-                    reason: String::new(),
-                })?)
-                .await?;
-        }
-    }
-    let key = c
-        .merchants
-        .clone()
-        .create_api_key(c.request(pb::CreateApiKeyRequest {
-            merchant_id: merchant.id.clone(),
-        })?)
-        .await?
-        .into_inner();
-    Ok(DemoMerchant {
-        id: merchant.id,
-        key: key.api_key,
     })
 }

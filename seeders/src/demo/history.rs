@@ -1,0 +1,217 @@
+//! The demo history: one operation (top-up, withdraw, transfer, payment with its refund) per
+//! planned event, applied month by month through the services with its own past time and
+//! idempotency key, so a resumed run skips the months already seeded.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+
+use super::{Clients, DemoCard, DemoMerchant, ts};
+
+#[derive(Clone, Debug)]
+pub(super) enum Op {
+    Topup {
+        card: DemoCard,
+        amount: i64,
+        method: &'static str,
+        at: DateTime<Utc>,
+        key: String,
+    },
+    Withdraw {
+        card: DemoCard,
+        amount: i64,
+        method: &'static str,
+        at: DateTime<Utc>,
+        key: String,
+    },
+    Transfer {
+        from: DemoCard,
+        to: DemoCard,
+        amount: i64,
+        at: DateTime<Utc>,
+        key: String,
+    },
+    Payment {
+        card: DemoCard,
+        merchant: DemoMerchant,
+        amount: i64,
+        method: &'static str,
+        at: DateTime<Utc>,
+        key: String,
+        refund: Option<i64>,
+    },
+}
+
+impl Op {
+    pub(super) fn at(&self) -> DateTime<Utc> {
+        match self {
+            Self::Topup { at, .. }
+            | Self::Withdraw { at, .. }
+            | Self::Transfer { at, .. }
+            | Self::Payment { at, .. } => *at,
+        }
+    }
+}
+
+/// Whether an earlier run finished the month of `ops`: their last operation's idempotency key
+/// is taken, by a request with other cards (that run's), so the service refuses it with
+/// IDEMPOTENCY_KEY_REUSED and nothing moves. If the key is free, the operation simply happens
+/// (a little ahead of its month's others) and the month runs.
+pub(super) async fn month_done(c: &Clients, ops: &[Op]) -> anyhow::Result<bool> {
+    let Some(last) = ops.last() else {
+        return Ok(false);
+    };
+    match apply(c, last.clone()).await {
+        Ok(()) => Ok(false),
+        Err(e) => match e.downcast_ref::<tonic::Status>() {
+            Some(s) => {
+                Ok(platform::error::status_reason(s).as_deref() == Some("IDEMPOTENCY_KEY_REUSED"))
+            }
+            None => Err(e),
+        },
+    }
+}
+
+/// Runs `ops` in time order, `concurrency` at a time. Business refusals (insufficient funds:
+/// the demo spends randomly) are part of the data; anything else stops the run.
+pub(super) async fn run_ops(
+    c: &Clients,
+    ops: Vec<Op>,
+    concurrency: usize,
+    done: &Arc<AtomicU64>,
+    planned_failures: &Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let results = futures::stream::iter(ops.into_iter().map(|op| {
+        let c = c.clone();
+        async move { apply(&c, op).await }
+    }))
+    .buffered(concurrency)
+    .collect::<Vec<_>>()
+    .await;
+    for result in results {
+        match result {
+            Ok(()) => {}
+            Err(e) => match e.downcast_ref::<tonic::Status>() {
+                Some(s)
+                    if matches!(
+                        platform::error::status_reason(s).as_deref(),
+                        Some(
+                            "INSUFFICIENT_FUNDS"
+                                | "IDEMPOTENCY_KEY_REUSED"
+                                | "REFUND_EXCEEDS_PAYMENT"
+                        )
+                    ) =>
+                {
+                    planned_failures.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => return Err(e),
+            },
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+pub(super) async fn apply(c: &Clients, op: Op) -> anyhow::Result<()> {
+    match op {
+        Op::Topup {
+            card,
+            amount,
+            method,
+            at,
+            key,
+        } => {
+            c.topups
+                .clone()
+                .create_topup(c.request(proto::topup::v1::CreateTopupRequest {
+                    idempotency_key: key,
+                    card_number: card.number,
+                    method: method.into(),
+                    amount,
+                    effective_at: ts(at),
+                })?)
+                .await?;
+        }
+        Op::Withdraw {
+            card,
+            amount,
+            method,
+            at,
+            key,
+        } => {
+            c.withdraws
+                .clone()
+                .create_withdraw(c.request(proto::withdraw::v1::CreateWithdrawRequest {
+                    idempotency_key: key,
+                    card_number: card.number,
+                    method: method.into(),
+                    amount,
+                    effective_at: ts(at),
+                })?)
+                .await?;
+        }
+        Op::Transfer {
+            from,
+            to,
+            amount,
+            at,
+            key,
+        } => {
+            c.transfers
+                .clone()
+                .create_transfer(c.request(proto::transfer::v1::CreateTransferRequest {
+                    idempotency_key: key,
+                    from_card_number: from.number,
+                    to_card_number: to.number,
+                    amount,
+                    effective_at: ts(at),
+                })?)
+                .await?;
+        }
+        Op::Payment {
+            card,
+            merchant,
+            amount,
+            method,
+            at,
+            key,
+            refund,
+        } => {
+            let payment = c
+                .payments
+                .clone()
+                .create_payment(c.request(proto::transaction::v1::CreatePaymentRequest {
+                    api_key: merchant.key.clone(),
+                    idempotency_key: key.clone(),
+                    card_number: card.number,
+                    cvv: card.cvv,
+                    amount,
+                    method: method.into(),
+                    description: "demo order".into(),
+                    effective_at: ts(at),
+                })?)
+                .await?
+                .into_inner();
+            if let Some(refund) = refund.filter(|r| *r > 0) {
+                c.payments
+                    .clone()
+                    .create_refund(
+                        c.request(proto::transaction::v1::CreateRefundRequest {
+                            api_key: merchant.key,
+                            idempotency_key: format!("{key}-refund"),
+                            payment_id: payment.id,
+                            amount: refund,
+                            reason: "demo: item returned".into(),
+                            effective_at: ts(at
+                                + chrono::Duration::hours(26)
+                                    .min(Utc::now() - at - chrono::Duration::minutes(1))),
+                        })?,
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
