@@ -21,6 +21,7 @@ use sqlx::{PgConnection, PgPool};
 use tonic::transport::Channel;
 
 use crate::mailer::{Mailer, SendError};
+use crate::repo;
 use crate::templates::Templates;
 
 /// Settings of the handler.
@@ -98,36 +99,21 @@ impl EmailEvents {
         subject: &str,
         trace_id: Option<&str>,
     ) -> Result<Option<i32>, HandlerError> {
-        let claimed: Option<i32> = sqlx::query_scalar(
-            "INSERT INTO deliveries (event_id, event_type, template, recipient, subject, status,
-                 trace_id)
-             VALUES ($1, $2, $3, $4, $5, 'sending', $6)
-             ON CONFLICT (event_id) DO UPDATE
-                 SET status = 'sending', attempts = deliveries.attempts + 1, updated_at = now()
-                 WHERE deliveries.status = 'failed'
-             RETURNING attempts",
+        let claimed = repo::claim(
+            &self.pool,
+            &repo::Claim {
+                event_id: event.id,
+                event_type: &event.event_type,
+                template: email.template,
+                recipient: &email.to,
+                subject,
+                trace_id,
+            },
         )
-        .bind(event.id)
-        .bind(&event.event_type)
-        .bind(email.template)
-        .bind(&email.to)
-        .bind(subject)
-        .bind(trace_id)
-        .fetch_optional(&self.pool)
         .await?;
-        if claimed.is_none() {
-            let crashed = sqlx::query(
-                "UPDATE deliveries SET status = 'unknown', updated_at = now(),
-                     last_error = 'the service stopped while sending; not resent'
-                 WHERE event_id = $1 AND status = 'sending'",
-            )
-            .bind(event.id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            if crashed > 0 {
-                tracing::warn!(event_id = %event.id, "email may or may not have been sent before a crash; not resending");
-            }
+        if claimed.is_none() && repo::mark_interrupted(&self.pool, event.id).await? {
+            tracing::warn!(event_id = %event.id,
+                "email may or may not have been sent before a crash; not resending");
         }
         Ok(claimed)
     }
@@ -162,28 +148,13 @@ impl EmailEvents {
             .await
         {
             Ok(message_id) => {
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'sent', sent_at = now(), updated_at = now(),
-                         message_id = $2, last_error = NULL
-                     WHERE event_id = $1",
-                )
-                .bind(event.id)
-                .bind(&message_id)
-                .execute(&self.pool)
-                .await?;
+                repo::mark_sent(&self.pool, event.id, &message_id).await?;
                 metrics::counter!("emails_sent_total", "template" => email.template).increment(1);
                 tracing::info!(event_id = %event.id, template = email.template, attempt, "email sent");
                 Ok(())
             }
             Err(e) => {
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'failed', last_error = $2, updated_at = now()
-                     WHERE event_id = $1",
-                )
-                .bind(event.id)
-                .bind(e.to_string())
-                .execute(&self.pool)
-                .await?;
+                repo::mark_failed(&self.pool, event.id, &e.to_string()).await?;
                 metrics::counter!("emails_failed_total", "template" => email.template).increment(1);
                 match e {
                     SendError::Transient(_) if attempt < self.settings.max_attempts => {

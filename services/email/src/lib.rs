@@ -7,6 +7,7 @@
 pub mod compose;
 pub mod handler;
 pub mod mailer;
+pub mod repo;
 pub mod templates;
 
 use std::net::SocketAddr;

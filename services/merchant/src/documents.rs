@@ -1,9 +1,6 @@
 //! Merchant documents: the owner submits (and, while pending, corrects) them; an admin
 //! approves or rejects each with a note. Every change is a `merchant_document.*` event; the
 //! review reaches the owner by email.
-//!
-//! Slightly over 400 lines: the document workflow (submit, edit while pending, review, trash)
-//! and its events in one place.
 
 use chrono::{DateTime, Utc};
 use events::payloads::merchant as ev;
@@ -15,11 +12,11 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::MerchantError;
+use crate::repo;
 use crate::service::{
     MERCHANTS_DELETE, MERCHANTS_READ, MERCHANTS_REVIEW, MERCHANTS_WRITE, MerchantRow, Merchants,
+    SOURCE,
 };
-
-const SOURCE: &str = "merchant-service";
 
 /// Document types a merchant can submit.
 pub const DOCUMENT_TYPES: &[&str] = &[
@@ -56,11 +53,6 @@ pub struct DocumentRow {
     pub owner_id: Uuid,
     pub merchant_name: String,
 }
-
-const SELECT_DOCUMENT: &str = "SELECT d.id, d.merchant_id, d.document_type, d.document_url,
-        d.status, d.note, d.reviewed_by, d.reviewed_at, d.created_at, d.updated_at,
-        d.deleted_at, m.user_id AS owner_id, m.name AS merchant_name
-    FROM merchant_documents d JOIN merchants m ON m.id = d.merchant_id";
 
 fn check_type(value: &str, violations: &mut Vec<FieldViolation>) {
     if !DOCUMENT_TYPES.contains(&value) {
@@ -104,9 +96,7 @@ impl Documents {
     }
 
     async fn load(conn: &mut PgConnection, id: Uuid) -> Result<DocumentRow, MerchantError> {
-        sqlx::query_as(&format!("{SELECT_DOCUMENT} WHERE d.id = $1"))
-            .bind(id)
-            .fetch_optional(conn)
+        repo::document(conn, id)
             .await?
             .ok_or(MerchantError::DocumentNotFound)
     }
@@ -145,16 +135,7 @@ impl Documents {
             return Err(MerchantError::Trashed);
         }
         let id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO merchant_documents (id, merchant_id, document_type, document_url)
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id)
-        .bind(merchant_id)
-        .bind(document_type)
-        .bind(document_url)
-        .execute(&mut *tx)
-        .await?;
+        repo::insert_document(&mut *tx, id, merchant_id, document_type, document_url).await?;
         let doc = Self::load(&mut tx, id).await?;
         emit(&mut tx, ev::DOCUMENT_SUBMITTED, &doc, None).await?;
         tx.commit().await?;
@@ -186,18 +167,7 @@ impl Documents {
         if doc.deleted_at.is_some() {
             return Err(MerchantError::DocumentNotFound);
         }
-        let updated = sqlx::query(
-            "UPDATE merchant_documents SET document_type = COALESCE($2, document_type),
-                 document_url = COALESCE($3, document_url), updated_at = now()
-             WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(id)
-        .bind(document_type)
-        .bind(document_url)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
+        if !repo::update_pending_document(&mut *tx, id, document_type, document_url).await? {
             return Err(MerchantError::AlreadyReviewed(doc.status));
         }
         let doc = Self::load(&mut tx, id).await?;
@@ -231,31 +201,9 @@ impl Documents {
         if let Some(merchant_id) = merchant_id {
             self.merchants.get(caller, merchant_id).await?;
         }
-        let predicate = format!(
-            "WHERE d.{} AND ($1::uuid IS NULL OR d.merchant_id = $1)
-               AND ($2::text IS NULL OR d.status = $2) AND ($3::uuid IS NULL OR m.user_id = $3)",
-            lifecycle.sql_predicate()
-        );
         let mut conn = self.pool.acquire().await?;
-        let total: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM merchant_documents d JOIN merchants m ON m.id = d.merchant_id
-             {predicate}"
-        ))
-        .bind(merchant_id)
-        .bind(status)
-        .bind(owner)
-        .fetch_one(&mut *conn)
-        .await?;
-        let rows = sqlx::query_as(&format!(
-            "{SELECT_DOCUMENT} {predicate} ORDER BY d.created_at DESC, d.id LIMIT $4 OFFSET $5"
-        ))
-        .bind(merchant_id)
-        .bind(status)
-        .bind(owner)
-        .bind(page.limit())
-        .bind(page.offset())
-        .fetch_all(&mut *conn)
-        .await?;
+        let (rows, total) =
+            repo::list_documents(&mut conn, merchant_id, status, owner, lifecycle, page).await?;
         Ok((rows, total))
     }
 
@@ -285,19 +233,7 @@ impl Documents {
         if doc.deleted_at.is_some() {
             return Err(MerchantError::DocumentNotFound);
         }
-        let reviewed = sqlx::query(
-            "UPDATE merchant_documents SET status = $2, note = NULLIF($3, ''), reviewed_by = $4,
-                 reviewed_at = now(), updated_at = now()
-             WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(id)
-        .bind(status)
-        .bind(note)
-        .bind(caller.user_id())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if reviewed == 0 {
+        if !repo::review_pending_document(&mut *tx, id, status, note, caller.user_id()).await? {
             return Err(MerchantError::AlreadyReviewed(doc.status));
         }
         let doc = Self::load(&mut tx, id).await?;
@@ -320,14 +256,7 @@ impl Documents {
         if doc.deleted_at.is_some() == trash {
             return Ok(doc);
         }
-        sqlx::query(
-            "UPDATE merchant_documents SET deleted_at = CASE WHEN $2 THEN now() END,
-                 updated_at = now() WHERE id = $1",
-        )
-        .bind(id)
-        .bind(trash)
-        .execute(&mut *tx)
-        .await?;
+        repo::set_document_trashed(&mut *tx, id, trash).await?;
         let doc = Self::load(&mut tx, id).await?;
         let change = if trash { "trashed" } else { "restored" };
         emit(&mut tx, ev::DOCUMENT_CHANGED, &doc, Some(change)).await?;
@@ -355,10 +284,7 @@ impl Documents {
         if doc.deleted_at.is_none() {
             return Err(MerchantError::NotTrashed("document"));
         }
-        sqlx::query("DELETE FROM merchant_documents WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        repo::delete_document(&mut *tx, id).await?;
         emit(&mut tx, ev::DOCUMENT_CHANGED, &doc, Some("deleted")).await?;
         tx.commit().await?;
         Ok(())
@@ -367,12 +293,7 @@ impl Documents {
     pub async fn restore_all(&self, caller: &Principal) -> Result<u64, MerchantError> {
         caller.require(MERCHANTS_DELETE)?;
         let mut tx = self.pool.begin().await?;
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE merchant_documents SET deleted_at = NULL, updated_at = now()
-             WHERE deleted_at IS NOT NULL RETURNING id",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        let ids = repo::restore_all_documents(&mut *tx).await?;
         for id in &ids {
             let doc = Self::load(&mut tx, *id).await?;
             emit(&mut tx, ev::DOCUMENT_CHANGED, &doc, Some("restored")).await?;
@@ -384,13 +305,8 @@ impl Documents {
     pub async fn delete_all_trashed(&self, caller: &Principal) -> Result<u64, MerchantError> {
         caller.require(MERCHANTS_DELETE)?;
         let mut tx = self.pool.begin().await?;
-        let docs: Vec<DocumentRow> =
-            sqlx::query_as(&format!("{SELECT_DOCUMENT} WHERE d.deleted_at IS NOT NULL"))
-                .fetch_all(&mut *tx)
-                .await?;
-        sqlx::query("DELETE FROM merchant_documents WHERE deleted_at IS NOT NULL")
-            .execute(&mut *tx)
-            .await?;
+        let docs = repo::trashed_documents(&mut *tx).await?;
+        repo::delete_trashed_documents(&mut *tx).await?;
         for doc in &docs {
             emit(&mut tx, ev::DOCUMENT_CHANGED, doc, Some("deleted")).await?;
         }

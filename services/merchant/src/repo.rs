@@ -1,11 +1,12 @@
-//! The merchant service's SQL for merchants and their API keys, and only SQL: rows in, rows
-//! out. Deciding who may do what, and the events, are [`crate::service`]'s and
-//! [`crate::api_keys`]'s (documents keep their SQL in [`crate::documents`]).
+//! The merchant service's SQL, and only SQL: rows in, rows
+//! out, for merchants, their API keys and their documents. Deciding who may do what, and the
+//! events, are [`crate::service`]'s, [`crate::api_keys`]' and [`crate::documents`]'.
 
 use platform::pagination::{LifecycleFilter, Page};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use crate::documents::{DocumentRow, DocumentStatus};
 use crate::service::{ApiKeyRow, MerchantRow, MerchantStatus};
 
 const MERCHANT_COLUMNS: &str = "id, user_id, name, description, website, currency, status,
@@ -262,4 +263,166 @@ pub async fn key_by_hash(db: impl PgExecutor<'_>, hash: &[u8]) -> sqlx::Result<O
     .bind(hash)
     .fetch_optional(db)
     .await
+}
+
+const SELECT_DOCUMENT: &str = "SELECT d.id, d.merchant_id, d.document_type, d.document_url,
+        d.status, d.note, d.reviewed_by, d.reviewed_at, d.created_at, d.updated_at,
+        d.deleted_at, m.user_id AS owner_id, m.name AS merchant_name
+    FROM merchant_documents d JOIN merchants m ON m.id = d.merchant_id";
+
+/// One document, with its merchant's owner and name.
+pub async fn document(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<DocumentRow>> {
+    sqlx::query_as(&format!("{SELECT_DOCUMENT} WHERE d.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn insert_document(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    merchant_id: Uuid,
+    document_type: &str,
+    document_url: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO merchant_documents (id, merchant_id, document_type, document_url)
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(merchant_id)
+    .bind(document_type)
+    .bind(document_url)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Corrects a document while it is pending; whether it was.
+pub async fn update_pending_document(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    document_type: Option<String>,
+    document_url: Option<String>,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE merchant_documents SET document_type = COALESCE($2, document_type),
+             document_url = COALESCE($3, document_url), updated_at = now()
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(document_type)
+    .bind(document_url)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Records the review of a pending document; whether it was pending.
+pub async fn review_pending_document(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    status: DocumentStatus,
+    note: &str,
+    reviewer: Option<Uuid>,
+) -> sqlx::Result<bool> {
+    let reviewed = sqlx::query(
+        "UPDATE merchant_documents SET status = $2, note = NULLIF($3, ''), reviewed_by = $4,
+             reviewed_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(note)
+    .bind(reviewer)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(reviewed == 1)
+}
+
+/// A page of documents (of one merchant, of one owner's merchants, or all), newest first,
+/// and how many match.
+pub async fn list_documents(
+    conn: &mut sqlx::PgConnection,
+    merchant_id: Option<Uuid>,
+    status: Option<DocumentStatus>,
+    owner: Option<Uuid>,
+    lifecycle: LifecycleFilter,
+    page: Page,
+) -> sqlx::Result<(Vec<DocumentRow>, i64)> {
+    let predicate = format!(
+        "WHERE d.{} AND ($1::uuid IS NULL OR d.merchant_id = $1)
+           AND ($2::text IS NULL OR d.status = $2) AND ($3::uuid IS NULL OR m.user_id = $3)",
+        lifecycle.sql_predicate()
+    );
+    let total: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM merchant_documents d JOIN merchants m ON m.id = d.merchant_id
+         {predicate}"
+    ))
+    .bind(merchant_id)
+    .bind(status)
+    .bind(owner)
+    .fetch_one(&mut *conn)
+    .await?;
+    let rows = sqlx::query_as(&format!(
+        "{SELECT_DOCUMENT} {predicate} ORDER BY d.created_at DESC, d.id LIMIT $4 OFFSET $5"
+    ))
+    .bind(merchant_id)
+    .bind(status)
+    .bind(owner)
+    .bind(page.limit())
+    .bind(page.offset())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((rows, total))
+}
+
+/// Trashes (`trash`) or restores a document.
+pub async fn set_document_trashed(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    trash: bool,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE merchant_documents SET deleted_at = CASE WHEN $2 THEN now() END,
+             updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(trash)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_document(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM merchant_documents WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Restores every trashed document; their ids.
+pub async fn restore_all_documents(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "UPDATE merchant_documents SET deleted_at = NULL, updated_at = now()
+         WHERE deleted_at IS NOT NULL RETURNING id",
+    )
+    .fetch_all(db)
+    .await
+}
+
+pub async fn trashed_documents(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<DocumentRow>> {
+    sqlx::query_as(&format!("{SELECT_DOCUMENT} WHERE d.deleted_at IS NOT NULL"))
+        .fetch_all(db)
+        .await
+}
+
+pub async fn delete_trashed_documents(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM merchant_documents WHERE deleted_at IS NOT NULL")
+        .execute(db)
+        .await?;
+    Ok(())
 }
