@@ -73,41 +73,29 @@ impl Movements {
             Some(true) => "out",
             Some(false) => "in",
         };
-        const PREDICATE: &str = "WHERE ($1::uuid IS NULL OR t.user_id = $1 OR t.to_user_id = $1)
+        let mut conn = self.pool.acquire().await?;
+        Ok(platform::count_and_page!(
+            &mut conn,
+            select = format!("SELECT {}", Movement::COLUMNS),
+            from_where = "FROM movements t
+              WHERE ($1::uuid IS NULL OR t.user_id = $1 OR t.to_user_id = $1)
               AND ($2::uuid IS NULL OR (t.card_id = $2 AND $3 <> 'in')
                    OR (t.to_card_id = $2 AND $3 <> 'out'))
               AND ($4::text IS NULL OR t.status = $4)
               AND ($5::timestamptz IS NULL OR t.created_at >= $5)
               AND ($6::timestamptz IS NULL OR t.created_at < $6)
-              AND ($7::text IS NULL OR t.method = $7)";
-        let mut conn = self.pool.acquire().await?;
-        let total: i64 =
-            sqlx::query_scalar(&format!("SELECT count(*) FROM movements t {PREDICATE}"))
-                .bind(party)
-                .bind(filter.card_id)
-                .bind(direction)
-                .bind(filter.status)
-                .bind(filter.from)
-                .bind(filter.to)
-                .bind(&filter.method)
-                .fetch_one(&mut *conn)
-                .await?;
-        let rows = sqlx::query_as(&format!(
-            "SELECT {} FROM movements t {PREDICATE}
-             ORDER BY t.created_at DESC, t.id DESC LIMIT $8 OFFSET $9",
-            Movement::COLUMNS
+              AND ($7::text IS NULL OR t.method = $7)",
+            order = "ORDER BY t.created_at DESC, t.id DESC",
+            page = page,
+            binds = [
+                party,
+                filter.card_id,
+                direction,
+                filter.status,
+                filter.from,
+                filter.to,
+                filter.method,
+            ],
         ))
-        .bind(party)
-        .bind(filter.card_id)
-        .bind(direction)
-        .bind(filter.status)
-        .bind(filter.from)
-        .bind(filter.to)
-        .bind(&filter.method)
-        .bind(page.limit())
-        .bind(page.offset())
-        .fetch_all(&mut *conn)
-        .await?;
-        Ok((rows, total))
     }
 }

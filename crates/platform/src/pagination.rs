@@ -87,6 +87,55 @@ impl LifecycleFilter {
     }
 }
 
+/// One page of a filtered list and how many rows match the filter, from two statements that
+/// share the filter's binds: `count(*)` over `from_where`, then `select` over it with
+/// `order`, `LIMIT` and `OFFSET` (their placeholders numbered after the binds).
+///
+/// ```ignore
+/// let (rows, total): (Vec<CardRow>, i64) = platform::count_and_page!(
+///     &mut *conn,
+///     select = "SELECT id, brand",
+///     from_where = "FROM cards WHERE user_id = $1",
+///     order = "ORDER BY created_at DESC",
+///     page = page,
+///     binds = [owner],
+/// );
+/// ```
+#[macro_export]
+macro_rules! count_and_page {
+    (
+        $conn:expr,
+        select = $select:expr,
+        from_where = $from_where:expr,
+        order = $order:expr,
+        page = $page:expr,
+        binds = [$($bind:expr),* $(,)?] $(,)?
+    ) => {{
+        let conn: &mut $crate::__private::sqlx::PgConnection = $conn;
+        let from_where: &str = &$from_where;
+        let binds: usize = 0 $(+ { let _ = stringify!($bind); 1 })*;
+        let total: i64 = $crate::__private::sqlx::query_scalar(
+            &format!("SELECT count(*) {from_where}"),
+        )
+        $(.bind(&$bind))*
+        .fetch_one(&mut *conn)
+        .await?;
+        let rows = $crate::__private::sqlx::query_as(&format!(
+            "{} {from_where} {} LIMIT ${} OFFSET ${}",
+            $select,
+            $order,
+            binds + 1,
+            binds + 2
+        ))
+        $(.bind(&$bind))*
+        .bind($page.limit())
+        .bind($page.offset())
+        .fetch_all(&mut *conn)
+        .await?;
+        (rows, total)
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

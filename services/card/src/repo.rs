@@ -99,29 +99,18 @@ pub async fn list(
     page: Page,
 ) -> sqlx::Result<(Vec<StoredCard>, i64)> {
     let pattern = platform::db::like_pattern(search);
-    let filter = format!(
-        "WHERE {} AND ($1::uuid IS NULL OR user_id = $1)
-           AND ($2 = '' OR pan_last4 = $2 OR brand ILIKE $3 OR currency ILIKE $3)",
-        lifecycle.sql_predicate()
-    );
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM cards {filter}"))
-        .bind(owner)
-        .bind(search)
-        .bind(&pattern)
-        .fetch_one(&mut *conn)
-        .await?;
-    let rows = sqlx::query_as(&format!(
-        "SELECT {CARD_COLUMNS} FROM cards {filter}
-         ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
+    Ok(platform::count_and_page!(
+        conn,
+        select = format!("SELECT {CARD_COLUMNS}"),
+        from_where = format!(
+            "FROM cards WHERE {} AND ($1::uuid IS NULL OR user_id = $1)
+               AND ($2 = '' OR pan_last4 = $2 OR brand ILIKE $3 OR currency ILIKE $3)",
+            lifecycle.sql_predicate()
+        ),
+        order = "ORDER BY created_at DESC, id",
+        page = page,
+        binds = [owner, search, pattern],
     ))
-    .bind(owner)
-    .bind(search)
-    .bind(&pattern)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok((rows, total))
 }
 
 /// Changes a card's type and expiry (each when given).

@@ -64,31 +64,18 @@ pub async fn list_merchants(
     page: Page,
 ) -> sqlx::Result<(Vec<MerchantRow>, i64)> {
     let pattern = platform::db::like_pattern(search);
-    let predicate = format!(
-        "WHERE {} AND ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2)
-           AND ($3 = '' OR name ILIKE $4)",
-        lifecycle.sql_predicate()
-    );
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM merchants {predicate}"))
-        .bind(owner)
-        .bind(status)
-        .bind(search)
-        .bind(&pattern)
-        .fetch_one(&mut *conn)
-        .await?;
-    let rows = sqlx::query_as(&format!(
-        "SELECT {MERCHANT_COLUMNS} FROM merchants {predicate}
-         ORDER BY created_at DESC, id LIMIT $5 OFFSET $6"
+    Ok(platform::count_and_page!(
+        conn,
+        select = format!("SELECT {MERCHANT_COLUMNS}"),
+        from_where = format!(
+            "FROM merchants WHERE {} AND ($1::uuid IS NULL OR user_id = $1)
+               AND ($2::text IS NULL OR status = $2) AND ($3 = '' OR name ILIKE $4)",
+            lifecycle.sql_predicate()
+        ),
+        order = "ORDER BY created_at DESC, id",
+        page = page,
+        binds = [owner, status, search, pattern],
     ))
-    .bind(owner)
-    .bind(status)
-    .bind(search)
-    .bind(&pattern)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok((rows, total))
 }
 
 /// Changes a merchant's name, description and website (each when given).
@@ -265,17 +252,19 @@ pub async fn key_by_hash(db: impl PgExecutor<'_>, hash: &[u8]) -> sqlx::Result<O
     .await
 }
 
-const SELECT_DOCUMENT: &str = "SELECT d.id, d.merchant_id, d.document_type, d.document_url,
-        d.status, d.note, d.reviewed_by, d.reviewed_at, d.created_at, d.updated_at,
-        d.deleted_at, m.user_id AS owner_id, m.name AS merchant_name
-    FROM merchant_documents d JOIN merchants m ON m.id = d.merchant_id";
+const SELECT_DOCUMENT_COLUMNS: &str = "SELECT d.id, d.merchant_id, d.document_type,
+        d.document_url, d.status, d.note, d.reviewed_by, d.reviewed_at, d.created_at,
+        d.updated_at, d.deleted_at, m.user_id AS owner_id, m.name AS merchant_name";
+const DOCUMENTS_FROM: &str = "FROM merchant_documents d JOIN merchants m ON m.id = d.merchant_id";
 
 /// One document, with its merchant's owner and name.
 pub async fn document(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<DocumentRow>> {
-    sqlx::query_as(&format!("{SELECT_DOCUMENT} WHERE d.id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(&format!(
+        "{SELECT_DOCUMENT_COLUMNS} {DOCUMENTS_FROM} WHERE d.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn insert_document(
@@ -352,31 +341,18 @@ pub async fn list_documents(
     lifecycle: LifecycleFilter,
     page: Page,
 ) -> sqlx::Result<(Vec<DocumentRow>, i64)> {
-    let predicate = format!(
-        "WHERE d.{} AND ($1::uuid IS NULL OR d.merchant_id = $1)
-           AND ($2::text IS NULL OR d.status = $2) AND ($3::uuid IS NULL OR m.user_id = $3)",
-        lifecycle.sql_predicate()
-    );
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM merchant_documents d JOIN merchants m ON m.id = d.merchant_id
-         {predicate}"
+    Ok(platform::count_and_page!(
+        conn,
+        select = SELECT_DOCUMENT_COLUMNS,
+        from_where = format!(
+            "{DOCUMENTS_FROM} WHERE d.{} AND ($1::uuid IS NULL OR d.merchant_id = $1)
+               AND ($2::text IS NULL OR d.status = $2) AND ($3::uuid IS NULL OR m.user_id = $3)",
+            lifecycle.sql_predicate()
+        ),
+        order = "ORDER BY d.created_at DESC, d.id",
+        page = page,
+        binds = [merchant_id, status, owner],
     ))
-    .bind(merchant_id)
-    .bind(status)
-    .bind(owner)
-    .fetch_one(&mut *conn)
-    .await?;
-    let rows = sqlx::query_as(&format!(
-        "{SELECT_DOCUMENT} {predicate} ORDER BY d.created_at DESC, d.id LIMIT $4 OFFSET $5"
-    ))
-    .bind(merchant_id)
-    .bind(status)
-    .bind(owner)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok((rows, total))
 }
 
 /// Trashes (`trash`) or restores a document.
@@ -415,9 +391,11 @@ pub async fn restore_all_documents(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<
 }
 
 pub async fn trashed_documents(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<DocumentRow>> {
-    sqlx::query_as(&format!("{SELECT_DOCUMENT} WHERE d.deleted_at IS NOT NULL"))
-        .fetch_all(db)
-        .await
+    sqlx::query_as(&format!(
+        "{SELECT_DOCUMENT_COLUMNS} {DOCUMENTS_FROM} WHERE d.deleted_at IS NOT NULL"
+    ))
+    .fetch_all(db)
+    .await
 }
 
 pub async fn delete_trashed_documents(db: impl PgExecutor<'_>) -> sqlx::Result<()> {

@@ -23,22 +23,20 @@ pub struct RoleRow {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
-const SELECT_ROLE: &str =
-    "SELECT r.id, r.name, r.description, r.is_system, r.created_at, r.updated_at,
-        r.deleted_at,
+const ROLE_COLUMNS: &str = "SELECT r.id, r.name, r.description, r.is_system, r.created_at,
+        r.updated_at, r.deleted_at,
         COALESCE((SELECT array_agg(rp.permission ORDER BY rp.permission)
-                  FROM role_permissions rp WHERE rp.role_id = r.id), '{}') AS permissions
-     FROM roles r";
+                  FROM role_permissions rp WHERE rp.role_id = r.id), '{}') AS permissions";
 
 pub async fn role_by_id(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<RoleRow>> {
-    sqlx::query_as(&format!("{SELECT_ROLE} WHERE r.id = $1"))
+    sqlx::query_as(&format!("{ROLE_COLUMNS} FROM roles r WHERE r.id = $1"))
         .bind(id)
         .fetch_optional(conn)
         .await
 }
 
 pub async fn role_by_name(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<RoleRow>> {
-    sqlx::query_as(&format!("{SELECT_ROLE} WHERE r.name = $1"))
+    sqlx::query_as(&format!("{ROLE_COLUMNS} FROM roles r WHERE r.name = $1"))
         .bind(name)
         .fetch_optional(conn)
         .await
@@ -116,26 +114,18 @@ pub async fn list_roles(
     search: &str,
     page: Page,
 ) -> sqlx::Result<(Vec<RoleRow>, i64)> {
-    let filter = format!(
-        "r.{} AND ($1 = '' OR r.name ILIKE $2 OR r.description ILIKE $2)",
-        lifecycle.sql_predicate()
-    );
     let pattern = platform::db::like_pattern(search);
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM roles r WHERE {filter}"))
-        .bind(search)
-        .bind(&pattern)
-        .fetch_one(&mut *conn)
-        .await?;
-    let rows = sqlx::query_as(&format!(
-        "{SELECT_ROLE} WHERE {filter} ORDER BY r.created_at DESC, r.id DESC LIMIT $3 OFFSET $4"
+    Ok(platform::count_and_page!(
+        conn,
+        select = ROLE_COLUMNS,
+        from_where = format!(
+            "FROM roles r WHERE r.{} AND ($1 = '' OR r.name ILIKE $2 OR r.description ILIKE $2)",
+            lifecycle.sql_predicate()
+        ),
+        order = "ORDER BY r.created_at DESC, r.id DESC",
+        page = page,
+        binds = [search, pattern],
     ))
-    .bind(search)
-    .bind(&pattern)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(conn)
-    .await?;
-    Ok((rows, total))
 }
 
 /// Trashes or restores a non-system role; returns whether it changed.
@@ -241,7 +231,8 @@ pub async fn lock_admins(conn: &mut PgConnection) -> sqlx::Result<Vec<Uuid>> {
 /// Every role of a user (trashed roles included, flagged by `deleted_at`).
 pub async fn roles_of_user(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<Vec<RoleRow>> {
     sqlx::query_as(&format!(
-        "{SELECT_ROLE} JOIN user_roles ur ON ur.role_id = r.id WHERE ur.user_id = $1 ORDER BY r.name"
+        "{ROLE_COLUMNS} FROM roles r JOIN user_roles ur ON ur.role_id = r.id
+         WHERE ur.user_id = $1 ORDER BY r.name"
     ))
     .bind(user_id)
     .fetch_all(conn)

@@ -26,9 +26,8 @@ pub struct AccountRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const SELECT_ACCOUNT: &str =
-    "SELECT id, kind, card_id, merchant_id, owner_user_id, code, currency, balance,
-        is_open, created_at, updated_at FROM accounts";
+const ACCOUNT_COLUMNS: &str = "id, kind, card_id, merchant_id, owner_user_id, code, currency,
+        balance, is_open, created_at, updated_at";
 
 /// A statement line.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -51,10 +50,12 @@ pub async fn posting(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<PostingRow>
 }
 
 pub async fn card_account(pool: &PgPool, card_id: Uuid) -> sqlx::Result<Option<AccountRow>> {
-    sqlx::query_as(&format!("{SELECT_ACCOUNT} WHERE card_id = $1"))
-        .bind(card_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE card_id = $1"
+    ))
+    .bind(card_id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// A merchant's settlement account (its first, should there be several currencies).
@@ -63,7 +64,8 @@ pub async fn merchant_account(
     merchant_id: Uuid,
 ) -> sqlx::Result<Option<AccountRow>> {
     sqlx::query_as(&format!(
-        "{SELECT_ACCOUNT} WHERE merchant_id = $1 ORDER BY created_at LIMIT 1"
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE merchant_id = $1
+         ORDER BY created_at LIMIT 1"
     ))
     .bind(merchant_id)
     .fetch_optional(pool)
@@ -76,26 +78,17 @@ pub async fn accounts(
     filter: &AccountFilter,
     page: Page,
 ) -> sqlx::Result<(Vec<AccountRow>, i64)> {
-    let predicate = "WHERE ($1::text IS NULL OR kind = $1)
-          AND ($2::uuid IS NULL OR owner_user_id = $2)
-          AND ($3::bigint IS NULL OR balance >= $3)";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM accounts {predicate}"))
-        .bind(&filter.kind)
-        .bind(filter.owner)
-        .bind(filter.min_balance)
-        .fetch_one(pool)
-        .await?;
-    let rows = sqlx::query_as(&format!(
-        "{SELECT_ACCOUNT} {predicate} ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
+    let mut conn = pool.acquire().await?;
+    Ok(platform::count_and_page!(
+        &mut conn,
+        select = format!("SELECT {ACCOUNT_COLUMNS}"),
+        from_where = "FROM accounts WHERE ($1::text IS NULL OR kind = $1)
+              AND ($2::uuid IS NULL OR owner_user_id = $2)
+              AND ($3::bigint IS NULL OR balance >= $3)",
+        order = "ORDER BY created_at DESC, id",
+        page = page,
+        binds = [filter.kind, filter.owner, filter.min_balance],
     ))
-    .bind(&filter.kind)
-    .bind(filter.owner)
-    .bind(filter.min_balance)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(pool)
-    .await?;
-    Ok((rows, total))
 }
 
 /// An account's journal lines in `[from, to)`, newest first, with each line's counterparty,
@@ -107,32 +100,21 @@ pub async fn statement(
     to: Option<DateTime<Utc>>,
     page: Page,
 ) -> sqlx::Result<(Vec<LineRow>, i64)> {
-    let predicate = "WHERE l.account_id = $1
-          AND ($2::timestamptz IS NULL OR l.created_at >= $2)
-          AND ($3::timestamptz IS NULL OR l.created_at < $3)";
-    let total: i64 =
-        sqlx::query_scalar(&format!("SELECT count(*) FROM journal_lines l {predicate}"))
-            .bind(account_id)
-            .bind(from)
-            .bind(to)
-            .fetch_one(pool)
-            .await?;
-    let lines = sqlx::query_as(&format!(
-        "SELECT l.id, l.posting_id, p.kind, l.amount, l.balance_after, p.description,
+    let mut conn = pool.acquire().await?;
+    Ok(platform::count_and_page!(
+        &mut conn,
+        select = "SELECT l.id, l.posting_id, p.kind, l.amount, l.balance_after, p.description,
              CASE WHEN p.debit_account_id = l.account_id THEN p.credit_account_id
                   ELSE p.debit_account_id END AS counterparty,
-             l.created_at
-         FROM journal_lines l JOIN postings p ON p.id = l.posting_id
-         {predicate} ORDER BY l.id DESC LIMIT $4 OFFSET $5"
+             l.created_at",
+        from_where = "FROM journal_lines l JOIN postings p ON p.id = l.posting_id
+             WHERE l.account_id = $1
+               AND ($2::timestamptz IS NULL OR l.created_at >= $2)
+               AND ($3::timestamptz IS NULL OR l.created_at < $3)",
+        order = "ORDER BY l.id DESC",
+        page = page,
+        binds = [account_id, from, to],
     ))
-    .bind(account_id)
-    .bind(from)
-    .bind(to)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(pool)
-    .await?;
-    Ok((lines, total))
 }
 
 /// The outcome of [`reconcile`].

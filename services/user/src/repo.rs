@@ -188,28 +188,19 @@ pub async fn list_users(
     search: &str,
     page: Page,
 ) -> sqlx::Result<(Vec<UserRow>, i64)> {
-    let filter = format!(
-        "{} AND ($1 = '' OR email ILIKE $2 OR first_name ILIKE $2 OR last_name ILIKE $2
-                 OR (first_name || ' ' || last_name) ILIKE $2)",
-        lifecycle.sql_predicate()
-    );
     let pattern = platform::db::like_pattern(search);
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM users WHERE {filter}"))
-        .bind(search)
-        .bind(&pattern)
-        .fetch_one(&mut *conn)
-        .await?;
-    let rows = sqlx::query_as(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE {filter}
-         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+    Ok(platform::count_and_page!(
+        conn,
+        select = format!("SELECT {USER_COLUMNS}"),
+        from_where = format!(
+            "FROM users WHERE {} AND ($1 = '' OR email ILIKE $2 OR first_name ILIKE $2
+                 OR last_name ILIKE $2 OR (first_name || ' ' || last_name) ILIKE $2)",
+            lifecycle.sql_predicate()
+        ),
+        order = "ORDER BY created_at DESC, id DESC",
+        page = page,
+        binds = [search, pattern],
     ))
-    .bind(search)
-    .bind(&pattern)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(conn)
-    .await?;
-    Ok((rows, total))
 }
 
 /// Purposes of one-time tokens.

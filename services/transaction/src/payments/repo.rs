@@ -151,43 +151,30 @@ pub async fn list_payments(
     filter: &PaymentFilter,
     page: Page,
 ) -> sqlx::Result<(Vec<PaymentRow>, i64)> {
-    let predicate = "WHERE ($1::text IS NULL OR t.status = $1)
-          AND ($2::timestamptz IS NULL OR t.created_at >= $2)
-          AND ($3::timestamptz IS NULL OR t.created_at < $3)
-          AND ($4::uuid IS NULL OR t.card_id = $4)
-          AND ($5::uuid IS NULL OR t.merchant_id = $5)
-          AND ($6::uuid IS NULL OR t.api_key_id = $6)
-          AND ($7::uuid IS NULL OR t.user_id = $7)
-          AND ($8::text IS NULL OR t.method = $8)";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM payments t {predicate}"))
-        .bind(filter.status)
-        .bind(filter.from)
-        .bind(filter.to)
-        .bind(filter.card_id)
-        .bind(filter.merchant_id)
-        .bind(filter.api_key_id)
-        .bind(filter.user_id)
-        .bind(&filter.method)
-        .fetch_one(&mut *conn)
-        .await?;
-    let rows = sqlx::query_as(&format!(
-        "SELECT {} FROM payments t {predicate}
-         ORDER BY t.created_at DESC, t.id DESC LIMIT $9 OFFSET $10",
-        PaymentRow::COLUMNS
+    Ok(platform::count_and_page!(
+        conn,
+        select = format!("SELECT {}", PaymentRow::COLUMNS),
+        from_where = "FROM payments t WHERE ($1::text IS NULL OR t.status = $1)
+              AND ($2::timestamptz IS NULL OR t.created_at >= $2)
+              AND ($3::timestamptz IS NULL OR t.created_at < $3)
+              AND ($4::uuid IS NULL OR t.card_id = $4)
+              AND ($5::uuid IS NULL OR t.merchant_id = $5)
+              AND ($6::uuid IS NULL OR t.api_key_id = $6)
+              AND ($7::uuid IS NULL OR t.user_id = $7)
+              AND ($8::text IS NULL OR t.method = $8)",
+        order = "ORDER BY t.created_at DESC, t.id DESC",
+        page = page,
+        binds = [
+            filter.status,
+            filter.from,
+            filter.to,
+            filter.card_id,
+            filter.merchant_id,
+            filter.api_key_id,
+            filter.user_id,
+            filter.method,
+        ],
     ))
-    .bind(filter.status)
-    .bind(filter.from)
-    .bind(filter.to)
-    .bind(filter.card_id)
-    .bind(filter.merchant_id)
-    .bind(filter.api_key_id)
-    .bind(filter.user_id)
-    .bind(&filter.method)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok((rows, total))
 }
 
 /// A page of refunds (of one payment, of one merchant, or all), newest first, and how many
@@ -199,26 +186,14 @@ pub async fn list_refunds(
     status: Option<Status>,
     page: Page,
 ) -> sqlx::Result<(Vec<RefundRow>, i64)> {
-    let predicate = "WHERE ($1::uuid IS NULL OR t.payment_id = $1)
-          AND ($2::uuid IS NULL OR t.merchant_id = $2)
-          AND ($3::text IS NULL OR t.status = $3)";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM refunds t {predicate}"))
-        .bind(payment_id)
-        .bind(merchant_id)
-        .bind(status)
-        .fetch_one(&mut *conn)
-        .await?;
-    let rows = sqlx::query_as(&format!(
-        "SELECT {} FROM refunds t {predicate}
-         ORDER BY t.created_at DESC, t.id DESC LIMIT $4 OFFSET $5",
-        RefundRow::COLUMNS
+    Ok(platform::count_and_page!(
+        conn,
+        select = format!("SELECT {}", RefundRow::COLUMNS),
+        from_where = "FROM refunds t WHERE ($1::uuid IS NULL OR t.payment_id = $1)
+              AND ($2::uuid IS NULL OR t.merchant_id = $2)
+              AND ($3::text IS NULL OR t.status = $3)",
+        order = "ORDER BY t.created_at DESC, t.id DESC",
+        page = page,
+        binds = [payment_id, merchant_id, status],
     ))
-    .bind(payment_id)
-    .bind(merchant_id)
-    .bind(status)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok((rows, total))
 }
