@@ -24,6 +24,9 @@
 //!
 //! Longer than most files on purpose: lag measurement and the stall rules that act on it are
 //! read together (the rules are only as good as the figures).
+//!
+//! Why one file of ~430 lines: measuring, judging "stalled" and reporting share one state per
+//! partition; the judgement's tests sit beside it.
 
 use std::collections::HashMap;
 use std::sync::Arc;

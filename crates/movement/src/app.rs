@@ -100,8 +100,8 @@ impl Application {
             ServiceToken::new(
                 TokenIssuer::new(&common.jwt),
                 &format!("{}-service", kind.name()),
-                // ledger.backdate: forwarded only for callers that hold it themselves.
-                &["cards.read", "ledger.post", "ledger.backdate"],
+                // saldo.backdate: forwarded only for callers that hold it themselves.
+                &["cards.read", "saldo.post", "saldo.backdate"],
             ),
         );
         let movements = Movements::new(

@@ -61,7 +61,7 @@ pub struct NewMovement {
     /// Topups and withdraws.
     pub method: Option<String>,
     pub amount: i64,
-    /// Backdated imports and demo data (`ledger.backdate`): when it happened; `None` = now.
+    /// Backdated imports and demo data (`saldo.backdate`): when it happened; `None` = now.
     pub effective_at: Option<DateTime<Utc>>,
 }
 

@@ -46,10 +46,10 @@ pub fn range_from_proto(
 
 /// Permission to record money movements at a past time (imports, demo data). Only service
 /// tokens minted for those tools carry it; no role grants it.
-pub const LEDGER_BACKDATE: &str = "ledger.backdate";
+pub const SALDO_BACKDATE: &str = "saldo.backdate";
 
 /// The `effective_at` of a create request: `None` (now) when absent; otherwise the caller must
-/// hold [`LEDGER_BACKDATE`] and the time must lie within the last five years, not in the future.
+/// hold [`SALDO_BACKDATE`] and the time must lie within the last five years, not in the future.
 pub fn effective_at(
     caller: &crate::auth::Principal,
     ts: Option<&prost_types::Timestamp>,
@@ -57,7 +57,7 @@ pub fn effective_at(
     let Some(ts) = ts else {
         return Ok(None);
     };
-    caller.require(LEDGER_BACKDATE)?;
+    caller.require(SALDO_BACKDATE)?;
     let at = from_proto(ts)
         .ok_or_else(|| crate::FieldViolation::new("effective_at", "is not a valid timestamp"))?;
     let now = Utc::now();

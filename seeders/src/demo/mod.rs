@@ -2,13 +2,16 @@
 //! comes from real ledger postings. Known logins (customers and merchant owners), two cards
 //! per customer, active and pending merchants with documents and API keys, and 24 months of
 //! top-ups, transfers, withdraws, payments and refunds, each recorded at its own past time
-//! (`effective_at`, which needs the `ledger.backdate` permission only this tool's token has).
+//! (`effective_at`, which needs the `saldo.backdate` permission only this tool's token has).
 //!
 //! Idempotency keys are derived from the run's plan, so a second run replays instead of
 //! repeating; a finished run leaves a marker account and later runs stop right away. A run
 //! that stopped part-way can simply be started again: it issues new cards (the old ones' CVVs
 //! are gone) and skips the months already seeded. The actors (users, cards, merchants) are
 //! [`actors`]', the dated history [`history`]'s.
+//!
+//! Why one file of ~410 lines: the plan (what to create, in which order, with which keys) is
+//! read as one script; the actors and the history are in their own modules.
 
 mod actors;
 mod history;
@@ -49,8 +52,8 @@ const PERMISSIONS: &[&str] = &[
     "roles.assign",
     "cards.read",
     "cards.write",
-    "ledger.read",
-    "ledger.backdate",
+    "saldo.read",
+    "saldo.backdate",
     "topups.write",
     "withdraws.write",
     "transfers.write",

@@ -127,7 +127,7 @@ impl Application {
             ServiceToken::new(
                 TokenIssuer::new(&common.jwt),
                 "card-service",
-                &["users.read", "ledger.read"],
+                &["users.read", "saldo.read"],
             ),
             SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),
             UserServiceClient::new(platform::grpc::channel(&config.user_service_url)?),

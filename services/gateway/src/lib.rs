@@ -150,8 +150,8 @@ pub struct AppState {
 /// The API router (without listeners), so tests and the binary build the same thing.
 pub fn router(state: AppState) -> Router {
     use routes::{
-        auth, balance_stats, cards, dashboard, dead_letters, ledger, merchant_documents,
-        merchant_keys, merchants, movements, payments, roles, stats, users,
+        auth, balance_stats, cards, dashboard, dead_letters, merchant_documents, merchant_keys,
+        merchants, movements, payments, roles, saldo, stats, users,
     };
     // Each area registers its routes with their OpenAPI operations once; the document is
     // assembled from them here and served as built.
@@ -161,7 +161,7 @@ pub fn router(state: AppState) -> Router {
         .merge(roles::router())
         .merge(cards::router())
         .merge(movements::router())
-        .merge(ledger::router())
+        .merge(saldo::router())
         .merge(merchants::router())
         .merge(merchant_keys::router())
         .merge(merchant_documents::router())

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::error::SaldoError;
-use crate::service::LEDGER_READ;
+use crate::service::SALDO_READ;
 
 /// Keeps `balance_daily` from `balance.changed`.
 #[derive(Clone)]
@@ -123,7 +123,7 @@ impl BalanceStats {
     }
 
     /// The scope of a request, if the caller may see it: every card account or a merchant's
-    /// by `ledger.read`; one card's or one merchant's also by its owner.
+    /// by `saldo.read`; one card's or one merchant's also by its owner.
     async fn scope(
         &self,
         caller: &Principal,
@@ -147,13 +147,11 @@ impl BalanceStats {
                 .into());
             }
         };
-        if caller.has(LEDGER_READ) {
+        if caller.has(SALDO_READ) {
             return Ok((scope, scope_id));
         }
         let Some(column) = column else {
-            return Err(
-                platform::auth::AuthError::MissingPermission(LEDGER_READ.to_owned()).into(),
-            );
+            return Err(platform::auth::AuthError::MissingPermission(SALDO_READ.to_owned()).into());
         };
         let owner: Option<Option<Uuid>> = sqlx::query_scalar(&format!(
             "SELECT owner_user_id FROM accounts WHERE {column} = $1 LIMIT 1"

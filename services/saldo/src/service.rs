@@ -12,9 +12,9 @@ use crate::ledger::{Ledger, PostingRequest, PostingRow};
 use crate::repo;
 pub use crate::repo::{AccountRow, LineRow, Reconciliation};
 
-pub const LEDGER_POST: &str = "ledger.post";
-pub const LEDGER_READ: &str = "ledger.read";
-pub const LEDGER_RECONCILE: &str = "ledger.reconcile";
+pub const SALDO_POST: &str = "saldo.post";
+pub const SALDO_READ: &str = "saldo.read";
+pub const SALDO_RECONCILE: &str = "saldo.reconcile";
 
 /// Whose statement.
 #[derive(Clone, Copy, Debug)]
@@ -57,13 +57,13 @@ impl Saldo {
         caller: &Principal,
         request: &PostingRequest,
     ) -> Result<PostingRow, SaldoError> {
-        caller.require(LEDGER_POST)?;
+        caller.require(SALDO_POST)?;
         self.ledger.post(request).await
     }
 
     pub async fn posting(&self, caller: &Principal, id: Uuid) -> Result<PostingRow, SaldoError> {
-        if !caller.has(LEDGER_POST) {
-            caller.require(LEDGER_READ)?;
+        if !caller.has(SALDO_POST) {
+            caller.require(SALDO_READ)?;
         }
         repo::posting(&self.pool, id)
             .await?
@@ -80,7 +80,7 @@ impl Saldo {
             .await?
             .ok_or_else(|| SaldoError::AccountNotFound(card_id.to_string()))?;
         if account.owner_user_id.is_some() && account.owner_user_id == caller.user_id()
-            || caller.has(LEDGER_READ)
+            || caller.has(SALDO_READ)
         {
             Ok(account)
         } else {
@@ -99,7 +99,7 @@ impl Saldo {
             .await?
             .ok_or_else(|| SaldoError::AccountNotFound(format!("merchant {merchant_id}")))?;
         if account.owner_user_id.is_some() && account.owner_user_id == caller.user_id()
-            || caller.has(LEDGER_READ)
+            || caller.has(SALDO_READ)
         {
             Ok(account)
         } else {
@@ -117,7 +117,7 @@ impl Saldo {
     ) -> Result<(Vec<AccountRow>, i64), SaldoError> {
         let own = filter.owner.is_some() && filter.owner == caller.user_id();
         if !own {
-            caller.require(LEDGER_READ)?;
+            caller.require(SALDO_READ)?;
         }
         Ok(repo::accounts(&self.pool, &filter, page).await?)
     }
@@ -140,7 +140,7 @@ impl Saldo {
     }
 
     pub async fn reconcile(&self, caller: &Principal) -> Result<Reconciliation, SaldoError> {
-        caller.require(LEDGER_RECONCILE)?;
+        caller.require(SALDO_RECONCILE)?;
         Ok(repo::reconcile(&self.pool).await?)
     }
 }

@@ -66,7 +66,7 @@ impl Handlers {
     }
 
     /// A backdated create (imports, demo data) carries, beside the merchant's API key, a
-    /// bearer token holding `ledger.backdate`.
+    /// bearer token holding `saldo.backdate`.
     async fn effective_at<T>(
         &self,
         request: &Request<T>,

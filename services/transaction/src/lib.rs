@@ -136,10 +136,10 @@ impl Application {
                 &[
                     "cards.read",
                     "cards.verify",
-                    "ledger.post",
+                    "saldo.post",
                     "merchants.authenticate",
                     // forwarded only for callers that hold it themselves
-                    "ledger.backdate",
+                    "saldo.backdate",
                 ],
             )
         };

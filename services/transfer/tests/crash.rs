@@ -205,7 +205,7 @@ async fn world() -> World {
         .await;
     }
     let poster = issuer
-        .service_token("test-funding", &["ledger.post"])
+        .service_token("test-funding", &["saldo.post"])
         .unwrap()
         .token
         .expose()

@@ -1,6 +1,9 @@
 //! Use cases of the user service: registration, email verification and password reset here;
 //! sessions in [`crate::sessions`], account administration in [`crate::accounts`]. Each
 //! change and its outbox event commit in one transaction.
+//!
+//! Why one file of ~410 lines: registration, verification and reset are one token lifecycle
+//! (issue, email, redeem once); sessions and administration are already elsewhere.
 
 use std::time::Duration;
 

@@ -402,7 +402,7 @@ async fn delegated_permissions_do_not_reach_admin() {
             "/roles",
             Some(&admin),
             json!({"name": "auditor", "description": "reads the ledger",
-                   "permissions": ["ledger.read"]}),
+                   "permissions": ["saldo.read"]}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");

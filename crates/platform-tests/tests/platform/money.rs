@@ -82,7 +82,7 @@ async fn a_customer_moves_money_and_every_record_agrees() {
     assert_eq!(statement["items"][1]["posting_id"], transfer["id"]);
     let (_, posting) = p
         .get(
-            &format!("/ledger/postings/{}", transfer["id"].as_str().unwrap()),
+            &format!("/saldo/postings/{}", transfer["id"].as_str().unwrap()),
             Some(&admin),
         )
         .await;
@@ -179,7 +179,7 @@ async fn a_customer_moves_money_and_every_record_agrees() {
         .get(&format!("/topups?user_id={alice_id}"), Some(&bob))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let (status, _) = p.get("/ledger/reconcile", Some(&bob)).await;
+    let (status, _) = p.get("/saldo/reconcile", Some(&bob)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Completed movements cannot be changed or deleted.
@@ -848,7 +848,7 @@ async fn card_lifecycle_admin_views_and_bad_input() {
 
     // Ledger views: admins list accounts; a customer only their own.
     let (status, accounts) = p
-        .get("/ledger/accounts?kind=card&min_balance=1", Some(&admin))
+        .get("/saldo/accounts?kind=card&min_balance=1", Some(&admin))
         .await;
     assert_eq!(status, StatusCode::OK, "{accounts}");
     assert!(
@@ -858,17 +858,25 @@ async fn card_lifecycle_admin_views_and_bad_input() {
             .iter()
             .any(|a| a["card_id"] == funded.id.as_str())
     );
-    let (status, _) = p.get("/ledger/accounts", Some(&carol)).await;
+    let (status, _) = p.get("/saldo/accounts", Some(&carol)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, own) = p
         .get(
-            &format!("/ledger/accounts?owner_user_id={carol_id}"),
+            &format!("/saldo/accounts?owner_user_id={carol_id}"),
             Some(&carol),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{own}");
-    let (status, body) = p.get("/ledger/accounts?kind=savings", Some(&admin)).await;
+    let (status, body) = p.get("/saldo/accounts?kind=savings", Some(&admin)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["details"][0]["field"], "kind");
+    // `/ledger/*` is the documented alias of `/saldo/*`: the same answers, the same doors.
+    let (status, aliased) = p
+        .get("/ledger/accounts?kind=card&min_balance=1", Some(&admin))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{aliased}");
+    assert_eq!(aliased, accounts);
+    let (status, _) = p.get("/ledger/accounts", Some(&carol)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     p.assert_books_balance(&admin).await;
 }

@@ -102,7 +102,7 @@ async fn the_small_demo_seed_has_history_balances_its_books_and_runs_once() {
         .insert("authorization", format!("Bearer {admin}").parse().unwrap());
     let refused = topups.create_topup(request).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
-    assert!(refused.message().contains("ledger.backdate"), "{refused:?}");
+    assert!(refused.message().contains("saldo.backdate"), "{refused:?}");
 
     let again = seeders::demo::run(&services, seeders::demo::Size::Small)
         .await

@@ -17,7 +17,7 @@ fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, s).single().unwrap()
 }
 
-/// Top-ups recorded at past times, as an import tool would (`ledger.backdate`).
+/// Top-ups recorded at past times, as an import tool would (`saldo.backdate`).
 async fn import_topup(p: &Platform, number: &str, amount: i64, when: DateTime<Utc>) {
     let mut client =
         proto::topup::v1::topup_service_client::TopupServiceClient::connect(p.topup_grpc.clone())
@@ -526,7 +526,7 @@ fn importer() -> String {
                 "topups.write",
                 "withdraws.write",
                 "transfers.write",
-                "ledger.backdate",
+                "saldo.backdate",
             ],
         )
         .unwrap()

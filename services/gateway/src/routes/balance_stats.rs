@@ -23,9 +23,9 @@ pub struct BalanceQuery {
     pub year: i32,
     /// `monthly-total`: the month (1-12).
     pub month: Option<u32>,
-    /// One card's account (its owner or `ledger.read`); default: every card account.
+    /// One card's account (its owner or `saldo.read`); default: every card account.
     pub card_id: Option<String>,
-    /// A merchant's settlement account (its owner or `ledger.read`).
+    /// A merchant's settlement account (its owner or `saldo.read`).
     pub merchant_id: Option<String>,
 }
 

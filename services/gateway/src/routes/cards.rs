@@ -1,4 +1,7 @@
 //! `/api/v1/cards/*`: cards, their balance and statement.
+//!
+//! Why one file of ~410 lines: the card resource's routes (lifecycle, balance, statement) with
+//! their OpenAPI annotations, which make up about a third of it.
 
 use axum::Json;
 use axum::extract::{Path, State};

@@ -5,6 +5,9 @@
 //! `direction=received`); payments also per merchant (`merchant_id`) and per API key
 //! (`api_key_id`), for the merchant's owner. Balances are [`super::balance_stats`]', the
 //! card dashboard [`super::dashboard`]'s.
+//!
+//! Why one file of ~400 lines: the four kinds share one set of handlers and query types, most of
+//! it OpenAPI annotations.
 
 use axum::Json;
 use axum::extract::{Path, State};

@@ -166,7 +166,7 @@ pub struct NewPayment {
     pub amount: i64,
     pub method: String,
     pub description: String,
-    /// Imports and demo data (`ledger.backdate`): when it happened; `None` = now.
+    /// Imports and demo data (`saldo.backdate`): when it happened; `None` = now.
     pub effective_at: Option<DateTime<Utc>>,
 }
 

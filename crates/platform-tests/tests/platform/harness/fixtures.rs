@@ -255,7 +255,7 @@ impl Platform {
 
     /// The ledger's reconciliation, asserted balanced.
     pub async fn assert_books_balance(&self, admin: &str) -> Value {
-        let (status, report) = self.get("/ledger/reconcile", Some(admin)).await;
+        let (status, report) = self.get("/saldo/reconcile", Some(admin)).await;
         assert_eq!(status, StatusCode::OK, "{report}");
         assert_eq!(report["balanced"], true, "books do not balance: {report}");
         assert_eq!(report["journal_sum"], 0);

@@ -1,7 +1,8 @@
-//! `/api/v1/ledger/*`: accounts, postings and reconciliation (admins).
+//! `/api/v1/saldo/*`: accounts, postings and reconciliation (admins).
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::routing::get;
 use proto::saldo::v1 as pb;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -28,7 +29,7 @@ pub struct AccountListQuery {
     pub min_balance: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/ledger/accounts", tag = "ledger", params(AccountListQuery),
+#[utoipa::path(get, path = "/api/v1/saldo/accounts", tag = "saldo", params(AccountListQuery),
     responses((status = 200, body = AccountPage), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn accounts(
     State(state): State<AppState>,
@@ -68,7 +69,7 @@ pub async fn accounts(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/ledger/postings/{id}", tag = "ledger", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/saldo/postings/{id}", tag = "saldo", params(("id" = String, Path)),
     responses((status = 200, body = PostingView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn posting(
     State(state): State<AppState>,
@@ -87,7 +88,7 @@ pub async fn posting(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/ledger/reconcile", tag = "ledger",
+#[utoipa::path(get, path = "/api/v1/saldo/reconcile", tag = "saldo",
     responses((status = 200, body = ReconcileView), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn reconcile(
     State(state): State<AppState>,
@@ -105,13 +106,17 @@ pub async fn reconcile(
     ))
 }
 
-/// This area's routes, each registered with its OpenAPI operation (its `#[utoipa::path]`).
+/// This area's routes, each registered with its OpenAPI operation (its `#[utoipa::path]`),
+/// and the `/api/v1/ledger/*` alias of each (same handlers, undocumented).
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        // /ledger/accounts
+        // /saldo/accounts
         .routes(routes!(accounts))
-        // /ledger/postings/{id}
+        // /saldo/postings/{id}
         .routes(routes!(posting))
-        // /ledger/reconcile
+        // /saldo/reconcile
         .routes(routes!(reconcile))
+        .route("/api/v1/ledger/accounts", get(accounts))
+        .route("/api/v1/ledger/postings/{id}", get(posting))
+        .route("/api/v1/ledger/reconcile", get(reconcile))
 }
