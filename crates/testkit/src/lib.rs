@@ -13,6 +13,7 @@ pub mod db;
 pub mod kafka;
 pub mod nginx;
 pub mod ports;
+pub mod sandbox;
 pub mod smtp;
 
 use std::future::Future;
