@@ -185,6 +185,12 @@ def environment(docs, container, test, database_url):
     for entry in container.get("env", []):
         if "value" in entry:
             env[entry["name"]] = entry["value"]
+        elif "secretKeyRef" in entry.get("valueFrom", {}):
+            ref = entry["valueFrom"]["secretKeyRef"]
+            data = find(docs, "Secret", ref["name"]).get("data", {})
+            if ref["key"] not in data:
+                fail(f"{container['name']}: secret {ref['name']} has no key {ref['key']}")
+            env[entry["name"]] = base64.b64decode(data[ref["key"]]).decode()
     env = {k: local_url(str(v), test) for k, v in env.items()}
     # The cluster's credentials belong to the cluster's stores; here the test instances.
     env["DATABASE_URL"] = database_url
@@ -228,8 +234,11 @@ def probe_passes(container, probe):
 
 
 def boot(docs, test):
+    # The platform's Deployments, and the sandbox payment providers they talk to.
     deployments = [d for d in docs if d["kind"] == "Deployment"
-                   and d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "app"]
+                   and d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+                   in ("provider", "app")]
+    deployments.sort(key=lambda d: d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] != "provider")
     if not deployments:
         fail("no application Deployments found")
     admin_url = test["database"]

@@ -10,7 +10,8 @@ rand() { head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c "$1"; }
 bash "$(dirname "${BASH_SOURCE[0]}")/../local/tls-cert.sh" "$(dirname "$out")/tls" ${TLS_SANS:-}
 if [ -s "$out" ]; then
     # Keys added since the file was written get values; nothing else changes.
-    for key in ONE_TIME_TOKEN_KEY CARD_PAN_KEY; do
+    for key in ONE_TIME_TOKEN_KEY CARD_PAN_KEY PROVIDER_SANDPAY_API_KEY PROVIDER_SANDPAY_WEBHOOK_SECRET \
+        PROVIDER_KILAT_API_KEY PROVIDER_KILAT_WEBHOOK_SECRET; do
         if ! grep -q "^$key=" "$out"; then
             echo "$key=$(rand 48)" >>"$out"
             echo "$out: added $key"
@@ -31,5 +32,9 @@ DATABASE_URL=postgres://payments:$pg@postgres:5432/payments
 REDIS_PASSWORD=$redis
 REDIS_URL=redis://:$redis@redis:6379/0
 ADMIN_PASSWORD=Admin-$(rand 16)-9
+PROVIDER_SANDPAY_API_KEY=$(rand 40)
+PROVIDER_SANDPAY_WEBHOOK_SECRET=$(rand 48)
+PROVIDER_KILAT_API_KEY=$(rand 40)
+PROVIDER_KILAT_WEBHOOK_SECRET=$(rand 48)
 SECRETS
 echo "wrote $out (the admin password is ADMIN_PASSWORD in it)"

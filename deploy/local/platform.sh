@@ -1,6 +1,6 @@
 # start_platform: everything `make run` starts, as native processes on loopback. Sourced by
 # run.sh and bench.sh after common.sh. Reads PROFILE, HTTP_PORT, GRPC_PORT, KAFKA_PORT,
-# DATABASE_NAME, SMTP_PORT, ADMIN_EMAIL, ADMIN_PASSWORD, NGINX_RATE_PER_SECOND/BURST and
+# DATABASE_NAME, SMTP_PORT, SANDPAY_PORT, KILAT_PORT, ADMIN_EMAIL, ADMIN_PASSWORD, NGINX_RATE_PER_SECOND/BURST and
 # RATE_LIMIT_PER_MINUTE and SKIP_SERVICES (names not to start); appends every started process to PIDS and sets BIN.
 
 declare -A SERVICE_PIDS=()
@@ -67,6 +67,30 @@ start_platform() {
     fi
     export SMTP_HOST=127.0.0.1 SMTP_PORT SMTP_TLS=none
     export EMAIL_LINK_BASE_URL="${EMAIL_LINK_BASE_URL:-http://127.0.0.1:$HTTP_PORT}"
+
+    # Two payment providers (the sandbox provider, each its own process, state in
+    # .state/sandbox): every top-up is a charge at sandpay, or at kilat when sandpay cannot
+    # take it. Their API keys and webhook secrets are generated once into .state.
+    : "${SANDPAY_PORT:=7070}" "${KILAT_PORT:=7071}"
+    mkdir -p "$STATE_DIR/sandbox"
+    state_secret PROVIDER_SANDPAY_API_KEY sandpay_api_key
+    state_secret PROVIDER_SANDPAY_WEBHOOK_SECRET sandpay_webhook_secret
+    state_secret PROVIDER_KILAT_API_KEY kilat_api_key
+    state_secret PROVIDER_KILAT_WEBHOOK_SECRET kilat_webhook_secret
+    local provider port upper
+    for provider in sandpay:$SANDPAY_PORT kilat:$KILAT_PORT; do
+        port="${provider#*:}" provider="${provider%%:*}" upper="${provider^^}"
+        local key_var="PROVIDER_${upper}_API_KEY" secret_var="PROVIDER_${upper}_WEBHOOK_SECRET"
+        SANDBOX_NAME="$provider" SANDBOX_LISTEN="127.0.0.1:$port" SANDBOX_API_KEY="${!key_var}" \
+            SANDBOX_WEBHOOK_SECRET="${!secret_var}" SANDBOX_STATE_FILE="$STATE_DIR/sandbox/$provider.jsonl" \
+            SANDBOX_DECIDE_AFTER_MS="${SANDBOX_DECIDE_AFTER_MS:-200}" \
+            "$BIN/sandbox-provider" >"$STATE_DIR/logs/sandbox-$provider.log" 2>&1 &
+        PIDS+=("$!")
+        wait_http "http://127.0.0.1:$port/healthz" "sandbox provider $provider" 30 "$!" "$STATE_DIR/logs/sandbox-$provider.log"
+        export "PROVIDER_${upper}_URL=http://127.0.0.1:$port"
+    done
+    export PROVIDERS=sandpay,kilat PROVIDER_CALLBACK_BASE_URL="http://127.0.0.1:$HTTP_PORT"
+    say "payment providers: sandpay (127.0.0.1:$SANDPAY_PORT) and kilat (127.0.0.1:$KILAT_PORT), sandbox processes"
 
     start() { # name binary admin-port env...
         local name="$1" bin="$2" admin="$3"

@@ -23,6 +23,8 @@ pub const INTERNAL_METHODS: &[&str] = &[
     "/payments.merchant.v1.MerchantService/AuthenticateApiKey",
     // A user's grants: the user service, when it signs an access token.
     "/payments.role.v1.RoleService/GetUserGrants",
+    // Provider callbacks: only the gateway relays them, from their HTTP endpoint.
+    "/payments.provider.v1.ProviderCallbackService/Receive",
 ];
 
 /// Methods of the standard gRPC services every server offers (health, reflection).
@@ -54,6 +56,12 @@ pub mod role {
 pub mod card {
     pub mod v1 {
         tonic::include_proto!("payments.card.v1");
+    }
+}
+
+pub mod provider {
+    pub mod v1 {
+        tonic::include_proto!("payments.provider.v1");
     }
 }
 

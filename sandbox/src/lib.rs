@@ -67,7 +67,6 @@ pub struct Config {
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let required = |name: &str| var(name).with_context(|| format!("{name} is required"));
         let mut default = Scenario {
             decide_after_ms: 200,
             ..Scenario::default()
@@ -79,11 +78,20 @@ impl Config {
             default.outcome = serde_json::from_value(json!(outcome))
                 .context("SANDBOX_OUTCOME: approve, decline or never")?;
         }
+        let name = var("SANDBOX_NAME").unwrap_or_else(|| "sandbox".into());
+        // Or the platform's names for them (`PROVIDER_<NAME>_API_KEY`, …), so one secrets
+        // file serves both sides.
+        let platform_name = |what: &str| format!("PROVIDER_{}_{what}", name.to_uppercase());
+        let secret = |own: &str, what: &str| {
+            var(own)
+                .or_else(|| var(&platform_name(what)))
+                .ok_or_else(|| anyhow::anyhow!("{own} (or {}) is required", platform_name(what)))
+        };
         Ok(Self {
-            name: var("SANDBOX_NAME").unwrap_or_else(|| "sandbox".into()),
             listen: var("SANDBOX_LISTEN").unwrap_or_else(|| "127.0.0.1:7070".into()),
-            api_key: required("SANDBOX_API_KEY")?,
-            webhook_secret: required("SANDBOX_WEBHOOK_SECRET")?,
+            api_key: secret("SANDBOX_API_KEY", "API_KEY")?,
+            webhook_secret: secret("SANDBOX_WEBHOOK_SECRET", "WEBHOOK_SECRET")?,
+            name,
             state_file: var("SANDBOX_STATE_FILE").map(PathBuf::from),
             default,
         })

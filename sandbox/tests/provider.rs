@@ -44,19 +44,21 @@ fn adapter(s: &testkit::sandbox::SandboxProvider) -> SandboxProvider {
 }
 
 /// An HTTP receiver of callbacks: every (signature header, body) it got.
-async fn receiver() -> (String, mpsc::UnboundedReceiver<(String, Bytes)>) {
+async fn receiver() -> (
+    String,
+    mpsc::UnboundedReceiver<(HashMap<String, String>, Bytes)>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let app = axum::Router::new().route(
         "/callback",
         axum::routing::post(move |headers: HeaderMap, body: Bytes| {
             let tx = tx.clone();
             async move {
-                let signature = headers
-                    .get("sandbox-signature")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                let _ = tx.send((signature, body));
+                let headers: HashMap<String, String> = headers
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                    .collect();
+                let _ = tx.send((headers, body));
                 "ok"
             }
         }),
@@ -78,7 +80,9 @@ fn charge(amount: i64, method: &str, callback_url: &str) -> OperationRequest {
     }
 }
 
-async fn next(rx: &mut mpsc::UnboundedReceiver<(String, Bytes)>) -> (String, Bytes) {
+async fn next(
+    rx: &mut mpsc::UnboundedReceiver<(HashMap<String, String>, Bytes)>,
+) -> (HashMap<String, String>, Bytes) {
     tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .expect("no callback within 10 s")

@@ -135,6 +135,28 @@ async fn setup(http: &reqwest::Client, o: &Options) -> anyhow::Result<Vec<Accoun
             if status == 201 {
                 break;
             }
+            if status == 202 {
+                // Charged at the sandbox provider: booked once it confirms.
+                let pending: serde_json::Value = response.json().await?;
+                let id = pending["id"].as_str().context("top-up id")?.to_owned();
+                loop {
+                    let now: serde_json::Value = http
+                        .get(format!("{}/topups/{id}", o.base))
+                        .bearer_auth(&account.token)
+                        .send()
+                        .await?
+                        .json()
+                        .await?;
+                    match now["status"].as_str() {
+                        Some("succeeded") => break,
+                        Some("pending") if Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        _ => bail!("funding a card failed at the provider: {now}"),
+                    }
+                }
+                break;
+            }
             let body = response.text().await.unwrap_or_default();
             if status != 409 || Instant::now() > deadline {
                 bail!("funding a card failed: {status} {body}");

@@ -266,6 +266,13 @@ pub mod movement {
         pub created_at: DateTime<Utc>,
         /// When it completed.
         pub completed_at: DateTime<Utc>,
+        /// Top-ups (and next withdrawals): the payment provider that took the operation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub provider: Option<String>,
+        /// Declined by the provider (failure_reason PROVIDER_DECLINED): the provider's code
+        /// (insufficient_funds, do_not_honor, ...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub provider_failure_code: Option<String>,
     }
 }
 

@@ -72,6 +72,8 @@ fn a_schema_accepts_what_the_producer_writes_and_refuses_a_broken_event() {
         masked_to_card_number: Some("**** **** **** 9876".into()),
         created_at: chrono::Utc::now(),
         completed_at: chrono::Utc::now(),
+        provider: None,
+        provider_failure_code: None,
     };
     let event = Envelope::new("transfer-service", "transfer.failed", data.id, &data).unwrap();
     let good = serde_json::to_value(&event).unwrap();

@@ -12,6 +12,7 @@ use platform::shutdown::Shutdown;
 use proto::card::v1::card_service_client::CardServiceClient;
 use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
 
+use crate::provider::ProviderSettings;
 use crate::{Kind, Movements, Rules, Upstream};
 
 /// The tables of a movement schema that shared crates own: the outbox, processed events and
@@ -41,11 +42,18 @@ pub struct Config {
     pub stats_time_zone: String,
     /// Consumer group of the statistics (`STATS_EVENTS_GROUP`, default `<kind>-service.stats`).
     pub stats_group: String,
+    /// Top-ups: the payment providers (required; see [`ProviderSettings`]).
+    pub providers: Option<ProviderSettings>,
 }
 
 impl Config {
     /// Reads the configuration of `kind` from the environment.
     pub fn from_env(kind: Kind, grpc_addr: &str, admin_addr: &str) -> anyhow::Result<Self> {
+        let rules = Rules::from_env(&kind.name().to_uppercase())?;
+        let providers = match kind {
+            Kind::Topup => Some(ProviderSettings::from_env(kind, &rules.methods)?),
+            _ => None,
+        };
         Ok(Self {
             common: CommonConfig::from_env(
                 &format!("{}-service", kind.name()),
@@ -60,7 +68,8 @@ impl Config {
                 "SALDO_SERVICE_URL",
                 &platform::ports::SALDO.local_url(),
             ),
-            rules: Rules::from_env(&kind.name().to_uppercase())?,
+            rules,
+            providers,
             recovery_interval: platform::config::seconds("RECOVERY_INTERVAL_SECS", 5)?,
             recovery_grace: platform::config::seconds("RECOVERY_GRACE_SECS", 15)?,
             stats_time_zone: platform::config::optional("STATS_TIMEZONE", "UTC"),
@@ -104,13 +113,20 @@ impl Application {
                 &["cards.read", "saldo.post", "saldo.backdate"],
             ),
         );
-        let movements = Movements::new(
+        let mut movements = Movements::new(
             kind,
             base.pool.clone(),
             Authenticator::new(&common.jwt, Some(base.redis.clone())),
             upstream,
             config.rules.clone(),
         );
+        match (&config.providers, kind) {
+            (Some(settings), _) => movements = movements.with_providers(settings.backing()?),
+            (None, Kind::Topup) => anyhow::bail!(
+                "top-ups need payment providers: money enters only through a provider"
+            ),
+            (None, _) => {}
+        }
         events::topics::ensure_best_effort(&common.kafka_brokers).await;
         let relay = events::OutboxRelay::new(
             base.pool.clone(),

@@ -51,6 +51,13 @@ pub enum MovementError {
     /// Another service failed; the movement (if recorded) is finished by recovery.
     #[error("{0} unavailable")]
     Upstream(&'static str, #[source] tonic::Status),
+    /// No payment provider of the method's route can take the operation now (nothing was
+    /// charged; the same key may be retried).
+    #[error("no payment provider is available: {0}")]
+    ProviderUnavailable(String),
+    /// A provider callback that does not verify.
+    #[error(transparent)]
+    Callback(#[from] providers::CallbackError),
     /// Database failure.
     #[error("database error")]
     Database(#[from] sqlx::Error),
@@ -72,7 +79,9 @@ impl DomainError for MovementError {
             | Self::KeyReused => ErrorKind::FailedPrecondition,
             Self::AccountNotReady | Self::KeyInProgress => ErrorKind::Conflict,
             Self::Auth(e) => e.kind(),
-            Self::Upstream(..) => ErrorKind::Unavailable,
+            Self::Upstream(..) | Self::ProviderUnavailable(_) => ErrorKind::Unavailable,
+            Self::Callback(providers::CallbackError::BadSignature) => ErrorKind::Unauthenticated,
+            Self::Callback(_) => ErrorKind::InvalidArgument,
             Self::Database(_) | Self::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -94,6 +103,10 @@ impl DomainError for MovementError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::Auth(e) => e.reason(),
             Self::Upstream(..) => "UPSTREAM_UNAVAILABLE",
+            Self::ProviderUnavailable(_) => "PROVIDER_UNAVAILABLE",
+            Self::Callback(providers::CallbackError::BadSignature) => "CALLBACK_SIGNATURE_INVALID",
+            Self::Callback(providers::CallbackError::Stale) => "CALLBACK_STALE",
+            Self::Callback(providers::CallbackError::Malformed(_)) => "CALLBACK_MALFORMED",
             Self::Database(_) | Self::Internal(_) => "INTERNAL",
         }
     }
@@ -117,6 +130,7 @@ impl DomainError for MovementError {
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Self::AccountNotReady | Self::KeyInProgress => Some(1),
+            Self::ProviderUnavailable(_) => Some(5),
             _ => None,
         }
     }

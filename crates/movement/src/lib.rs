@@ -24,6 +24,7 @@ pub mod error;
 pub mod kind;
 pub mod lifecycle;
 pub mod movements;
+pub mod provider;
 pub mod queries;
 pub mod recovery;
 pub mod rules;

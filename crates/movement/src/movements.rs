@@ -39,6 +39,12 @@ pub struct Movement {
     pub completed_at: Option<DateTime<Utc>>,
     /// Recorded with a past `effective_at` (an import): the ledger keeps that time too.
     pub backdated: bool,
+    /// Provider-backed kinds: the provider that took it, its id there, its word
+    /// (`pending`, `succeeded`, `failed`) and its failure code (see [`crate::provider`]).
+    pub provider: Option<String>,
+    pub provider_reference: Option<String>,
+    pub provider_status: Option<String>,
+    pub provider_failure_code: Option<String>,
 }
 
 crate::recorded!(
@@ -47,7 +53,7 @@ crate::recorded!(
     "t.id, t.requested_by, t.idempotency_key, t.fingerprint, t.user_id, t.card_id,
      t.masked_card_number, t.method, t.to_card_id, t.to_user_id, t.masked_to_card_number,
      t.amount, t.currency, t.status, t.failure_reason, t.created_at, t.completed_at,
-     t.backdated"
+     t.backdated, t.provider, t.provider_reference, t.provider_status, t.provider_failure_code"
 );
 
 /// A create request, as the caller sent it.
@@ -73,6 +79,8 @@ pub struct Movements {
     authenticator: Authenticator,
     upstream: Upstream,
     rules: Arc<Rules>,
+    /// The payment providers of a provider-backed kind (top-ups); `None` for transfers.
+    pub(crate) providers: Option<Arc<crate::provider::Backing>>,
 }
 
 impl Movements {
@@ -89,7 +97,14 @@ impl Movements {
             authenticator,
             upstream,
             rules: Arc::new(rules),
+            providers: None,
         }
+    }
+
+    /// Backs this kind with payment providers: money moves only on their word.
+    pub fn with_providers(mut self, backing: crate::provider::Backing) -> Self {
+        self.providers = Some(Arc::new(backing));
+        self
     }
 
     pub fn kind(&self) -> Kind {
@@ -181,6 +196,14 @@ impl Movements {
             cards
         );
         if let Some(existing) = existing? {
+            // A provider holds it: the same request gets the record as it stands (pending
+            // until the provider decides), not "in progress".
+            if existing.provider.is_some()
+                && existing.status == Status::Pending
+                && existing.fingerprint == fingerprint
+            {
+                return Ok(existing);
+            }
             return lifecycle::replay(kind, existing, &fingerprint);
         }
         let (card, receiver) = cards?;
@@ -236,6 +259,14 @@ impl Movements {
         };
         platform::failpoint::hit(&format!("{kind}.after_pending"));
 
+        if self.providers.is_some() {
+            let movement = self
+                .submit(pending, crate::provider::Unavailable::Drop)
+                .await?;
+            metrics::histogram!("movement_duration_seconds", "kind" => kind)
+                .record(started.elapsed().as_secs_f64());
+            return lifecycle::respond(kind, movement);
+        }
         let outcome = match self.post(&pending).await {
             Ok(outcome) => outcome,
             Err(MovementError::AccountNotReady) => {
@@ -254,18 +285,24 @@ impl Movements {
     /// Posts a recorded movement under its own id.
     pub(crate) async fn post(&self, m: &Movement) -> Result<Outcome, MovementError> {
         let method = m.method.clone().unwrap_or_default();
-        let (debit, credit, description) = match self.kind {
-            Kind::Topup => (
+        let (debit, credit, description) = match (self.kind, &m.provider) {
+            // Money the provider collected: its system account is what it owes us.
+            (Kind::Topup, Some(provider)) => (
+                Side::System(format!("provider:{provider}")),
+                Side::Card(m.card_id),
+                format!("top-up via {method} ({provider})"),
+            ),
+            (Kind::Topup, None) => (
                 Side::System(format!("topup:{method}")),
                 Side::Card(m.card_id),
                 format!("top-up via {method}"),
             ),
-            Kind::Withdraw => (
+            (Kind::Withdraw, _) => (
                 Side::Card(m.card_id),
                 Side::System(format!("withdraw:{method}")),
                 format!("withdraw to {method}"),
             ),
-            Kind::Transfer => {
+            (Kind::Transfer, _) => {
                 let to = m.to_card_id.ok_or_else(|| {
                     MovementError::Internal(anyhow::anyhow!("transfer {} has no receiver", m.id))
                 })?;
@@ -341,6 +378,8 @@ impl Movements {
             masked_to_card_number: m.masked_to_card_number.clone(),
             created_at: m.created_at,
             completed_at: m.completed_at.unwrap_or_else(Utc::now),
+            provider: m.provider.clone(),
+            provider_failure_code: m.provider_failure_code.clone(),
         };
         let event_type = ev::event_type(self.kind.name(), m.status == Status::Succeeded);
         Envelope::new(

@@ -82,6 +82,10 @@ pub enum Rejection {
     CurrencyMismatch,
     /// Recovery's: the card's account never opened (see `lifecycle::ACCOUNT_WAIT`).
     AccountNotFound,
+    /// The payment provider declined the operation (its code is kept beside it).
+    ProviderDeclined,
+    /// Recovery's: no provider of the route could take an operation a crash left unsent.
+    ProviderUnavailable,
 }
 
 impl Rejection {
@@ -91,6 +95,8 @@ impl Rejection {
             Self::AccountClosed => saldo_pb::Rejection::AccountClosed.code(),
             Self::CurrencyMismatch => saldo_pb::Rejection::CurrencyMismatch.code(),
             Self::AccountNotFound => "ACCOUNT_NOT_FOUND",
+            Self::ProviderDeclined => "PROVIDER_DECLINED",
+            Self::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
         }
     }
 
@@ -101,6 +107,8 @@ impl Rejection {
             Self::AccountClosed,
             Self::CurrencyMismatch,
             Self::AccountNotFound,
+            Self::ProviderDeclined,
+            Self::ProviderUnavailable,
         ]
         .into_iter()
         .find(|r| r.code() == code)

@@ -18,6 +18,8 @@ pub mod breaker;
 pub mod router;
 pub mod sandbox;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -167,10 +169,11 @@ pub trait Provider: Send + Sync {
         reference: &str,
     ) -> Result<Option<ProviderOperation>, ProviderError>;
 
-    /// Verifies a callback's signature and freshness and reads its event.
+    /// Verifies a callback's signature and freshness and reads its event. `headers` are the
+    /// request's, names in lower case; `body` exactly as received.
     fn verify_callback(
         &self,
-        signature: &str,
+        headers: &HashMap<String, String>,
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<CallbackEvent, CallbackError>;

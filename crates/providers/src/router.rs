@@ -141,6 +141,16 @@ impl Router {
 
     /// Sends the operation along its method's route. See the module docs.
     pub async fn submit(&self, request: &OperationRequest) -> Result<Submitted, SubmitError> {
+        let url = request.callback_url.clone();
+        self.submit_with(request, |_| url.clone()).await
+    }
+
+    /// [`Self::submit`], with the callback URL each provider is given (`callback_url(name)`).
+    pub async fn submit_with(
+        &self,
+        request: &OperationRequest,
+        callback_url: impl Fn(&str) -> String,
+    ) -> Result<Submitted, SubmitError> {
         let names = self
             .routes
             .get(&request.method)
@@ -154,6 +164,11 @@ impl Router {
                 passed_over.push((name.clone(), "circuit open".to_owned()));
                 continue;
             };
+            let request = OperationRequest {
+                callback_url: callback_url(name),
+                ..request.clone()
+            };
+            let request = &request;
             match routed.provider.create(request).await {
                 Ok(operation) => {
                     routed.breaker.succeeded(admission);

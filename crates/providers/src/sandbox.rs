@@ -4,6 +4,7 @@
 //! of `t.body` with the webhook secret). Pointing it at another deployment of that API (or a
 //! real provider's compatible endpoint) is configuration: base URL, API key, webhook secret.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -20,7 +21,7 @@ use crate::{
 pub const SIGNATURE_HEADER: &str = "sandbox-signature";
 
 /// Settings of one provider reached through this adapter.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SandboxConfig {
     /// Our name for it (`sandpay`).
     pub name: String,
@@ -32,6 +33,20 @@ pub struct SandboxConfig {
     pub tolerance: Duration,
     /// Per-request timeout (default 5 s).
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for SandboxConfig {
+    /// Without the API key and the webhook secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxConfig")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("api_key", &"<redacted>")
+            .field("webhook_secret", &"<redacted>")
+            .field("tolerance", &self.tolerance)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// A provider with the sandbox's API.
@@ -173,6 +188,20 @@ pub fn classify(status: u16, code: &str) -> ErrorClass {
     }
 }
 
+/// The `Sandbox-Signature` value for `body` sent at `timestamp` (unix seconds): what the
+/// provider sends, and what a test playing a forger or a replayer computes.
+pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
 /// Reads `t=…,v1=…`: the timestamp and every `v1` signature (several during a key rotation).
 fn parse_signature(header: &str) -> Option<(i64, Vec<Vec<u8>>)> {
     let mut timestamp = None;
@@ -236,10 +265,13 @@ impl Provider for SandboxProvider {
 
     fn verify_callback(
         &self,
-        signature: &str,
+        headers: &HashMap<String, String>,
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<CallbackEvent, CallbackError> {
+        let signature = headers
+            .get(SIGNATURE_HEADER)
+            .ok_or(CallbackError::BadSignature)?;
         let (timestamp, signatures) =
             parse_signature(signature).ok_or(CallbackError::BadSignature)?;
         let valid = signatures.iter().any(|given| {
@@ -315,11 +347,8 @@ mod tests {
         .unwrap()
     }
 
-    fn sign(secret: &str, t: i64, body: &[u8]) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
-        mac.update(format!("{t}.").as_bytes());
-        mac.update(body);
-        format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+    fn headers(signature: &str) -> HashMap<String, String> {
+        HashMap::from([(SIGNATURE_HEADER.to_owned(), signature.to_owned())])
     }
 
     const BODY: &[u8] = br#"{"id":"evt_1","type":"charge.succeeded","created_at":"2026-12-02T00:00:00Z","data":{"id":"op_1","kind":"charge","reference":"r","amount":5,"currency":"IDR","method":"bca","status":"succeeded","created_at":"2026-12-02T00:00:00Z","updated_at":"2026-12-02T00:00:00Z"}}"#;
@@ -328,7 +357,11 @@ mod tests {
     fn a_signed_fresh_callback_is_read() {
         let now = Utc::now();
         let event = provider()
-            .verify_callback(&sign("whsec_test", now.timestamp(), BODY), BODY, now)
+            .verify_callback(
+                &headers(&sign("whsec_test", now.timestamp(), BODY)),
+                BODY,
+                now,
+            )
             .unwrap();
         assert_eq!(event.event_id, "evt_1");
         assert_eq!(event.operation.status, ProviderStatus::Succeeded);
@@ -341,22 +374,22 @@ mod tests {
         let p = provider();
         let forged = sign("not-the-secret", now.timestamp(), BODY);
         assert!(matches!(
-            p.verify_callback(&forged, BODY, now),
+            p.verify_callback(&headers(&forged), BODY, now),
             Err(CallbackError::BadSignature)
         ));
         let signed = sign("whsec_test", now.timestamp(), BODY);
         let tampered = String::from_utf8_lossy(BODY).replace("\"amount\":5", "\"amount\":500");
         assert!(matches!(
-            p.verify_callback(&signed, tampered.as_bytes(), now),
+            p.verify_callback(&headers(&signed), tampered.as_bytes(), now),
             Err(CallbackError::BadSignature)
         ));
         let old = sign("whsec_test", now.timestamp() - 301, BODY);
         assert!(matches!(
-            p.verify_callback(&old, BODY, now),
+            p.verify_callback(&headers(&old), BODY, now),
             Err(CallbackError::Stale)
         ));
         assert!(matches!(
-            p.verify_callback("", BODY, now),
+            p.verify_callback(&HashMap::new(), BODY, now),
             Err(CallbackError::BadSignature)
         ));
     }

@@ -26,9 +26,19 @@ impl Nginx {
     /// Starts NGINX in front of `gateway` (`host:port`) and the given gRPC upstreams
     /// (`(template variable, host:port)`), and waits until it accepts connections.
     pub async fn start(gateway: &str, grpc_upstreams: &[(&str, String)]) -> anyhow::Result<Self> {
+        Self::start_on(free_port(), gateway, grpc_upstreams).await
+    }
+
+    /// [`Self::start`] with the HTTP port chosen beforehand (from [`free_port`]): for
+    /// processes that must know the platform's public URL before NGINX runs (a payment
+    /// provider's callback URL).
+    pub async fn start_on(
+        http_port: u16,
+        gateway: &str,
+        grpc_upstreams: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(unique("nginx"));
         std::fs::create_dir_all(dir.join("logs"))?;
-        let http_port = free_port();
         let grpc_port = free_port();
         let https_port = free_port();
         let grpcs_port = free_port();

@@ -114,6 +114,38 @@ pub(super) async fn run_ops(
     Ok(())
 }
 
+/// Waits until the payment provider decided a top-up (its callback or the status poller):
+/// the month's later operations spend that money. A declined one is an error: the sandbox
+/// provider approves demo top-ups.
+async fn settled_topup(c: &Clients, mut topup: proto::topup::v1::Topup) -> anyhow::Result<()> {
+    use proto::common::v1::MovementStatus;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while topup.status == MovementStatus::Pending as i32 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "top-up {} still pending at its provider after 120 s",
+            topup.id
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        topup = c
+            .topups
+            .clone()
+            .get_topup(c.request(proto::topup::v1::TopupIdRequest {
+                id: topup.id.clone(),
+            })?)
+            .await?
+            .into_inner();
+    }
+    anyhow::ensure!(
+        topup.status == MovementStatus::Succeeded as i32,
+        "top-up {} failed at its provider: {} {}",
+        topup.id,
+        topup.failure_reason,
+        topup.provider_failure_code
+    );
+    Ok(())
+}
+
 pub(super) async fn apply(c: &Clients, op: Op) -> anyhow::Result<()> {
     match op {
         Op::Topup {
@@ -123,7 +155,8 @@ pub(super) async fn apply(c: &Clients, op: Op) -> anyhow::Result<()> {
             at,
             key,
         } => {
-            c.topups
+            let topup = c
+                .topups
                 .clone()
                 .create_topup(c.request(proto::topup::v1::CreateTopupRequest {
                     idempotency_key: key,
@@ -132,7 +165,9 @@ pub(super) async fn apply(c: &Clients, op: Op) -> anyhow::Result<()> {
                     amount,
                     effective_at: ts(at),
                 })?)
-                .await?;
+                .await?
+                .into_inner();
+            settled_topup(c, topup).await?;
         }
         Op::Withdraw {
             card,

@@ -54,6 +54,7 @@ const PERMISSIONS: &[&str] = &[
     "cards.write",
     "saldo.read",
     "saldo.backdate",
+    "topups.read",
     "topups.write",
     "withdraws.write",
     "transfers.write",

@@ -23,6 +23,7 @@ use platform::shutdown::Shutdown;
 use proto::card::v1::card_service_client::CardServiceClient;
 use proto::merchant::v1::merchant_document_service_client::MerchantDocumentServiceClient;
 use proto::merchant::v1::merchant_service_client::MerchantServiceClient;
+use proto::provider::v1::provider_callback_service_client::ProviderCallbackServiceClient;
 use proto::role::v1::role_service_client::RoleServiceClient;
 use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
 use proto::saldo::v1::saldo_stats_service_client::SaldoStatsServiceClient;
@@ -135,6 +136,8 @@ pub struct AppState {
     pub cards: CardServiceClient<Channel>,
     pub saldo: SaldoServiceClient<Channel>,
     pub topups: TopupServiceClient<Channel>,
+    /// Provider callbacks for top-ups (charges).
+    pub topup_callbacks: ProviderCallbackServiceClient<Channel>,
     pub withdraws: WithdrawServiceClient<Channel>,
     pub transfers: TransferServiceClient<Channel>,
     pub merchants: MerchantServiceClient<Channel>,
@@ -151,7 +154,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     use routes::{
         auth, balance_stats, cards, dashboard, dead_letters, merchant_documents, merchant_keys,
-        merchants, movements, payments, roles, saldo, stats, users,
+        merchants, movements, payments, provider_callbacks, roles, saldo, stats, users,
     };
     // Each area registers its routes with their OpenAPI operations once; the document is
     // assembled from them here and served as built.
@@ -170,6 +173,7 @@ pub fn router(state: AppState) -> Router {
         .merge(balance_stats::router())
         .merge(dashboard::router())
         .merge(dead_letters::router())
+        .merge(provider_callbacks::router())
         .split_for_parts();
     let document = Arc::new(document);
     let api = api
@@ -268,6 +272,7 @@ impl Application {
             saldo: SaldoServiceClient::new(saldo_channel.clone()),
             saldo_stats: SaldoStatsServiceClient::new(saldo_channel),
             topups: TopupServiceClient::new(topup_channel.clone()),
+            topup_callbacks: ProviderCallbackServiceClient::new(topup_channel.clone()),
             topup_stats: TopupStatsServiceClient::new(topup_channel),
             withdraws: WithdrawServiceClient::new(withdraw_channel.clone()),
             withdraw_stats: WithdrawStatsServiceClient::new(withdraw_channel),

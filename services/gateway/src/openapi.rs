@@ -67,7 +67,7 @@ impl Modify for BearerAuth {
         dead_letters::DeadLetterOutcome, dead_letters::ReplayRequest, dead_letters::PurgeRequest,
     )),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "roles"), (name = "cards"), (name = "saldo"),
+    tags((name = "auth"), (name = "providers"), (name = "users"), (name = "roles"), (name = "cards"), (name = "saldo"),
         (name = "topups"), (name = "withdraws"), (name = "transfers"), (name = "merchants"),
         (name = "merchant documents"), (name = "payments"), (name = "statistics"),
         (name = "events"))

@@ -1,6 +1,8 @@
-//! The topup service (schema `topup_svc`): money entering the platform onto a card from a top-up method, through the ledger. The orchestration
-//! (idempotency, card checks, posting, recovery) is [`movement`]'s; this crate maps it to
-//! `payments.topup.v1`.
+//! The topup service (schema `topup_svc`): money entering the platform onto a card, as a
+//! charge at a payment provider, booked in the ledger only on the provider's word. The
+//! orchestration (idempotency, card checks, provider routing, callbacks, the status poller,
+//! posting, recovery) is [`movement`]'s; this crate maps it to `payments.topup.v1` and serves
+//! `payments.provider.v1` for the callbacks the gateway relays.
 
 use movement::app::{Application, Config};
 use movement::{Filter, Kind, Movement, MovementError, Movements, NewMovement};
@@ -66,6 +68,11 @@ pub fn routes(app: &Application) -> tonic::service::Routes {
         movements: app.movements(),
     }))
     .add_service(
+        proto::provider::v1::provider_callback_service_server::ProviderCallbackServiceServer::new(
+            movement::provider::CallbackHandlers::new(app.movements()),
+        ),
+    )
+    .add_service(
         pb::topup_stats_service_server::TopupStatsServiceServer::new(StatsHandlers {
             api: app.stats(),
             authenticator: app.movements().authenticator().clone(),
@@ -97,6 +104,9 @@ fn to_proto(m: Movement) -> pb::Topup {
         failure_reason: m.failure_reason.unwrap_or_default(),
         created_at: Some(platform::time::to_proto(m.created_at)),
         completed_at: platform::time::to_proto_opt(m.completed_at),
+        provider: m.provider.unwrap_or_default(),
+        provider_reference: m.provider_reference.unwrap_or_default(),
+        provider_failure_code: m.provider_failure_code.unwrap_or_default(),
     }
 }
 

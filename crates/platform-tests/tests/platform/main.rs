@@ -9,5 +9,6 @@ mod emails;
 mod identity;
 mod merchants;
 mod money;
+mod providers;
 mod seed;
 mod stats;

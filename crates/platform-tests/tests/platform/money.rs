@@ -26,8 +26,8 @@ async fn a_customer_moves_money_and_every_record_agrees() {
     assert_eq!(a.cvv.len(), 3);
 
     let (status, topup) = p.topup(&alice, &a.number, 100_000).await;
-    assert_eq!(status, StatusCode::CREATED, "{topup}");
-    assert_eq!(topup["status"], "succeeded");
+    assert_eq!(status, StatusCode::ACCEPTED, "{topup}");
+    assert_eq!(topup["status"], "succeeded", "{topup}");
     assert_eq!(topup["method"], "bca");
     let (status, transfer) = p.transfer(&alice, &a.number, &b.number, 30_000).await;
     assert_eq!(status, StatusCode::CREATED, "{transfer}");
@@ -263,7 +263,8 @@ async fn concurrent_criss_cross_movements_never_create_or_lose_money() {
         let (_, token) = p.customer(&admin).await;
         let card = p.card(&token, "IDR").await;
         let (status, body) = p.topup(&token, &card.number, START).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["status"], "succeeded", "{body}");
         people.push((token, card));
     }
     let people = Arc::new(people);
@@ -300,6 +301,8 @@ async fn concurrent_criss_cross_movements_never_create_or_lose_money() {
         let (kind, amount, status, body) = result.unwrap();
         let outcome = match status {
             StatusCode::CREATED => "succeeded",
+            // A top-up: accepted pending, then decided by its provider (awaited by p.topup).
+            StatusCode::ACCEPTED if body["status"] == "succeeded" => "succeeded",
             StatusCode::UNPROCESSABLE_ENTITY if body["error"]["reason"] == "INSUFFICIENT_FUNDS" => {
                 "insufficient_funds"
             }
@@ -359,12 +362,31 @@ async fn idempotency_keys_replay_refuse_and_serialize() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     assert_eq!(err["error"]["details"][0]["field"], "Idempotency-Key");
 
-    // Same key twice: one movement, identical responses.
+    // Same key twice: one top-up. While its provider decides, the replay answers it pending
+    // (202); once decided, with the outcome (201) — never a second charge.
     let (s1, first) = p.post_idem("/topups", &alice, "key-1", body.clone()).await;
     let (s2, second) = p.post_idem("/topups", &alice, "key-1", body.clone()).await;
-    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
-    assert_eq!(first, second);
+    assert_eq!(s1, StatusCode::ACCEPTED, "{first}");
+    assert!(
+        matches!(s2, StatusCode::ACCEPTED | StatusCode::CREATED),
+        "{s2}: {second}"
+    );
+    assert_eq!(first["id"], second["id"]);
+    let settled = p.settled_topup(&alice, &first).await;
+    assert_eq!(settled["status"], "succeeded", "{settled}");
+    let (s3, third) = p.post_idem("/topups", &alice, "key-1", body.clone()).await;
+    assert_eq!(s3, StatusCode::CREATED, "{third}");
+    assert_eq!(third, settled);
     assert_eq!(p.balance(&alice, &card.id).await, 10_000);
+    let charges = p.sandpay.operations().await.unwrap();
+    assert_eq!(
+        charges
+            .iter()
+            .filter(|op| op["reference"] == first["id"])
+            .count(),
+        1,
+        "charged once"
+    );
 
     // Same key, different body: 422, nothing moves.
     let mut other = body.clone();
@@ -384,7 +406,7 @@ async fn idempotency_keys_replay_refuse_and_serialize() {
             json!({"card_number": bob_card.number, "amount": 10_000, "method": "ovo"}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(status, StatusCode::ACCEPTED);
 
     // Twelve concurrent requests with one new key: one movement; the others replay it or
     // are told it is in progress.
@@ -474,7 +496,7 @@ async fn bad_movements_are_refused_precisely_and_move_nothing() {
     let usd = p.card(&alice, "USD").await;
     let b = p.card(&bob, "IDR").await;
     let (status, _) = p.topup(&alice, &a.number, 10_000).await;
-    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(status, StatusCode::ACCEPTED);
 
     let expect =
         |status: StatusCode, body: &Value, want: StatusCode, reason: &str, field: Option<&str>| {
@@ -788,7 +810,7 @@ async fn card_lifecycle_admin_views_and_bad_input() {
     let funded = p.card(&carol, "IDR").await;
     let empty = p.card(&carol, "IDR").await;
     let (status, _) = p.topup(&carol, &funded.number, 5_000).await;
-    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(status, StatusCode::ACCEPTED);
     let (_, found) = p.get(&format!("/cards?search={last4}"), Some(&carol)).await;
     assert!(
         found["items"]

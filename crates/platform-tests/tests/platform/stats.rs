@@ -17,13 +17,14 @@ fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, s).single().unwrap()
 }
 
-/// Top-ups recorded at past times, as an import tool would (`saldo.backdate`).
+/// Top-ups recorded at past times, as an import tool would (`saldo.backdate`), charged at
+/// the sandbox provider like any other: awaited until it confirmed.
 async fn import_topup(p: &Platform, number: &str, amount: i64, when: DateTime<Utc>) {
     let mut client =
         proto::topup::v1::topup_service_client::TopupServiceClient::connect(p.topup_grpc.clone())
             .await
             .unwrap();
-    client
+    let topup = client
         .create_topup(platform::grpc::outgoing(
             proto::topup::v1::CreateTopupRequest {
                 idempotency_key: uuid::Uuid::new_v4().to_string(),
@@ -36,7 +37,29 @@ async fn import_topup(p: &Platform, number: &str, amount: i64, when: DateTime<Ut
             Duration::from_secs(10),
         ))
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
+    testkit::eventually(
+        Duration::from_secs(20),
+        "the provider's confirmation",
+        || {
+            let mut client = client.clone();
+            let id = topup.id.clone();
+            async move {
+                let now = client
+                    .get_topup(platform::grpc::outgoing(
+                        proto::topup::v1::TopupIdRequest { id },
+                        Some(&importer()),
+                        Duration::from_secs(10),
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                (now.status == proto::common::v1::MovementStatus::Succeeded as i32).then_some(())
+            }
+        },
+    )
+    .await;
 }
 
 fn amounts(v: &Value) -> Vec<i64> {
@@ -262,7 +285,8 @@ async fn monthly_statistics_follow_the_calendar_and_the_source_rows() {
         .unwrap();
     // A top-up after it, so we know the consumer has passed the duplicate.
     let (code, body) = p.topup(&customer, &card.number, 500).await;
-    assert_eq!(code, StatusCode::CREATED, "{body}");
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "succeeded", "{body}");
     let this_year = Utc::now().format("%Y").to_string();
     testkit::eventually(Duration::from_secs(30), "later top-up counted", || async {
         let (_, body) = p
@@ -523,6 +547,7 @@ fn importer() -> String {
         .service_token(
             "test-importer",
             &[
+                "topups.read",
                 "topups.write",
                 "withdraws.write",
                 "transfers.write",

@@ -15,6 +15,7 @@ pub mod merchants;
 pub mod money_views;
 pub mod movements;
 pub mod payments;
+pub mod provider_callbacks;
 pub mod roles;
 pub mod saldo;
 pub mod stats;

@@ -288,6 +288,15 @@ pub struct CardMovementView {
     pub failure_reason: Option<String>,
     pub created_at: Option<String>,
     pub completed_at: Option<String>,
+    /// Top-ups: the payment provider that took the charge, once one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Its id of the charge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_reference: Option<String>,
+    /// With `failure_reason` PROVIDER_DECLINED: the provider's code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_failure_code: Option<String>,
 }
 
 impl From<proto::topup::v1::Topup> for CardMovementView {
@@ -304,6 +313,9 @@ impl From<proto::topup::v1::Topup> for CardMovementView {
             failure_reason: non_empty(t.failure_reason),
             created_at: rfc3339(t.created_at),
             completed_at: rfc3339(t.completed_at),
+            provider: non_empty(t.provider),
+            provider_reference: non_empty(t.provider_reference),
+            provider_failure_code: non_empty(t.provider_failure_code),
         }
     }
 }
@@ -322,6 +334,9 @@ impl From<proto::withdraw::v1::Withdraw> for CardMovementView {
             failure_reason: non_empty(t.failure_reason),
             created_at: rfc3339(t.created_at),
             completed_at: rfc3339(t.completed_at),
+            provider: None,
+            provider_reference: None,
+            provider_failure_code: None,
         }
     }
 }

@@ -114,10 +114,17 @@ fn direction(value: Option<&str>) -> Result<i32, ApiError> {
     } as i32)
 }
 
+/// A top-up is a charge at the payment provider of the method's route: `202` with status
+/// `pending` until the provider confirms (then `succeeded`, booked) or declines (`failed`,
+/// `PROVIDER_DECLINED` with the provider's code); `201` if it decided at once. `503
+/// PROVIDER_UNAVAILABLE` (with `Retry-After`) when no provider can take it: nothing was
+/// charged, retry with the same key.
 #[utoipa::path(post, path = "/api/v1/topups", tag = "topups", request_body = CardMovementBody,
     params(("Idempotency-Key" = String, Header, description = "unique per topup")),
-    responses((status = 201, body = CardMovementView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 202, body = CardMovementView), (status = 201, body = CardMovementView),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn create_topup(
     State(state): State<AppState>,
     caller: Caller,
@@ -141,7 +148,12 @@ pub async fn create_topup(
         .create_topup(request)
         .await?
         .into_inner();
-    Ok((StatusCode::CREATED, Json(created.into())))
+    let status = if created.status == proto::common::v1::MovementStatus::Pending as i32 {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(created.into())))
 }
 
 #[utoipa::path(get, path = "/api/v1/topups/{id}", tag = "topups", params(("id" = String, Path)),

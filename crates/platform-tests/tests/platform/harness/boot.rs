@@ -5,6 +5,10 @@ use super::*;
 
 pub struct Platform {
     pub nginx: testkit::Nginx,
+    /// The payment providers (sandbox processes): every method goes to `sandpay` first,
+    /// `kilat` second.
+    pub sandpay: testkit::sandbox::SandboxProvider,
+    pub kilat: testkit::sandbox::SandboxProvider,
     pub smtp: testkit::Smtp,
     pub merchant_grpc: String,
     pub transaction_grpc: String,
@@ -225,12 +229,20 @@ impl Platform {
         .unwrap();
         tokio::spawn(email.run(shutdown.clone()));
 
+        let sandpay = testkit::sandbox::SandboxProvider::start("sandpay")
+            .await
+            .unwrap();
+        let kilat = testkit::sandbox::SandboxProvider::start("kilat")
+            .await
+            .unwrap();
+        let nginx_http_port = testkit::free_port();
         let topup = topup_service::build(movement_config(
             movement::Kind::Topup,
             &database_url,
             &topup_at,
             &card_url,
             &saldo_url,
+            Some(provider_settings(&sandpay, &kilat, nginx_http_port)),
         ))
         .await
         .unwrap();
@@ -242,6 +254,7 @@ impl Platform {
             &withdraw_at,
             &card_url,
             &saldo_url,
+            None,
         ))
         .await
         .unwrap();
@@ -253,6 +266,7 @@ impl Platform {
             &transfer_at,
             &card_url,
             &saldo_url,
+            None,
         ))
         .await
         .unwrap();
@@ -284,7 +298,8 @@ impl Platform {
         let gateway_addr = gateway.http_addr();
         tokio::spawn(gateway.run(shutdown.clone()));
 
-        let nginx = testkit::Nginx::start(
+        let nginx = testkit::Nginx::start_on(
+            nginx_http_port,
             &gateway_addr.to_string(),
             &[
                 ("USER_GRPC_UPSTREAM", addr(&user_at)),
@@ -303,6 +318,8 @@ impl Platform {
         let base = format!("{}/api/v1", nginx.url());
         Self {
             nginx,
+            sandpay,
+            kilat,
             smtp,
             merchant_grpc: url(&merchant_at),
             transaction_grpc: url(&transaction_at),

@@ -214,13 +214,34 @@ impl Platform {
         .await
     }
 
+    /// A top-up through NGINX; a pending one (`202`) is awaited until its provider decided
+    /// (callback or poller): the answer's status and the top-up as it ends.
     pub async fn topup(&self, token: &str, number: &str, amount: i64) -> (StatusCode, Value) {
         let key = uuid::Uuid::new_v4().to_string();
-        self.post_idem(
-            "/topups",
-            token,
-            &key,
-            json!({"card_number": number, "amount": amount, "method": "bca"}),
+        let (status, body) = self
+            .post_idem(
+                "/topups",
+                token,
+                &key,
+                json!({"card_number": number, "amount": amount, "method": "bca"}),
+            )
+            .await;
+        if status != StatusCode::ACCEPTED {
+            return (status, body);
+        }
+        (status, self.settled_topup(token, &body).await)
+    }
+
+    /// The top-up `pending` once its provider decided: `succeeded` or `failed`.
+    pub async fn settled_topup(&self, token: &str, pending: &Value) -> Value {
+        let path = format!("/topups/{}", pending["id"].as_str().unwrap());
+        testkit::eventually(
+            Duration::from_secs(20),
+            "the provider's outcome",
+            || async {
+                let (_, now) = self.get(&path, Some(token)).await;
+                (now["status"] != "pending").then_some(now)
+            },
         )
         .await
     }

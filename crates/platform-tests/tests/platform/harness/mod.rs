@@ -86,6 +86,7 @@ pub fn movement_config(
     listener: &BoundListener,
     card_url: &str,
     saldo_url: &str,
+    providers: Option<movement::provider::ProviderSettings>,
 ) -> movement::app::Config {
     movement::app::Config {
         common: common(&format!("{}-service", kind.name()), database_url, listener),
@@ -103,5 +104,40 @@ pub fn movement_config(
         recovery_grace: Duration::from_secs(2),
         stats_time_zone: "UTC".into(),
         stats_group: testkit::unique(&format!("{}-stats", kind.name())),
+        providers,
+    }
+}
+
+/// The platform's payment providers: two sandbox provider processes, every method routed to
+/// `sandpay` first and `kilat` second, callbacks through NGINX on `nginx_http_port`.
+pub fn provider_settings(
+    sandpay: &testkit::sandbox::SandboxProvider,
+    kilat: &testkit::sandbox::SandboxProvider,
+    nginx_http_port: u16,
+) -> movement::provider::ProviderSettings {
+    let config = |s: &testkit::sandbox::SandboxProvider| providers::sandbox::SandboxConfig {
+        name: s.name.clone(),
+        base_url: s.base_url.clone(),
+        api_key: s.api_key.clone(),
+        webhook_secret: s.webhook_secret.clone(),
+        tolerance: Duration::from_secs(300),
+        timeout: Duration::from_secs(2),
+    };
+    movement::provider::ProviderSettings {
+        providers: vec![config(sandpay), config(kilat)],
+        routes: movement::DEFAULT_METHODS
+            .iter()
+            .map(|m| {
+                (
+                    (*m).to_owned(),
+                    vec![sandpay.name.clone(), kilat.name.clone()],
+                )
+            })
+            .collect(),
+        breaker: providers::BreakerConfig {
+            failures: 3,
+            open_for: Duration::from_secs(2),
+        },
+        callback_base_url: format!("http://127.0.0.1:{nginx_http_port}"),
     }
 }

@@ -1,0 +1,337 @@
+//! Money from the outside world: top-ups are charges at payment providers (two sandbox
+//! provider processes, `sandpay` first and `kilat` second on every method's route), booked
+//! only on the provider's word — its signed callback through NGINX, or the status poller.
+//! The provider misbehaves as scripted per request: declines, lost, duplicate and early
+//! callbacks, errors after taking the money, downtime.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use crate::harness::Platform;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// A top-up through NGINX, as the customer sent it (no waiting).
+async fn top_up(
+    p: &Platform,
+    token: &str,
+    number: &str,
+    amount: i64,
+    key: &str,
+) -> (StatusCode, Value) {
+    p.post_idem(
+        "/topups",
+        token,
+        key,
+        json!({"card_number": number, "amount": amount, "method": "bca"}),
+    )
+    .await
+}
+
+fn key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The callbacks the platform stored for a top-up: (event id, outcome, deliveries).
+async fn callbacks(p: &Platform, topup_id: &str) -> Vec<(String, String, i32)> {
+    let pool = sqlx::PgPool::connect(&p.database_url).await.unwrap();
+    let rows: Vec<(String, String, i32)> = sqlx::query_as(
+        "SELECT event_id, outcome, deliveries FROM topup_svc.provider_callbacks WHERE reference = $1
+         ORDER BY received_at",
+    )
+    .bind(topup_id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows
+}
+
+/// POSTs a callback body to the platform's endpoint for `provider`, signed with `secret` at
+/// `signed_at` (unix seconds).
+async fn deliver(
+    p: &Platform,
+    provider: &str,
+    secret: &str,
+    signed_at: i64,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let answer = p
+        .http
+        .post(format!("{}/provider-callbacks/{provider}/topups", p.base))
+        .header("content-type", "application/json")
+        .header(
+            "sandbox-signature",
+            providers::sandbox::sign(secret, signed_at, &bytes),
+        )
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+/// A `charge.succeeded` event for a top-up, as the sandbox would send it.
+fn success_event(topup: &Value, provider_reference: &str) -> Value {
+    json!({
+        "id": format!("evt_{}", uuid::Uuid::new_v4().simple()),
+        "type": "charge.succeeded",
+        "created_at": chrono::Utc::now(),
+        "data": {
+            "id": provider_reference,
+            "kind": "charge",
+            "reference": topup["id"],
+            "amount": topup["amount"],
+            "currency": topup["currency"],
+            "method": "bca",
+            "status": "succeeded",
+            "created_at": chrono::Utc::now(),
+            "updated_at": chrono::Utc::now(),
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_top_up_is_pending_until_the_providers_callback_books_it_once() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, alice) = p.customer(&admin).await;
+    let card = p.card(&alice, "IDR").await;
+    p.sandpay
+        .script(json!({"match": {"amount": 120_000}, "scenario": {"decide_after_ms": 1_500, "callback": "twice"}}))
+        .await
+        .unwrap();
+
+    let (status, pending) = top_up(&p, &alice, &card.number, 120_000, &key()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+    assert_eq!(pending["status"], "pending");
+    assert_eq!(pending["provider"], "sandpay");
+    assert!(
+        pending["provider_reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("op_")
+    );
+    // Not a minor unit before the provider says so.
+    assert_eq!(p.balance(&alice, &card.id).await, 0);
+
+    let settled = p.settled_topup(&alice, &pending).await;
+    assert_eq!(settled["status"], "succeeded", "{settled}");
+    assert_eq!(p.balance(&alice, &card.id).await, 120_000);
+    // The callback came twice: one event, stored once, applied once, one posting.
+    let id = pending["id"].as_str().unwrap();
+    testkit::eventually(Duration::from_secs(10), "the second delivery", || async {
+        let seen = p
+            .nginx
+            .access_log()
+            .matches("/api/v1/provider-callbacks/sandpay/topups")
+            .count();
+        (seen >= 2).then_some(())
+    })
+    .await;
+    let stored = callbacks(&p, id).await;
+    assert_eq!(stored.len(), 1, "one event: {stored:?}");
+    assert_eq!(
+        (stored[0].1.as_str(), stored[0].2),
+        ("applied", 2),
+        "{stored:?}"
+    );
+    assert_eq!(p.balance(&alice, &card.id).await, 120_000);
+    let (_, posting) = p.get(&format!("/saldo/postings/{id}"), Some(&admin)).await;
+    assert_eq!(posting["id"], id, "{posting}");
+    p.assert_books_balance(&admin).await;
+
+    // A callback lost on the way: the status poller asks the provider and books it.
+    p.sandpay
+        .script(json!({"match": {"amount": 33_000}, "scenario": {"callback": "lost"}}))
+        .await
+        .unwrap();
+    let (status, lost) = top_up(&p, &alice, &card.number, 33_000, &key()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{lost}");
+    let settled = p.settled_topup(&alice, &lost).await;
+    assert_eq!(settled["status"], "succeeded", "{settled}");
+    assert!(
+        callbacks(&p, lost["id"].as_str().unwrap()).await.is_empty(),
+        "no callback came"
+    );
+    assert_eq!(p.balance(&alice, &card.id).await, 153_000);
+
+    // A provider that decides before it answers the charge (its callback overtakes the
+    // answer): settled by whichever comes first, once.
+    p.sandpay
+        .script(json!({"match": {"amount": 7_000}, "scenario": {"callback": "before_response"}}))
+        .await
+        .unwrap();
+    let (status, early) = top_up(&p, &alice, &card.number, 7_000, &key()).await;
+    assert_eq!(status, StatusCode::CREATED, "decided at once: {early}");
+    assert_eq!(early["status"], "succeeded");
+    assert_eq!(p.balance(&alice, &card.id).await, 160_000);
+    p.assert_books_balance(&admin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_declined_top_up_fails_with_the_providers_reason_and_books_nothing() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, alice) = p.customer(&admin).await;
+    let card = p.card(&alice, "IDR").await;
+    p.sandpay
+        .script(json!({"match": {"amount": 40_000}, "scenario": {"outcome": "decline", "failure_code": "insufficient_funds"}}))
+        .await
+        .unwrap();
+    let (status, pending) = top_up(&p, &alice, &card.number, 40_000, &key()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+    let failed = p.settled_topup(&alice, &pending).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["failure_reason"], "PROVIDER_DECLINED");
+    assert_eq!(failed["provider_failure_code"], "insufficient_funds");
+    assert_eq!(p.balance(&alice, &card.id).await, 0);
+    let (status, _) = p
+        .get(
+            &format!("/saldo/postings/{}", pending["id"].as_str().unwrap()),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was posted");
+    p.assert_books_balance(&admin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_stale_and_misdirected_callbacks_book_nothing() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, mallory) = p.customer(&admin).await;
+    let card = p.card(&mallory, "IDR").await;
+    // A top-up the provider never decides: only a forged callback could credit it.
+    p.sandpay
+        .script(json!({"match": {"amount": 900_000}, "scenario": {"outcome": "never"}}))
+        .await
+        .unwrap();
+    let (status, pending) = top_up(&p, &mallory, &card.number, 900_000, &key()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+    let reference = pending["provider_reference"].as_str().unwrap().to_owned();
+    let event = success_event(&pending, &reference);
+    let now = chrono::Utc::now().timestamp();
+
+    // Signed with a guessed secret.
+    let (status, body) = deliver(&p, "sandpay", "whsec_guess", now, &event).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["reason"], "CALLBACK_SIGNATURE_INVALID");
+    // Unsigned.
+    let answer = p
+        .http
+        .post(format!("{}/provider-callbacks/sandpay/topups", p.base))
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    // Signed with the other provider's secret, sent to this provider's endpoint.
+    let (status, _) = deliver(&p, "sandpay", &p.kilat.webhook_secret, now, &event).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The right secret, but signed 10 minutes ago (a replayed old callback).
+    let (status, body) = deliver(&p, "sandpay", &p.sandpay.webhook_secret, now - 600, &event).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["reason"], "CALLBACK_STALE");
+    // A provider we do not have.
+    let (status, _) = deliver(&p, "acme", &p.sandpay.webhook_secret, now, &event).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Correctly signed but about another amount than the top-up: stored, not applied.
+    let mut inflated = success_event(&pending, &reference);
+    inflated["data"]["amount"] = json!(9_000_000);
+    let (status, body) = deliver(&p, "sandpay", &p.sandpay.webhook_secret, now, &inflated).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], "ignored");
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(p.balance(&mallory, &card.id).await, 0, "no forged money");
+    let (_, still) = p
+        .get(
+            &format!("/topups/{}", pending["id"].as_str().unwrap()),
+            Some(&mallory),
+        )
+        .await;
+    assert_eq!(still["status"], "pending");
+
+    // The provider's own word, at last: booked once, even when delivered again later.
+    p.sandpay
+        .control(
+            &format!("operations/{reference}/decide"),
+            json!({"outcome": "approve", "callback": "twice"}),
+        )
+        .await
+        .unwrap();
+    let settled = p.settled_topup(&mallory, &pending).await;
+    assert_eq!(settled["status"], "succeeded");
+    assert_eq!(p.balance(&mallory, &card.id).await, 900_000);
+    p.assert_books_balance(&admin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_provider_down_fails_over_only_when_safe_and_its_breaker_opens_and_closes() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, alice) = p.customer(&admin).await;
+    let card = p.card(&alice, "IDR").await;
+
+    // sandpay down (503 unavailable: it took nothing): kilat, next on the route, takes it.
+    p.sandpay.set_down(true).await.unwrap();
+    let (status, moved) = p.topup(&alice, &card.number, 10_000).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(moved["provider"], "kilat", "{moved}");
+    assert_eq!(moved["status"], "succeeded");
+    // Three failures open sandpay's breaker: requests no longer wait for it.
+    for _ in 0..2 {
+        let (_, t) = p.topup(&alice, &card.number, 10_000).await;
+        assert_eq!(t["provider"], "kilat");
+    }
+    // Both down: nothing is charged anywhere, a clear 503, and the key may be retried.
+    p.kilat.set_down(true).await.unwrap();
+    let retry_key = key();
+    let started = std::time::Instant::now();
+    let (status, body) = top_up(&p, &alice, &card.number, 5_000, &retry_key).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["reason"], "PROVIDER_UNAVAILABLE");
+    assert!(started.elapsed() < Duration::from_secs(2), "fails fast");
+    p.kilat.set_down(false).await.unwrap();
+    let (status, retried) = top_up(&p, &alice, &card.number, 5_000, &retry_key).await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "the same key works again: {retried}"
+    );
+    assert_eq!(retried["provider"], "kilat");
+    p.settled_topup(&alice, &retried).await;
+
+    // sandpay back: after its breaker's open period the next top-up probes it and it is
+    // first on the route again.
+    p.sandpay.set_down(false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let (_, back) = p.topup(&alice, &card.number, 1_000).await;
+    assert_eq!(back["provider"], "sandpay", "{back}");
+
+    // sandpay fails with a 500 after recording the charge: the status check finds it there,
+    // so it is not sent to kilat (that would charge twice).
+    p.sandpay
+        .script(
+            json!({"match": {"amount": 2_222}, "scenario": {"http_status": 500, "record": true}}),
+        )
+        .await
+        .unwrap();
+    let (_, kept) = p.topup(&alice, &card.number, 2_222).await;
+    assert_eq!(kept["provider"], "sandpay", "{kept}");
+    assert_eq!(kept["status"], "succeeded");
+    let at_kilat = p.kilat.operations().await.unwrap();
+    assert!(
+        at_kilat.iter().all(|op| op["reference"] != kept["id"]),
+        "kilat never charged it"
+    );
+    assert_eq!(
+        p.balance(&alice, &card.id).await,
+        30_000 + 5_000 + 1_000 + 2_222
+    );
+    p.assert_books_balance(&admin).await;
+}
