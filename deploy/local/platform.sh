@@ -83,7 +83,7 @@ start_platform() {
         local key_var="PROVIDER_${upper}_API_KEY" secret_var="PROVIDER_${upper}_WEBHOOK_SECRET"
         SANDBOX_NAME="$provider" SANDBOX_LISTEN="127.0.0.1:$port" SANDBOX_API_KEY="${!key_var}" \
             SANDBOX_WEBHOOK_SECRET="${!secret_var}" SANDBOX_STATE_FILE="$STATE_DIR/sandbox/$provider.jsonl" \
-            SANDBOX_DECIDE_AFTER_MS="${SANDBOX_DECIDE_AFTER_MS:-200}" \
+            SANDBOX_DECIDE_AFTER_MS="${SANDBOX_DECIDE_AFTER_MS:-50}" \
             "$BIN/sandbox-provider" >"$STATE_DIR/logs/sandbox-$provider.log" 2>&1 &
         PIDS+=("$!")
         wait_http "http://127.0.0.1:$port/healthz" "sandbox provider $provider" 30 "$!" "$STATE_DIR/logs/sandbox-$provider.log"
@@ -127,16 +127,6 @@ start_platform() {
     start email email-service 9110 GRPC_ADDR=127.0.0.1:$((b + 10))
     start gateway gateway 9100 HTTP_ADDR=127.0.0.1:8000
 
-    # A local run: the documented demo and admin passwords are allowed here (nowhere else).
-    export ALLOW_DEMO_CREDENTIALS=true
-    if [ "${SEED_DEMO:-1}" = 1 ]; then
-        say "seeding the admin login and the small demo data set (once; later runs skip it)"
-        ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/seed" demo --size small >&2
-    else
-        say "ensuring the admin login"
-        ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/seed" admin >&2
-    fi
-
     # TLS on every interface with a local certificate (its CA: .state/tls/ca.crt); the plain
     # ports stay on loopback for the quick-start.
     bash "$ROOT/deploy/local/tls-cert.sh" "$STATE_DIR/tls"
@@ -157,6 +147,17 @@ start_platform() {
     "$NGINX_BIN" -p "$STATE_DIR/nginx" -c "$STATE_DIR/nginx/nginx.conf" -g 'daemon off;' &
     PIDS+=("$!")
     wait_port 127.0.0.1 "$HTTP_PORT" "nginx"
+
+    # After NGINX: the payment providers' callbacks reach the platform through it.
+    # A local run: the documented demo and admin passwords are allowed here (nowhere else).
+    export ALLOW_DEMO_CREDENTIALS=true
+    if [ "${SEED_DEMO:-1}" = 1 ]; then
+        say "seeding the admin login and the small demo data set (once; later runs skip it)"
+        ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/seed" demo --size small >&2
+    else
+        say "ensuring the admin login"
+        ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/seed" admin >&2
+    fi
 }
 
 # stop_platform — stops every process in PIDS (bench and soak runs; run.sh has its own).

@@ -51,7 +51,7 @@ impl Config {
     pub fn from_env(kind: Kind, grpc_addr: &str, admin_addr: &str) -> anyhow::Result<Self> {
         let rules = Rules::from_env(&kind.name().to_uppercase())?;
         let providers = match kind {
-            Kind::Topup => Some(ProviderSettings::from_env(kind, &rules.methods)?),
+            Kind::Topup | Kind::Withdraw => Some(ProviderSettings::from_env(kind, &rules.methods)?),
             _ => None,
         };
         Ok(Self {
@@ -122,8 +122,9 @@ impl Application {
         );
         match (&config.providers, kind) {
             (Some(settings), _) => movements = movements.with_providers(settings.backing()?),
-            (None, Kind::Topup) => anyhow::bail!(
-                "top-ups need payment providers: money enters only through a provider"
+            (None, Kind::Topup | Kind::Withdraw) => anyhow::bail!(
+                "{}s need payment providers: money enters and leaves only through a provider",
+                kind.name()
             ),
             (None, _) => {}
         }

@@ -77,7 +77,7 @@ pub struct Movements {
     pub(crate) kind: Kind,
     pub(crate) pool: PgPool,
     authenticator: Authenticator,
-    upstream: Upstream,
+    pub(crate) upstream: Upstream,
     rules: Arc<Rules>,
     /// The payment providers of a provider-backed kind (top-ups); `None` for transfers.
     pub(crate) providers: Option<Arc<crate::provider::Backing>>,
@@ -260,9 +260,25 @@ impl Movements {
         platform::failpoint::hit(&format!("{kind}.after_pending"));
 
         if self.providers.is_some() {
-            let movement = self
-                .submit(pending, crate::provider::Unavailable::Drop)
-                .await?;
+            let movement = if self.kind == Kind::Withdraw {
+                // The amount leaves the card first (held in transit), so it cannot be spent
+                // twice while the payout is under way.
+                match self.post(&pending).await {
+                    Ok(Outcome::Posted) => {
+                        self.submit(pending, crate::provider::Unavailable::Fail)
+                            .await?
+                    }
+                    Ok(refused) => self.complete(&pending, &refused).await?,
+                    Err(MovementError::AccountNotReady) => {
+                        lifecycle::drop_unposted::<Movement>(&self.pool, pending.id).await?;
+                        return Err(MovementError::AccountNotReady);
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                self.submit(pending, crate::provider::Unavailable::Drop)
+                    .await?
+            };
             metrics::histogram!("movement_duration_seconds", "kind" => kind)
                 .record(started.elapsed().as_secs_f64());
             return lifecycle::respond(kind, movement);
@@ -296,6 +312,12 @@ impl Movements {
                 Side::System(format!("topup:{method}")),
                 Side::Card(m.card_id),
                 format!("top-up via {method}"),
+            ),
+            // A payout's first leg: held in transit until the provider pays it out.
+            (Kind::Withdraw, _) if self.providers.is_some() => (
+                Side::Card(m.card_id),
+                Side::System(crate::provider::IN_TRANSIT.to_owned()),
+                format!("withdraw to {method}: held for the payout"),
             ),
             (Kind::Withdraw, _) => (
                 Side::Card(m.card_id),

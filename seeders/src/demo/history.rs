@@ -114,34 +114,29 @@ pub(super) async fn run_ops(
     Ok(())
 }
 
-/// Waits until the payment provider decided a top-up (its callback or the status poller):
-/// the month's later operations spend that money. A declined one is an error: the sandbox
-/// provider approves demo top-ups.
-async fn settled_topup(c: &Clients, mut topup: proto::topup::v1::Topup) -> anyhow::Result<()> {
+/// Waits until the payment provider decided a top-up or a withdrawal (its callback or the
+/// status poller): the month's later operations spend that money. `fetch` reads the record's
+/// (status, failure reason, provider code) again. A declined one is an error: the sandbox
+/// provider approves demo operations.
+async fn settled<F, Fut>(what: &str, id: &str, mut status: i32, fetch: F) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(i32, String, String)>>,
+{
     use proto::common::v1::MovementStatus;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while topup.status == MovementStatus::Pending as i32 {
+    let (mut reason, mut code) = (String::new(), String::new());
+    while status == MovementStatus::Pending as i32 {
         anyhow::ensure!(
             std::time::Instant::now() < deadline,
-            "top-up {} still pending at its provider after 120 s",
-            topup.id
+            "{what} {id} still pending at its provider after 120 s"
         );
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        topup = c
-            .topups
-            .clone()
-            .get_topup(c.request(proto::topup::v1::TopupIdRequest {
-                id: topup.id.clone(),
-            })?)
-            .await?
-            .into_inner();
+        (status, reason, code) = fetch().await?;
     }
     anyhow::ensure!(
-        topup.status == MovementStatus::Succeeded as i32,
-        "top-up {} failed at its provider: {} {}",
-        topup.id,
-        topup.failure_reason,
-        topup.provider_failure_code
+        status == MovementStatus::Succeeded as i32,
+        "{what} {id} failed at its provider: {reason} {code}"
     );
     Ok(())
 }
@@ -167,7 +162,18 @@ pub(super) async fn apply(c: &Clients, op: Op) -> anyhow::Result<()> {
                 })?)
                 .await?
                 .into_inner();
-            settled_topup(c, topup).await?;
+            settled("top-up", &topup.id, topup.status, || async {
+                let t = c
+                    .topups
+                    .clone()
+                    .get_topup(c.request(proto::topup::v1::TopupIdRequest {
+                        id: topup.id.clone(),
+                    })?)
+                    .await?
+                    .into_inner();
+                Ok((t.status, t.failure_reason, t.provider_failure_code))
+            })
+            .await?;
         }
         Op::Withdraw {
             card,
@@ -176,7 +182,8 @@ pub(super) async fn apply(c: &Clients, op: Op) -> anyhow::Result<()> {
             at,
             key,
         } => {
-            c.withdraws
+            let withdraw = c
+                .withdraws
                 .clone()
                 .create_withdraw(c.request(proto::withdraw::v1::CreateWithdrawRequest {
                     idempotency_key: key,
@@ -185,7 +192,20 @@ pub(super) async fn apply(c: &Clients, op: Op) -> anyhow::Result<()> {
                     amount,
                     effective_at: ts(at),
                 })?)
-                .await?;
+                .await?
+                .into_inner();
+            settled("withdrawal", &withdraw.id, withdraw.status, || async {
+                let w = c
+                    .withdraws
+                    .clone()
+                    .get_withdraw(c.request(proto::withdraw::v1::WithdrawIdRequest {
+                        id: withdraw.id.clone(),
+                    })?)
+                    .await?
+                    .into_inner();
+                Ok((w.status, w.failure_reason, w.provider_failure_code))
+            })
+            .await?;
         }
         Op::Transfer {
             from,

@@ -56,6 +56,7 @@ const PERMISSIONS: &[&str] = &[
     "saldo.backdate",
     "topups.read",
     "topups.write",
+    "withdraws.read",
     "withdraws.write",
     "transfers.write",
     "merchants.read",

@@ -136,8 +136,9 @@ pub struct AppState {
     pub cards: CardServiceClient<Channel>,
     pub saldo: SaldoServiceClient<Channel>,
     pub topups: TopupServiceClient<Channel>,
-    /// Provider callbacks for top-ups (charges).
+    /// Provider callbacks for top-ups (charges) and withdrawals (payouts).
     pub topup_callbacks: ProviderCallbackServiceClient<Channel>,
+    pub withdraw_callbacks: ProviderCallbackServiceClient<Channel>,
     pub withdraws: WithdrawServiceClient<Channel>,
     pub transfers: TransferServiceClient<Channel>,
     pub merchants: MerchantServiceClient<Channel>,
@@ -275,6 +276,7 @@ impl Application {
             topup_callbacks: ProviderCallbackServiceClient::new(topup_channel.clone()),
             topup_stats: TopupStatsServiceClient::new(topup_channel),
             withdraws: WithdrawServiceClient::new(withdraw_channel.clone()),
+            withdraw_callbacks: ProviderCallbackServiceClient::new(withdraw_channel.clone()),
             withdraw_stats: WithdrawStatsServiceClient::new(withdraw_channel),
             transfers: TransferServiceClient::new(transfer_channel.clone()),
             transfer_stats: TransferStatsServiceClient::new(transfer_channel),

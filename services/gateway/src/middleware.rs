@@ -127,7 +127,20 @@ pub async fn authenticate_and_limit(
                 .headers()
                 .get(crate::extract::API_KEY_HEADER)
                 .is_some_and(|v| !v.as_bytes().trim_ascii().is_empty());
-            let prefix = if has_key { "api-key-client" } else { "ip" };
+            // Provider callbacks carry a signature instead of a token; a provider delivers in
+            // bursts from few addresses, so they get a bucket of their own per address at the
+            // authenticated limit (NGINX's per-address limit still applies in front).
+            let callback = request
+                .uri()
+                .path()
+                .starts_with(crate::routes::provider_callbacks::PATH_PREFIX);
+            let prefix = if has_key {
+                "api-key-client"
+            } else if callback {
+                "provider-callbacks"
+            } else {
+                "ip"
+            };
             // Set by `observe` around every request.
             format!("{prefix}:{}", platform::grpc::current_client_address())
         }

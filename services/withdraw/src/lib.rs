@@ -66,6 +66,11 @@ pub fn routes(app: &Application) -> tonic::service::Routes {
         movements: app.movements(),
     }))
     .add_service(
+        proto::provider::v1::provider_callback_service_server::ProviderCallbackServiceServer::new(
+            movement::provider::CallbackHandlers::new(app.movements()),
+        ),
+    )
+    .add_service(
         pb::withdraw_stats_service_server::WithdrawStatsServiceServer::new(StatsHandlers {
             api: app.stats(),
             authenticator: app.movements().authenticator().clone(),
@@ -97,6 +102,9 @@ fn to_proto(m: Movement) -> pb::Withdraw {
         failure_reason: m.failure_reason.unwrap_or_default(),
         created_at: Some(platform::time::to_proto(m.created_at)),
         completed_at: platform::time::to_proto_opt(m.completed_at),
+        provider: m.provider.unwrap_or_default(),
+        provider_reference: m.provider_reference.unwrap_or_default(),
+        provider_failure_code: m.provider_failure_code.unwrap_or_default(),
     }
 }
 

@@ -149,6 +149,41 @@ pub(crate) fn stored_status(status: &ProviderStatus) -> (&'static str, Option<&s
     }
 }
 
+/// The system account a withdrawal's amount waits in while its payout is under way: debited
+/// from the card first, then paid out to the provider's account or returned to the card.
+pub const IN_TRANSIT: &str = "payouts-in-transit";
+
+/// The second leg of a payout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Leg {
+    /// Paid out: in transit → the provider's account.
+    Settle,
+    /// Not paid out: in transit → back to the card.
+    Return,
+}
+
+impl Leg {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Settle => "settle",
+            Self::Return => "return",
+        }
+    }
+}
+
+/// The posting id of a payout's second leg: derived from the withdrawal's id and the leg, so
+/// every replica and retry posts the same one, and the ledger applies it once.
+pub(crate) fn leg_id(id: Uuid, leg: Leg) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(id.as_bytes())
+        .chain_update(leg.name().as_bytes())
+        .finalize();
+    let mut bytes = [0_u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 /// What [`Movements::submit`] does when no provider can take the operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Unavailable {
@@ -244,7 +279,10 @@ impl Movements {
                     }
                     Unavailable::Fail => {
                         tracing::warn!(kind = self.kind.name(), id = %pending.id, error = %e,
-                            "no provider available for a recovered movement; failing it");
+                            "no provider can take it; failing it");
+                        if self.kind == Kind::Withdraw {
+                            self.post_leg(&pending, Leg::Return).await?;
+                        }
                         self.complete(&pending, &Outcome::Rejected(Rejection::ProviderUnavailable))
                             .await
                     }
@@ -292,6 +330,16 @@ impl Movements {
             return Ok(movement);
         }
         let outcome = match movement.provider_status.as_deref() {
+            // A payout: the held amount goes to the provider, or back to the card. Never both:
+            // the provider's final word is recorded once and never changes.
+            Some("succeeded") if self.kind == Kind::Withdraw => {
+                self.post_leg(&movement, Leg::Settle).await?;
+                Outcome::Posted
+            }
+            Some("failed") if self.kind == Kind::Withdraw => {
+                self.post_leg(&movement, Leg::Return).await?;
+                Outcome::Rejected(Rejection::ProviderDeclined)
+            }
             Some("succeeded") => match self.post(&movement).await {
                 Ok(outcome) => outcome,
                 // The provider took the money but the card's account is not open yet:
@@ -303,5 +351,45 @@ impl Movements {
             _ => return Ok(movement),
         };
         self.complete(&movement, &outcome).await
+    }
+
+    /// Posts a payout's second leg (see [`Leg`]); the ledger refusing it is an error that
+    /// leaves the withdrawal pending for recovery (the money stays in transit meanwhile).
+    pub(crate) async fn post_leg(&self, m: &Movement, leg: Leg) -> Result<(), MovementError> {
+        let provider = m.provider.clone().unwrap_or_default();
+        let in_transit = crate::Side::System(IN_TRANSIT.to_owned());
+        let (credit, description) = match leg {
+            Leg::Settle => (
+                crate::Side::System(format!("provider:{provider}")),
+                format!("withdraw {}: paid out by {provider}", m.id),
+            ),
+            Leg::Return => (
+                crate::Side::Card(m.card_id),
+                format!("withdraw {}: not paid out, returned to the card", m.id),
+            ),
+        };
+        let amount = platform::money::Money::positive(m.amount, &m.currency)
+            .map_err(|e| MovementError::Internal(e.into()))?;
+        match self
+            .upstream
+            .post(
+                leg_id(m.id, leg),
+                self.kind.name(),
+                in_transit,
+                credit,
+                amount,
+                description,
+                m.backdated.then_some(m.created_at),
+            )
+            .await?
+        {
+            Outcome::Posted => Ok(()),
+            Outcome::Rejected(r) => Err(MovementError::Internal(anyhow::anyhow!(
+                "the ledger refused the {} leg of withdraw {}: {}",
+                leg.name(),
+                m.id,
+                r.code()
+            ))),
+        }
     }
 }

@@ -89,6 +89,17 @@ impl Movements {
     /// word is recorded; one the provider still holds is the poller's.
     pub(crate) async fn recover_backed(&self, movement: Movement) -> Result<bool, MovementError> {
         let settled = if movement.provider.is_none() {
+            if self.kind == crate::Kind::Withdraw {
+                // The hold first (the same posting id: applied once, or its first answer).
+                match self.post(&movement).await? {
+                    crate::Outcome::Posted => {}
+                    refused => {
+                        return Ok(
+                            self.complete(&movement, &refused).await?.status != Status::Pending
+                        );
+                    }
+                }
+            }
             self.submit(movement, Unavailable::Fail).await?.status != Status::Pending
         } else {
             self.settle(movement.id).await?.status != Status::Pending

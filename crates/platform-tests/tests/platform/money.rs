@@ -34,7 +34,8 @@ async fn a_customer_moves_money_and_every_record_agrees() {
     assert_eq!(transfer["to_user_id"], bob_id.as_str());
     assert_eq!(transfer["from_user_id"], alice_id.as_str());
     let (status, withdraw) = p.withdraw(&alice, &a.number, 20_000).await;
-    assert_eq!(status, StatusCode::CREATED, "{withdraw}");
+    assert_eq!(status, StatusCode::ACCEPTED, "{withdraw}");
+    assert_eq!(withdraw["status"], "succeeded", "{withdraw}");
 
     assert_eq!(p.balance(&alice, &a.id).await, 50_000);
     assert_eq!(p.balance(&bob, &b.id).await, 30_000);
@@ -440,11 +441,13 @@ async fn idempotency_keys_replay_refuse_and_serialize() {
                 .await
         });
     }
+    // A withdrawal is a payout: answered 202 while its provider pays it out (201 once it
+    // has); every answer is the one withdrawal.
     let mut created = Vec::new();
     while let Some(result) = tasks.join_next().await {
         let (status, body) = result.unwrap();
         match status {
-            StatusCode::CREATED => created.push(body),
+            StatusCode::ACCEPTED | StatusCode::CREATED => created.push(body),
             StatusCode::CONFLICT => {
                 assert_eq!(
                     body["error"]["reason"], "IDEMPOTENCY_KEY_IN_PROGRESS",
@@ -455,7 +458,13 @@ async fn idempotency_keys_replay_refuse_and_serialize() {
         }
     }
     assert!(!created.is_empty());
-    assert!(created.iter().all(|b| b == &created[0]), "replays differ");
+    assert!(
+        created.iter().all(|b| b["id"] == created[0]["id"]),
+        "replays differ"
+    );
+    assert_eq!(p.balance(&alice, &card.id).await, 9_000, "held once");
+    let paid = p.settled("withdraws", &alice, &created[0]).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
     assert_eq!(p.balance(&alice, &card.id).await, 9_000);
     let (_, withdraws) = p.get("/withdraws", Some(&alice)).await;
     assert_eq!(withdraws["page"]["total_items"], 1);

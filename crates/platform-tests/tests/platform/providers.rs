@@ -335,3 +335,132 @@ async fn a_provider_down_fails_over_only_when_safe_and_its_breaker_opens_and_clo
     );
     p.assert_books_balance(&admin).await;
 }
+
+/// The balance of a system account (`payouts-in-transit:IDR`, `provider:sandpay:IDR`).
+async fn system_balance(p: &Platform, admin: &str, code: &str) -> i64 {
+    let (status, accounts) = p
+        .get("/saldo/accounts?kind=system&page_size=100", Some(admin))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{accounts}");
+    accounts["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["code"] == code)
+        .map_or(0, |a| a["balance"].as_i64().unwrap())
+}
+
+async fn withdraw(p: &Platform, token: &str, number: &str, amount: i64) -> (StatusCode, Value) {
+    p.post_idem(
+        "/withdraws",
+        token,
+        &key(),
+        json!({"card_number": number, "amount": amount, "method": "mandiri"}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_withdrawal_is_held_then_paid_out_or_returned_never_both() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, alice) = p.customer(&admin).await;
+    let card = p.card(&alice, "IDR").await;
+    p.topup(&alice, &card.number, 100_000).await;
+
+    // Paid out: the amount leaves the card at once (held in transit), then goes to the
+    // provider's account when the provider confirms.
+    p.sandpay
+        .script(json!({"match": {"amount": 30_000}, "scenario": {"decide_after_ms": 1_500}}))
+        .await
+        .unwrap();
+    let (status, pending) = withdraw(&p, &alice, &card.number, 30_000).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+    assert_eq!(pending["status"], "pending");
+    assert_eq!(pending["provider"], "sandpay");
+    assert_eq!(p.balance(&alice, &card.id).await, 70_000, "held at once");
+    assert_eq!(
+        system_balance(&p, &admin, "payouts-in-transit:IDR").await,
+        30_000
+    );
+    let paid = p.settled("withdraws", &alice, &pending).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    assert_eq!(p.balance(&alice, &card.id).await, 70_000);
+    assert_eq!(
+        system_balance(&p, &admin, "payouts-in-transit:IDR").await,
+        0
+    );
+
+    // Declined by the provider: the held amount comes back to the card, nothing is paid out.
+    p.sandpay
+        .script(json!({"match": {"amount": 20_000}, "scenario": {"outcome": "decline", "failure_code": "invalid_account", "decide_after_ms": 800}}))
+        .await
+        .unwrap();
+    let (status, pending) = withdraw(&p, &alice, &card.number, 20_000).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+    assert_eq!(p.balance(&alice, &card.id).await, 50_000, "held");
+    let returned = p.settled("withdraws", &alice, &pending).await;
+    assert_eq!(returned["status"], "failed", "{returned}");
+    assert_eq!(returned["failure_reason"], "PROVIDER_DECLINED");
+    assert_eq!(returned["provider_failure_code"], "invalid_account");
+    assert_eq!(p.balance(&alice, &card.id).await, 70_000, "returned");
+    assert_eq!(
+        system_balance(&p, &admin, "payouts-in-transit:IDR").await,
+        0
+    );
+
+    // No provider can take it: the amount is returned at once and the answer says why.
+    p.sandpay.set_down(true).await.unwrap();
+    p.kilat.set_down(true).await.unwrap();
+    let (status, body) = withdraw(&p, &alice, &card.number, 10_000).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["reason"], "PROVIDER_UNAVAILABLE");
+    assert_eq!(p.balance(&alice, &card.id).await, 70_000);
+    p.sandpay.set_down(false).await.unwrap();
+    p.kilat.set_down(false).await.unwrap();
+
+    // What left the books went to the providers' accounts: 100 000 in, 30 000 out.
+    let sandpay = system_balance(&p, &admin, "provider:sandpay:IDR").await;
+    let kilat = system_balance(&p, &admin, "provider:kilat:IDR").await;
+    assert_eq!(sandpay + kilat, -100_000 + 30_000, "charges minus payouts");
+    p.assert_books_balance(&admin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn held_money_cannot_be_spent_twice_by_a_concurrent_transfer() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, alice) = p.customer(&admin).await;
+    let (_, bob) = p.customer(&admin).await;
+    let to = p.card(&bob, "IDR").await;
+    // Slow payouts: the transfers race while every withdrawal is still pending.
+    p.sandpay
+        .script(json!({"match": {"kind": "payout"}, "scenario": {"decide_after_ms": 1_000}}))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let card = p.card(&alice, "IDR").await;
+        p.topup(&alice, &card.number, 50_000).await;
+        let (out, moved) = tokio::join!(
+            withdraw(&p, &alice, &card.number, 50_000),
+            p.transfer(&alice, &card.number, &to.number, 50_000)
+        );
+        let withdrew = out.0 == StatusCode::ACCEPTED;
+        let transferred = moved.0 == StatusCode::CREATED;
+        assert!(
+            withdrew ^ transferred,
+            "exactly one spends the 50 000: {out:?} {moved:?}"
+        );
+        let refused = if withdrew { &moved.1 } else { &out.1 };
+        assert_eq!(
+            refused["error"]["reason"], "INSUFFICIENT_FUNDS",
+            "{refused}"
+        );
+        if withdrew {
+            let paid = p.settled("withdraws", &alice, &out.1).await;
+            assert_eq!(paid["status"], "succeeded");
+        }
+        assert_eq!(p.balance(&alice, &card.id).await, 0);
+    }
+    p.assert_books_balance(&admin).await;
+}

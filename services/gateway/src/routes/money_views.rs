@@ -334,9 +334,9 @@ impl From<proto::withdraw::v1::Withdraw> for CardMovementView {
             failure_reason: non_empty(t.failure_reason),
             created_at: rfc3339(t.created_at),
             completed_at: rfc3339(t.completed_at),
-            provider: None,
-            provider_reference: None,
-            provider_failure_code: None,
+            provider: non_empty(t.provider),
+            provider_reference: non_empty(t.provider_reference),
+            provider_failure_code: non_empty(t.provider_failure_code),
         }
     }
 }

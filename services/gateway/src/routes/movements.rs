@@ -222,9 +222,16 @@ pub async fn card_topups(
     list_topups(state, caller, ApiQuery(query)).await
 }
 
+/// A withdrawal is a payout at the payment provider of the method's route. The amount leaves
+/// the card at once (held in transit, so it cannot be spent twice): `202` with status
+/// `pending`; then `succeeded` when the provider paid it out, or `failed`
+/// (`PROVIDER_DECLINED` with the provider's code) with the amount back on the card. `422
+/// INSUFFICIENT_FUNDS` holds nothing; `422 PROVIDER_UNAVAILABLE` when no provider could take
+/// it (the amount is back on the card).
 #[utoipa::path(post, path = "/api/v1/withdraws", tag = "withdraws", request_body = CardMovementBody,
     params(("Idempotency-Key" = String, Header, description = "unique per withdraw")),
-    responses((status = 201, body = CardMovementView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 202, body = CardMovementView), (status = 201, body = CardMovementView),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn create_withdraw(
     State(state): State<AppState>,
@@ -249,7 +256,12 @@ pub async fn create_withdraw(
         .create_withdraw(request)
         .await?
         .into_inner();
-    Ok((StatusCode::CREATED, Json(created.into())))
+    let status = if created.status == proto::common::v1::MovementStatus::Pending as i32 {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(created.into())))
 }
 
 #[utoipa::path(get, path = "/api/v1/withdraws/{id}", tag = "withdraws", params(("id" = String, Path)),

@@ -1,4 +1,4 @@
-//! `POST /api/v1/provider-callbacks/{provider}/topups`: where payment providers
+//! `POST /api/v1/provider-callbacks/{provider}/{topups|withdraws}`: where payment providers
 //! deliver their outcomes. No bearer token: the provider's signature over the exact body is
 //! the authentication, verified by the service that owns the operation with that provider's
 //! webhook secret (the gateway holds no provider secret). Answers as providers expect: 200
@@ -27,13 +27,16 @@ pub struct CallbackReceipt {
     pub outcome: String,
 }
 
+/// Where every provider callback route starts (the rate limiter gives them their own bucket).
+pub const PATH_PREFIX: &str = "/api/v1/provider-callbacks/";
+
 /// Headers never passed on (they authenticate nothing here and may carry secrets).
 const DROPPED: &[&str] = &["authorization", "cookie", "x-api-key"];
 
 #[utoipa::path(post, path = "/api/v1/provider-callbacks/{provider}/{operations}",
     tag = "providers",
     params(("provider" = String, Path, description = "our name of the provider"),
-           ("operations" = String, Path, description = "`topups`")),
+           ("operations" = String, Path, description = "`topups` or `withdraws`")),
     request_body(content = String, content_type = "application/json",
         description = "the provider's event, signed (the sandbox: `Sandbox-Signature: t=…,v1=…`)"),
     responses((status = 200, body = CallbackReceipt), (status = 400, body = ErrorBody),
@@ -56,15 +59,15 @@ pub async fn receive(
         headers,
         body: body.to_vec(),
     };
-    // Withdrawals are not provider-backed yet: top-ups are the only operations with callbacks.
     let receipt = match operations.as_str() {
         "topups" => state.topup_callbacks.clone().receive(request).await?,
+        "withdraws" => state.withdraw_callbacks.clone().receive(request).await?,
         _ => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "NOT_FOUND",
-                "no such callback endpoint: operations are `topups`",
+                "no such callback endpoint: operations are `topups` or `withdraws`",
             ));
         }
     };

@@ -254,7 +254,7 @@ impl Platform {
             &withdraw_at,
             &card_url,
             &saldo_url,
-            None,
+            Some(provider_settings(&sandpay, &kilat, nginx_http_port)),
         ))
         .await
         .unwrap();

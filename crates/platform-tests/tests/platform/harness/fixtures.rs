@@ -234,7 +234,12 @@ impl Platform {
 
     /// The top-up `pending` once its provider decided: `succeeded` or `failed`.
     pub async fn settled_topup(&self, token: &str, pending: &Value) -> Value {
-        let path = format!("/topups/{}", pending["id"].as_str().unwrap());
+        self.settled("topups", token, pending).await
+    }
+
+    /// A pending top-up or withdrawal (`collection`) once its provider decided.
+    pub async fn settled(&self, collection: &str, token: &str, pending: &Value) -> Value {
+        let path = format!("/{collection}/{}", pending["id"].as_str().unwrap());
         testkit::eventually(
             Duration::from_secs(20),
             "the provider's outcome",
@@ -263,15 +268,22 @@ impl Platform {
         .await
     }
 
+    /// A withdrawal through NGINX; a pending one (`202`: held, the payout under way) is
+    /// awaited until its provider decided: the answer's status and the withdrawal as it ends.
     pub async fn withdraw(&self, token: &str, number: &str, amount: i64) -> (StatusCode, Value) {
         let key = uuid::Uuid::new_v4().to_string();
-        self.post_idem(
-            "/withdraws",
-            token,
-            &key,
-            json!({"card_number": number, "amount": amount, "method": "mandiri"}),
-        )
-        .await
+        let (status, body) = self
+            .post_idem(
+                "/withdraws",
+                token,
+                &key,
+                json!({"card_number": number, "amount": amount, "method": "mandiri"}),
+            )
+            .await;
+        if status != StatusCode::ACCEPTED {
+            return (status, body);
+        }
+        (status, self.settled("withdraws", token, &body).await)
     }
 
     /// The ledger's reconciliation, asserted balanced.
