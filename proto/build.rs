@@ -42,6 +42,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    // A directory changes when a file is added to it: a new .proto rebuilds too.
+    println!("cargo:rerun-if-changed={}", dir.display());
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {

@@ -25,6 +25,10 @@ pub const INTERNAL_METHODS: &[&str] = &[
     "/payments.role.v1.RoleService/GetUserGrants",
     // Provider callbacks: only the gateway relays them, from their HTTP endpoint.
     "/payments.provider.v1.ProviderCallbackService/Receive",
+    // Settlement reconciliation: operators use the gateway's admin routes.
+    "/payments.provider.v1.ReconciliationService/Reconcile",
+    "/payments.provider.v1.ReconciliationService/ListExceptions",
+    "/payments.provider.v1.ReconciliationService/ResolveException",
 ];
 
 /// Methods of the standard gRPC services every server offers (health, reflection).

@@ -13,7 +13,7 @@ use proto::card::v1::card_service_client::CardServiceClient;
 use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
 
 use crate::provider::ProviderSettings;
-use crate::{Kind, Movements, Rules, Upstream};
+use crate::{Kind, MovementError, Movements, Rules, Upstream};
 
 /// The tables of a movement schema that shared crates own: the outbox, processed events and
 /// the statistics rollup.
@@ -204,6 +204,29 @@ impl Application {
                 ),
             ),
         ];
+        let mut tasks = tasks;
+        if self.config.providers.is_some() {
+            // Settlement reconciliation of yesterday and today, hourly (idempotent).
+            let movements = self.movements.clone();
+            tasks.push(platform::process::task(
+                "settlement reconciliation",
+                crate::lifecycle::run_every(
+                    "settlement reconciliation",
+                    Duration::from_secs(3600),
+                    shutdown.clone(),
+                    move || {
+                        let movements = movements.clone();
+                        async move {
+                            let today = chrono::Utc::now().date_naive();
+                            for date in [today - chrono::Duration::days(1), today] {
+                                movements.reconcile_providers(date).await?;
+                            }
+                            Ok::<_, MovementError>(0_usize)
+                        }
+                    },
+                ),
+            ));
+        }
         let name = format!("{} service", self.kind.name());
         self.base.serve(&name, routes, tasks, shutdown).await
     }

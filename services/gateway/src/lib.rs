@@ -24,6 +24,7 @@ use proto::card::v1::card_service_client::CardServiceClient;
 use proto::merchant::v1::merchant_document_service_client::MerchantDocumentServiceClient;
 use proto::merchant::v1::merchant_service_client::MerchantServiceClient;
 use proto::provider::v1::provider_callback_service_client::ProviderCallbackServiceClient;
+use proto::provider::v1::reconciliation_service_client::ReconciliationServiceClient;
 use proto::role::v1::role_service_client::RoleServiceClient;
 use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
 use proto::saldo::v1::saldo_stats_service_client::SaldoStatsServiceClient;
@@ -139,6 +140,9 @@ pub struct AppState {
     /// Provider callbacks for top-ups (charges) and withdrawals (payouts).
     pub topup_callbacks: ProviderCallbackServiceClient<Channel>,
     pub withdraw_callbacks: ProviderCallbackServiceClient<Channel>,
+    /// Settlement reconciliation of charges (topup) and payouts (withdraw).
+    pub topup_reconciliation: ReconciliationServiceClient<Channel>,
+    pub withdraw_reconciliation: ReconciliationServiceClient<Channel>,
     pub withdraws: WithdrawServiceClient<Channel>,
     pub transfers: TransferServiceClient<Channel>,
     pub merchants: MerchantServiceClient<Channel>,
@@ -155,7 +159,8 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     use routes::{
         auth, balance_stats, cards, dashboard, dead_letters, merchant_documents, merchant_keys,
-        merchants, movements, payments, provider_callbacks, roles, saldo, stats, users,
+        merchants, movements, payments, provider_callbacks, reconciliation, roles, saldo, stats,
+        users,
     };
     // Each area registers its routes with their OpenAPI operations once; the document is
     // assembled from them here and served as built.
@@ -175,6 +180,7 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard::router())
         .merge(dead_letters::router())
         .merge(provider_callbacks::router())
+        .merge(reconciliation::router())
         .split_for_parts();
     let document = Arc::new(document);
     let api = api
@@ -274,10 +280,12 @@ impl Application {
             saldo_stats: SaldoStatsServiceClient::new(saldo_channel),
             topups: TopupServiceClient::new(topup_channel.clone()),
             topup_callbacks: ProviderCallbackServiceClient::new(topup_channel.clone()),
-            topup_stats: TopupStatsServiceClient::new(topup_channel),
+            topup_stats: TopupStatsServiceClient::new(topup_channel.clone()),
             withdraws: WithdrawServiceClient::new(withdraw_channel.clone()),
             withdraw_callbacks: ProviderCallbackServiceClient::new(withdraw_channel.clone()),
-            withdraw_stats: WithdrawStatsServiceClient::new(withdraw_channel),
+            topup_reconciliation: ReconciliationServiceClient::new(topup_channel.clone()),
+            withdraw_reconciliation: ReconciliationServiceClient::new(withdraw_channel.clone()),
+            withdraw_stats: WithdrawStatsServiceClient::new(withdraw_channel.clone()),
             transfers: TransferServiceClient::new(transfer_channel.clone()),
             transfer_stats: TransferStatsServiceClient::new(transfer_channel),
             merchants: MerchantServiceClient::new(merchant_channel.clone()),

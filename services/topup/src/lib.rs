@@ -73,6 +73,11 @@ pub fn routes(app: &Application) -> tonic::service::Routes {
         ),
     )
     .add_service(
+        proto::provider::v1::reconciliation_service_server::ReconciliationServiceServer::new(
+            movement::provider::ReconciliationHandlers::new(app.movements()),
+        ),
+    )
+    .add_service(
         pb::topup_stats_service_server::TopupStatsServiceServer::new(StatsHandlers {
             api: app.stats(),
             authenticator: app.movements().authenticator().clone(),

@@ -71,6 +71,11 @@ pub fn routes(app: &Application) -> tonic::service::Routes {
         ),
     )
     .add_service(
+        proto::provider::v1::reconciliation_service_server::ReconciliationServiceServer::new(
+            movement::provider::ReconciliationHandlers::new(app.movements()),
+        ),
+    )
+    .add_service(
         pb::withdraw_stats_service_server::WithdrawStatsServiceServer::new(StatsHandlers {
             api: app.stats(),
             authenticator: app.movements().authenticator().clone(),

@@ -31,8 +31,11 @@ use crate::{Kind, Movement, MovementError, Movements, Outcome, Rejection};
 
 mod callbacks;
 mod poller;
+pub mod reconcile;
+mod reconcile_grpc;
 
 pub use callbacks::{CallbackHandlers, CallbackOutcome};
+pub use reconcile_grpc::{PERMISSION as RECONCILIATION_PERMISSION, ReconciliationHandlers};
 
 /// The provider settings of a provider-backed kind, from the environment:
 ///

@@ -103,7 +103,12 @@ impl Movements {
             let lines: Vec<_> = provider
                 .settlement(date)
                 .await
-                .map_err(|e| MovementError::Upstream("payment provider", tonic::Status::unavailable(e.to_string())))?
+                .map_err(|e| {
+                    MovementError::Upstream(
+                        "payment provider",
+                        tonic::Status::unavailable(e.to_string()),
+                    )
+                })?
                 .into_iter()
                 .filter(|l| l.kind == kind)
                 .collect();
@@ -198,7 +203,8 @@ impl Movements {
                 }
             }
             for f in found {
-                day.exceptions.push(self.record_exception(date, &name, f).await?);
+                day.exceptions
+                    .push(self.record_exception(date, &name, f).await?);
             }
             metrics::counter!("reconciliation_runs_total", "kind" => self.kind.name(), "provider" => name.clone())
                 .increment(1);

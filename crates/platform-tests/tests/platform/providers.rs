@@ -464,3 +464,153 @@ async fn held_money_cannot_be_spent_twice_by_a_concurrent_transfer() {
     }
     p.assert_books_balance(&admin).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconciliation_finds_every_injected_mismatch_and_nothing_else() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, alice) = p.customer(&admin).await;
+    let card = p.card(&alice, "IDR").await;
+    let mut topups = Vec::new();
+    for amount in [11_000, 12_000, 13_000, 14_000, 15_000] {
+        let (_, t) = p.topup(&alice, &card.number, amount).await;
+        assert_eq!(t["provider"], "sandpay", "{t}");
+        topups.push(t["id"].as_str().unwrap().to_owned());
+    }
+    let today = chrono::Utc::now().date_naive().to_string();
+    let run = |operations: &'static str| {
+        let (p, admin, today) = (&p, admin.clone(), today.clone());
+        async move {
+            let (status, report) = p
+                .post(
+                    &format!("/admin/reconciliation/{operations}/runs"),
+                    Some(&admin),
+                    json!({ "date": today }),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{report}");
+            report
+        }
+    };
+    let day = |report: &Value, provider: &str| {
+        report["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["provider"] == provider)
+            .cloned()
+            .unwrap()
+    };
+
+    // A clean day: every line matches, nothing else.
+    let report = run("topups").await;
+    let sandpay = day(&report, "sandpay");
+    assert_eq!(
+        (sandpay["lines"].as_i64(), sandpay["matched"].as_i64()),
+        (Some(5), Some(5)),
+        "{report}"
+    );
+    assert_eq!(sandpay["settled"]["IDR"], 65_000);
+    assert_eq!(sandpay["exceptions"], json!([]));
+    assert_eq!(day(&report, "kilat")["exceptions"], json!([]));
+
+    // The provider's report drifts, one way per kind of mismatch.
+    for adjustment in [
+        json!({"action": "drop", "reference": topups[0]}),
+        json!({"action": "amount", "reference": topups[1], "amount": 12_500}),
+        json!({"action": "currency", "reference": topups[2], "currency": "USD"}),
+        json!({"action": "duplicate", "reference": topups[3]}),
+        json!({"action": "extra", "reference": "not-ours", "kind": "charge", "amount": 999,
+               "currency": "IDR", "date": today}),
+    ] {
+        p.sandpay
+            .control("settlement-adjustments", adjustment)
+            .await
+            .unwrap();
+    }
+    let report = run("topups").await;
+    let mut found: Vec<(String, String)> = day(&report, "sandpay")["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_owned(),
+                e["reference"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    found.sort();
+    let mut expected = vec![
+        ("missing_at_provider".to_owned(), topups[0].clone()),
+        ("amount_mismatch".to_owned(), topups[1].clone()),
+        ("currency_mismatch".to_owned(), topups[2].clone()),
+        ("duplicate".to_owned(), topups[3].clone()),
+        ("missing_on_our_side".to_owned(), "not-ours".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(found, expected, "{report}");
+    let amount = day(&report, "sandpay")["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "amount_mismatch")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (
+            amount["expected_amount"].as_i64(),
+            amount["reported_amount"].as_i64()
+        ),
+        (Some(12_000), Some(12_500))
+    );
+
+    // Idempotent: a second run records nothing new.
+    run("topups").await;
+    let (_, open) = p
+        .get(
+            "/admin/reconciliation/topups/exceptions?state=open",
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(open["items"].as_array().unwrap().len(), 5, "{open}");
+
+    // An operator resolves one with a note; it cannot be resolved twice, nor without a note.
+    let id = amount["id"].as_str().unwrap();
+    let path = format!("/admin/reconciliation/topups/exceptions/{id}/resolve");
+    let (status, body) = p.post(&path, Some(&admin), json!({"note": " "})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "note");
+    let (status, resolved) = p
+        .post(
+            &path,
+            Some(&admin),
+            json!({"note": "the provider charged a 500 fee; booked by finance"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resolved}");
+    assert_eq!(resolved["state"], "resolved");
+    assert!(resolved["resolved_by"].as_str().unwrap().len() > 10);
+    let (status, _) = p.post(&path, Some(&admin), json!({"note": "again"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, open) = p
+        .get(
+            "/admin/reconciliation/topups/exceptions?state=open",
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(open["items"].as_array().unwrap().len(), 4);
+
+    // Only operators reconcile; payouts are reconciled by the withdraw service the same way.
+    let (status, _) = p
+        .post(
+            "/admin/reconciliation/topups/runs",
+            Some(&alice),
+            json!({"date": today}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let report = run("withdraws").await;
+    assert_eq!(day(&report, "sandpay")["lines"], 0, "{report}");
+    assert_eq!(day(&report, "sandpay")["exceptions"], json!([]));
+}

@@ -16,6 +16,7 @@ pub mod money_views;
 pub mod movements;
 pub mod payments;
 pub mod provider_callbacks;
+pub mod reconciliation;
 pub mod roles;
 pub mod saldo;
 pub mod stats;

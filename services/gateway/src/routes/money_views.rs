@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use super::views::PageView;
 
-fn rfc3339(ts: Option<prost_types::Timestamp>) -> Option<String> {
+pub(crate) fn rfc3339(ts: Option<prost_types::Timestamp>) -> Option<String> {
     ts.as_ref()
         .and_then(platform::time::from_proto)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))

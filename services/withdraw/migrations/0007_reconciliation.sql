@@ -1,0 +1,27 @@
+-- Settlement reconciliation: every mismatch between a provider's daily settlement report and
+-- what this service booked, open until an operator resolves it with a note. One row per
+-- (day, provider, kind of mismatch, provider reference): re-running a day adds nothing.
+
+CREATE TABLE reconciliation_exceptions (
+    id                 UUID        PRIMARY KEY,
+    settlement_date    DATE        NOT NULL,
+    provider           TEXT        NOT NULL,
+    kind               TEXT        NOT NULL CHECK (kind IN ('missing_on_our_side',
+                           'missing_at_provider', 'amount_mismatch', 'currency_mismatch',
+                           'duplicate')),
+    reference          TEXT,
+    provider_reference TEXT        NOT NULL,
+    expected_amount    BIGINT,
+    expected_currency  TEXT,
+    reported_amount    BIGINT,
+    reported_currency  TEXT,
+    state              TEXT        NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'resolved')),
+    note               TEXT,
+    resolved_by        TEXT,
+    created_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
+    resolved_at        TIMESTAMPTZ,
+    UNIQUE (settlement_date, provider, kind, provider_reference)
+);
+
+CREATE INDEX reconciliation_exceptions_open ON reconciliation_exceptions (created_at)
+    WHERE state = 'open';
