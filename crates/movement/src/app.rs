@@ -23,6 +23,17 @@ pub const SHARED_TABLES: &[&str] = &[
     stats::TABLES,
 ];
 
+/// The shared tables of a provider-backed movement schema (topup, withdraw): those of
+/// [`SHARED_TABLES`], and the provider callbacks and reconciliation exceptions this crate's
+/// [`crate::provider`] relies on.
+pub const PROVIDER_BACKED_TABLES: &[&str] = &[
+    events::schema::OUTBOX,
+    events::schema::PROCESSED_EVENTS,
+    stats::TABLES,
+    crate::provider::PROVIDER_CALLBACKS,
+    crate::provider::RECONCILIATION_EXCEPTIONS,
+];
+
 /// Settings of a movement service.
 #[derive(Clone, Debug)]
 pub struct Config {

@@ -15,18 +15,3 @@ ALTER TABLE movements
 -- The poller's queue: pending movements a provider holds, by when they are due.
 CREATE INDEX movements_provider_due ON movements (next_check_at)
     WHERE status = 'pending' AND provider IS NOT NULL;
-
--- Every callback a provider sent, verified, stored raw and applied once: a second delivery
--- of the same event id is answered 200 and changes nothing.
-CREATE TABLE provider_callbacks (
-    provider    TEXT        NOT NULL,
-    event_id    TEXT        NOT NULL,
-    reference   TEXT        NOT NULL,
-    body        TEXT        NOT NULL,
-    -- received, then applied or ignored (see the code); a failure while applying leaves
-    -- `received`, and the status poller settles the operation instead.
-    outcome     TEXT        NOT NULL DEFAULT 'received',
-    deliveries  INTEGER     NOT NULL DEFAULT 1,
-    received_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (provider, event_id)
-);

@@ -26,7 +26,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub static DATABASE: platform::db::Schema = platform::db::Schema {
     name: SCHEMA,
     migrator: &MIGRATOR,
-    shared: movement::app::SHARED_TABLES,
+    shared: movement::app::PROVIDER_BACKED_TABLES,
     rewritten: &[
         (
             1,

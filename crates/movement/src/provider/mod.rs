@@ -152,6 +152,13 @@ pub(crate) fn stored_status(status: &ProviderStatus) -> (&'static str, Option<&s
     }
 }
 
+/// The DDL of the provider callbacks table (idempotent; see `crate::app::PROVIDER_BACKED_TABLES`).
+pub const PROVIDER_CALLBACKS: &str = include_str!("../../schema/provider_callbacks.sql");
+
+/// The DDL of the reconciliation exceptions table (idempotent).
+pub const RECONCILIATION_EXCEPTIONS: &str =
+    include_str!("../../schema/reconciliation_exceptions.sql");
+
 /// The system account a withdrawal's amount waits in while its payout is under way: debited
 /// from the card first, then paid out to the provider's account or returned to the card.
 pub const IN_TRANSIT: &str = "payouts-in-transit";

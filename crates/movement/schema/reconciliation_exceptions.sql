@@ -1,8 +1,10 @@
--- Settlement reconciliation: every mismatch between a provider's daily settlement report and
--- what this service booked, open until an operator resolves it with a note. One row per
--- (day, provider, kind of mismatch, provider reference): re-running a day adds nothing.
+-- Settlement reconciliation (crates/movement/src/provider/reconcile.rs): every mismatch
+-- between a provider's daily settlement report and what this service booked, open until an
+-- operator resolves it with a note. One row per (day, provider, kind of mismatch, provider
+-- reference): re-running a day adds nothing. Owned by the movement crate, applied like
+-- provider_callbacks.sql.
 
-CREATE TABLE reconciliation_exceptions (
+CREATE TABLE IF NOT EXISTS reconciliation_exceptions (
     id                 UUID        PRIMARY KEY,
     settlement_date    DATE        NOT NULL,
     provider           TEXT        NOT NULL,
@@ -23,5 +25,5 @@ CREATE TABLE reconciliation_exceptions (
     UNIQUE (settlement_date, provider, kind, provider_reference)
 );
 
-CREATE INDEX reconciliation_exceptions_open ON reconciliation_exceptions (created_at)
+CREATE INDEX IF NOT EXISTS reconciliation_exceptions_open ON reconciliation_exceptions (created_at)
     WHERE state = 'open';
