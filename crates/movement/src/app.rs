@@ -255,3 +255,70 @@ pub async fn rebuild_stats(kind: Kind, config: &Config, schema: &str) -> anyhow:
     );
     Ok(())
 }
+
+/// `<service> reconcile-providers [YYYY-MM-DD]`: reconciles one day (default: yesterday, UTC)
+/// against every provider's settlement report, as the hourly job does, and prints each
+/// provider's lines, matches and exceptions. Exits with an error when exceptions are open.
+pub async fn reconcile_providers(
+    kind: Kind,
+    config: &Config,
+    schema: &str,
+    date: Option<&str>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let settings = config
+        .providers
+        .as_ref()
+        .with_context(|| format!("{}s have no payment providers", kind.name()))?;
+    let date = match date {
+        Some(raw) => chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+            .with_context(|| format!("{raw:?} is not a date (YYYY-MM-DD)"))?,
+        None => chrono::Utc::now().date_naive() - chrono::Duration::days(1),
+    };
+    let pool = platform::db::connect(config.common.database_url.expose(), schema, 2).await?;
+    // Reconciliation reads the books and the providers only: the card and ledger clients are
+    // never called (their channels are lazy).
+    let upstream = Upstream::new(
+        CardServiceClient::new(platform::grpc::channel(&config.card_service_url)?),
+        SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),
+        ServiceToken::new(
+            TokenIssuer::new(&config.common.jwt),
+            &format!("{}-service", kind.name()),
+            &[],
+        ),
+    );
+    let movements = Movements::new(
+        kind,
+        pool,
+        Authenticator::new(&config.common.jwt, None),
+        upstream,
+        config.rules.clone(),
+    )
+    .with_providers(settings.backing()?);
+    let days = movements.reconcile_providers(date).await?;
+    let mut open = 0;
+    for day in &days {
+        println!(
+            "{date} {}: {} lines, {} matched, {} exceptions",
+            day.provider,
+            day.lines,
+            day.matched,
+            day.exceptions.len()
+        );
+        for e in &day.exceptions {
+            println!(
+                "  {} {} (ours {}, provider {}) {}",
+                e.kind,
+                e.provider_reference,
+                e.reference.as_deref().unwrap_or("-"),
+                e.reported_amount.map_or("-".to_owned(), |a| a.to_string()),
+                e.state
+            );
+            if e.state == "open" {
+                open += 1;
+            }
+        }
+    }
+    anyhow::ensure!(open == 0, "{open} reconciliation exceptions are open");
+    Ok(())
+}

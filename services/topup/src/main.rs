@@ -1,4 +1,4 @@
-//! `topup-service [serve|migrate|rebuild-stats]`
+//! `topup-service [serve|migrate|rebuild-stats|reconcile-providers [YYYY-MM-DD]]`
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -16,8 +16,19 @@ async fn main() -> anyhow::Result<()> {
             movement::app::rebuild_stats(movement::Kind::Topup, &config, topup_service::SCHEMA)
                 .await
         }
+        Some("reconcile-providers") => {
+            movement::app::reconcile_providers(
+                movement::Kind::Topup,
+                &config,
+                topup_service::SCHEMA,
+                std::env::args().nth(2).as_deref(),
+            )
+            .await
+        }
         Some(other) => {
-            anyhow::bail!("unknown command {other:?}; use serve, migrate or rebuild-stats")
+            anyhow::bail!(
+                "unknown command {other:?}; use serve, migrate, rebuild-stats or reconcile-providers"
+            )
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `withdraw-service [serve|migrate|rebuild-stats]`
+//! `withdraw-service [serve|migrate|rebuild-stats|reconcile-providers [YYYY-MM-DD]]`
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -20,8 +20,19 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Some("reconcile-providers") => {
+            movement::app::reconcile_providers(
+                movement::Kind::Withdraw,
+                &config,
+                withdraw_service::SCHEMA,
+                std::env::args().nth(2).as_deref(),
+            )
+            .await
+        }
         Some(other) => {
-            anyhow::bail!("unknown command {other:?}; use serve, migrate or rebuild-stats")
+            anyhow::bail!(
+                "unknown command {other:?}; use serve, migrate, rebuild-stats or reconcile-providers"
+            )
         }
     }
 }
