@@ -57,6 +57,7 @@ impl Movements {
                     error = %platform::error::DisplayChain(&e), "recovery could not finish it yet"),
             }
         }
+        self.report_circuits();
         Ok(completed + self.poll_providers_once().await?)
     }
 

@@ -106,4 +106,23 @@ impl Movements {
         };
         Ok(settled)
     }
+
+    /// Publishes each provider's circuit breaker state in the process status (`/status`,
+    /// `make status`): `provider:<kind>:<name>` → `{"circuit": "closed"|"half_open"|"open"}`.
+    /// A provider being down does not make the service unready: it still answers, with 503
+    /// PROVIDER_UNAVAILABLE.
+    pub(crate) fn report_circuits(&self) {
+        let Some(backing) = self.providers.as_ref() else {
+            return;
+        };
+        for (name, state) in backing.router.breakers() {
+            platform::status::set(
+                &format!("provider:{}:{name}", self.kind.name()),
+                platform::status::Report {
+                    reason: None,
+                    detail: serde_json::json!({ "circuit": state.as_str() }),
+                },
+            );
+        }
+    }
 }

@@ -288,6 +288,18 @@ async fn a_provider_down_fails_over_only_when_safe_and_its_breaker_opens_and_clo
         let (_, t) = p.topup(&alice, &card.number, 10_000).await;
         assert_eq!(t["provider"], "kilat");
     }
+    // The open breaker is in the service's status (`/status`, `make status`).
+    let circuit = || {
+        platform::status::snapshot()
+            .get("provider:topup:sandpay")
+            .map(|r| r.detail["circuit"].as_str().unwrap_or_default().to_owned())
+    };
+    testkit::eventually(
+        Duration::from_secs(5),
+        "sandpay's open circuit in /status",
+        || async { (circuit().as_deref() == Some("open")).then_some(()) },
+    )
+    .await;
     // Both down: nothing is charged anywhere, a clear 503, and the key may be retried.
     p.kilat.set_down(true).await.unwrap();
     let retry_key = key();
@@ -312,6 +324,12 @@ async fn a_provider_down_fails_over_only_when_safe_and_its_breaker_opens_and_clo
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     let (_, back) = p.topup(&alice, &card.number, 1_000).await;
     assert_eq!(back["provider"], "sandpay", "{back}");
+    testkit::eventually(
+        Duration::from_secs(5),
+        "sandpay's closed circuit in /status",
+        || async { (circuit().as_deref() == Some("closed")).then_some(()) },
+    )
+    .await;
 
     // sandpay fails with a 500 after recording the charge: the status check finds it there,
     // so it is not sent to kilat (that would charge twice).
