@@ -200,7 +200,7 @@ impl Application {
         routes: tonic::service::Routes,
         shutdown: Shutdown,
     ) -> anyhow::Result<()> {
-        let tasks = vec![
+        let mut tasks = vec![
             platform::process::task("outbox relay", self.relay.run(shutdown.clone())),
             platform::process::fallible_task(
                 "statistics consumer",
@@ -215,7 +215,6 @@ impl Application {
                 ),
             ),
         ];
-        let mut tasks = tasks;
         if self.config.providers.is_some() {
             // Settlement reconciliation of yesterday and today, hourly (idempotent).
             let movements = self.movements.clone();

@@ -43,7 +43,7 @@ pub struct Movement {
     /// (`pending`, `succeeded`, `failed`) and its failure code (see [`crate::provider`]).
     pub provider: Option<String>,
     pub provider_reference: Option<String>,
-    pub provider_status: Option<String>,
+    pub provider_status: Option<crate::provider::ProviderState>,
     pub provider_failure_code: Option<String>,
 }
 

@@ -17,6 +17,7 @@ pub struct SandboxProvider {
     pub webhook_secret: String,
     state_file: PathBuf,
     binary: PathBuf,
+    decide_after_ms: u64,
     child: Option<tokio::process::Child>,
     http: reqwest::Client,
 }
@@ -48,10 +49,11 @@ impl SandboxProvider {
             webhook_secret: format!("whsec_{}", uuid::Uuid::new_v4().simple()),
             state_file,
             binary,
+            decide_after_ms,
             child: None,
             http: reqwest::Client::new(),
         };
-        provider.spawn("127.0.0.1:0", decide_after_ms).await?;
+        provider.spawn("127.0.0.1:0").await?;
         Ok(provider)
     }
 
@@ -60,14 +62,14 @@ impl SandboxProvider {
         Self::start_with(binary(), name, 100).await
     }
 
-    async fn spawn(&mut self, listen: &str, decide_after_ms: u64) -> anyhow::Result<()> {
+    async fn spawn(&mut self, listen: &str) -> anyhow::Result<()> {
         let mut child = tokio::process::Command::new(&self.binary)
             .env("SANDBOX_NAME", &self.name)
             .env("SANDBOX_LISTEN", listen)
             .env("SANDBOX_API_KEY", &self.api_key)
             .env("SANDBOX_WEBHOOK_SECRET", &self.webhook_secret)
             .env("SANDBOX_STATE_FILE", &self.state_file)
-            .env("SANDBOX_DECIDE_AFTER_MS", decide_after_ms.to_string())
+            .env("SANDBOX_DECIDE_AFTER_MS", self.decide_after_ms.to_string())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -94,7 +96,7 @@ impl SandboxProvider {
             child.kill().await?;
         }
         let listen = self.base_url.trim_start_matches("http://").to_owned();
-        self.spawn(&listen, 100).await
+        self.spawn(&listen).await
     }
 
     /// `POST /_sandbox/<path>` with `body`.

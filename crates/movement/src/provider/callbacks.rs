@@ -10,26 +10,18 @@ use super::operation_kind;
 use crate::lifecycle::{self, Status};
 use crate::{Movement, MovementError, Movements};
 
-/// What became of a callback.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CallbackOutcome {
-    /// Recorded and acted on.
-    Applied,
-    /// The same event was received before: nothing changed.
-    Duplicate,
-    /// Verified, but not about one of our pending operations as we know it (an unknown
-    /// reference, another amount or currency): stored, not applied, and logged for
-    /// reconciliation.
-    Ignored,
-}
-
-impl CallbackOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Applied => "applied",
-            Self::Duplicate => "duplicate",
-            Self::Ignored => "ignored",
-        }
+platform::text_enum! {
+    /// What became of a callback (stored in `provider_callbacks.outcome` for the first
+    /// delivery of an event).
+    pub enum CallbackOutcome {
+        /// Recorded and acted on.
+        Applied = "applied",
+        /// The same event was received before: nothing changed.
+        Duplicate = "duplicate",
+        /// Verified, but not about one of our pending operations as we know it (an unknown
+        /// reference, another amount or currency): stored, not applied, and logged for
+        /// reconciliation.
+        Ignored = "ignored",
     }
 }
 
@@ -77,7 +69,7 @@ impl Movements {
             )
             .bind(provider_name)
             .bind(&event.event_id)
-            .bind(outcome.as_str())
+            .bind(outcome)
             .execute(&self.pool)
             .await?;
             outcome

@@ -143,12 +143,22 @@ pub(crate) fn operation_kind(kind: Kind) -> OperationKind {
     }
 }
 
-/// The provider's status as stored on the row.
-pub(crate) fn stored_status(status: &ProviderStatus) -> (&'static str, Option<&str>) {
+platform::text_enum! {
+    /// The provider's word on a movement, as the row keeps it (`movements.provider_status`);
+    /// a final one (`Succeeded`, `Failed`) is recorded once and never changes.
+    pub enum ProviderState {
+        Pending = "pending",
+        Succeeded = "succeeded",
+        Failed = "failed",
+    }
+}
+
+/// The provider's status as stored on the row: its state and failure code.
+pub(crate) fn stored_status(status: &ProviderStatus) -> (ProviderState, Option<&str>) {
     match status {
-        ProviderStatus::Pending => ("pending", None),
-        ProviderStatus::Succeeded => ("succeeded", None),
-        ProviderStatus::Failed { code, .. } => ("failed", Some(code.as_str())),
+        ProviderStatus::Pending => (ProviderState::Pending, None),
+        ProviderStatus::Succeeded => (ProviderState::Succeeded, None),
+        ProviderStatus::Failed { code, .. } => (ProviderState::Failed, Some(code.as_str())),
     }
 }
 
@@ -339,25 +349,25 @@ impl Movements {
         if movement.status != Status::Pending {
             return Ok(movement);
         }
-        let outcome = match movement.provider_status.as_deref() {
+        let outcome = match movement.provider_status {
             // A payout: the held amount goes to the provider, or back to the card. Never both:
             // the provider's final word is recorded once and never changes.
-            Some("succeeded") if self.kind == Kind::Withdraw => {
+            Some(ProviderState::Succeeded) if self.kind == Kind::Withdraw => {
                 self.post_leg(&movement, Leg::Settle).await?;
                 Outcome::Posted
             }
-            Some("failed") if self.kind == Kind::Withdraw => {
+            Some(ProviderState::Failed) if self.kind == Kind::Withdraw => {
                 self.post_leg(&movement, Leg::Return).await?;
                 Outcome::Rejected(Rejection::ProviderDeclined)
             }
-            Some("succeeded") => match self.post(&movement).await {
+            Some(ProviderState::Succeeded) => match self.post(&movement).await {
                 Ok(outcome) => outcome,
                 // The provider took the money but the card's account is not open yet:
                 // recovery posts it once it is.
                 Err(MovementError::AccountNotReady) => return Ok(movement),
                 Err(e) => return Err(e),
             },
-            Some("failed") => Outcome::Rejected(Rejection::ProviderDeclined),
+            Some(ProviderState::Failed) => Outcome::Rejected(Rejection::ProviderDeclined),
             _ => return Ok(movement),
         };
         self.complete(&movement, &outcome).await

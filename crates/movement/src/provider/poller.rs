@@ -33,7 +33,7 @@ impl Movements {
         let mut settled = 0;
         for movement in due {
             let provider = movement.provider.clone().unwrap_or_default();
-            if movement.provider_status.as_deref() == Some("pending") {
+            if movement.provider_status == Some(super::ProviderState::Pending) {
                 match backing
                     .router
                     .status(

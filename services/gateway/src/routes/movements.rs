@@ -99,6 +99,16 @@ pub struct TransferQuery {
     pub direction: Option<String>,
 }
 
+/// A provider-backed movement still waiting for its provider is accepted (202); one it
+/// decided at once is created (201).
+fn created_status(status: i32) -> StatusCode {
+    if status == proto::common::v1::MovementStatus::Pending as i32 {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    }
+}
+
 fn direction(value: Option<&str>) -> Result<i32, ApiError> {
     use proto::transfer::v1::Direction;
     Ok(match value {
@@ -148,12 +158,7 @@ pub async fn create_topup(
         .create_topup(request)
         .await?
         .into_inner();
-    let status = if created.status == proto::common::v1::MovementStatus::Pending as i32 {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, Json(created.into())))
+    Ok((created_status(created.status), Json(created.into())))
 }
 
 #[utoipa::path(get, path = "/api/v1/topups/{id}", tag = "topups", params(("id" = String, Path)),
@@ -256,12 +261,7 @@ pub async fn create_withdraw(
         .create_withdraw(request)
         .await?
         .into_inner();
-    let status = if created.status == proto::common::v1::MovementStatus::Pending as i32 {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, Json(created.into())))
+    Ok((created_status(created.status), Json(created.into())))
 }
 
 #[utoipa::path(get, path = "/api/v1/withdraws/{id}", tag = "withdraws", params(("id" = String, Path)),
