@@ -70,24 +70,26 @@ start_platform() {
 
     # Two payment providers (the sandbox provider, each its own process, state in
     # .state/sandbox): every top-up is a charge at sandpay, or at kilat when sandpay cannot
-    # take it. Their API keys and webhook secrets are generated once into .state.
+    # take it. kilat speaks the other provider API (`orders`), through the other adapter.
+    # Their API keys and webhook secrets are generated once into .state.
     : "${SANDPAY_PORT:=7070}" "${KILAT_PORT:=7071}"
     mkdir -p "$STATE_DIR/sandbox"
     state_secret PROVIDER_SANDPAY_API_KEY sandpay_api_key
     state_secret PROVIDER_SANDPAY_WEBHOOK_SECRET sandpay_webhook_secret
     state_secret PROVIDER_KILAT_API_KEY kilat_api_key
     state_secret PROVIDER_KILAT_WEBHOOK_SECRET kilat_webhook_secret
-    local provider port upper
-    for provider in sandpay:$SANDPAY_PORT kilat:$KILAT_PORT; do
-        port="${provider#*:}" provider="${provider%%:*}" upper="${provider^^}"
+    local provider port upper dialect
+    for provider in sandpay:$SANDPAY_PORT:sandbox kilat:$KILAT_PORT:orders; do
+        IFS=: read -r provider port dialect <<<"$provider"
+        upper="${provider^^}"
         local key_var="PROVIDER_${upper}_API_KEY" secret_var="PROVIDER_${upper}_WEBHOOK_SECRET"
         SANDBOX_NAME="$provider" SANDBOX_LISTEN="127.0.0.1:$port" SANDBOX_API_KEY="${!key_var}" \
             SANDBOX_WEBHOOK_SECRET="${!secret_var}" SANDBOX_STATE_FILE="$STATE_DIR/sandbox/$provider.jsonl" \
-            SANDBOX_DECIDE_AFTER_MS="${SANDBOX_DECIDE_AFTER_MS:-50}" \
+            SANDBOX_DECIDE_AFTER_MS="${SANDBOX_DECIDE_AFTER_MS:-50}" SANDBOX_DIALECT="$dialect" \
             "$BIN/sandbox-provider" >"$STATE_DIR/logs/sandbox-$provider.log" 2>&1 &
         PIDS+=("$!")
         wait_http "http://127.0.0.1:$port/healthz" "sandbox provider $provider" 30 "$!" "$STATE_DIR/logs/sandbox-$provider.log"
-        export "PROVIDER_${upper}_URL=http://127.0.0.1:$port"
+        export "PROVIDER_${upper}_URL=http://127.0.0.1:$port" "PROVIDER_${upper}_API=$dialect"
     done
     export PROVIDERS=sandpay,kilat PROVIDER_CALLBACK_BASE_URL="http://127.0.0.1:$HTTP_PORT"
     say "payment providers: sandpay (127.0.0.1:$SANDPAY_PORT) and kilat (127.0.0.1:$KILAT_PORT), sandbox processes"

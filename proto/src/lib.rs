@@ -25,6 +25,9 @@ pub const INTERNAL_METHODS: &[&str] = &[
     "/payments.role.v1.RoleService/GetUserGrants",
     // Provider callbacks: only the gateway relays them, from their HTTP endpoint.
     "/payments.provider.v1.ProviderCallbackService/Receive",
+    // Operator adjustments: through the gateway's admin routes only.
+    "/payments.saldo.v1.SaldoService/Adjust",
+    "/payments.saldo.v1.SaldoService/ListAdjustments",
     // Settlement reconciliation: operators use the gateway's admin routes.
     "/payments.provider.v1.ReconciliationService/Reconcile",
     "/payments.provider.v1.ReconciliationService/ListExceptions",

@@ -19,15 +19,15 @@ use crate::{Sandbox, error};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateRequest {
-    reference: String,
-    amount: i64,
-    currency: String,
+    pub(crate) reference: String,
+    pub(crate) amount: i64,
+    pub(crate) currency: String,
     #[serde(default)]
-    method: String,
+    pub(crate) method: String,
     #[serde(default)]
-    callback_url: Option<String>,
+    pub(crate) callback_url: Option<String>,
     #[serde(default)]
-    description: Option<String>,
+    pub(crate) description: Option<String>,
 }
 
 pub(crate) async fn create_charge(
@@ -71,6 +71,23 @@ pub(crate) async fn create(
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
     };
+    match create_operation(&s, kind, key, &body, request).await {
+        Ok((status, op)) => (status, Json(op)).into_response(),
+        Err(refused) => refused,
+    }
+}
+
+/// Validates, records and (as scripted) decides an operation: what every dialect's create
+/// endpoint does once it has read its request. The key's first use creates (`201`), a replay
+/// of the same request answers the same operation (`200`); an error is the answer to send.
+pub(crate) async fn create_operation(
+    s: &Sandbox,
+    kind: Kind,
+    key: &str,
+    body: &[u8],
+    request: CreateRequest,
+) -> Result<(StatusCode, Operation), Response> {
+    let error = |status, code, message: &str| Err(error(status, code, message.to_owned()));
     if request.amount <= 0 {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -95,7 +112,7 @@ pub(crate) async fn create(
     let _ = &request.description;
     let request_hash = hex::encode(
         Sha256::new_with_prefix(kind.as_str())
-            .chain_update(&body)
+            .chain_update(body)
             .finalize(),
     );
 
@@ -110,7 +127,7 @@ pub(crate) async fn create(
                 );
             }
             return match store.operations.get(&used.operation_id) {
-                Some(op) => (StatusCode::OK, Json(op.clone())).into_response(),
+                Some(op) => Ok((StatusCode::OK, op.clone())),
                 None => error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -180,7 +197,7 @@ pub(crate) async fn create(
             "the provider failed (scripted) after recording",
         );
     }
-    (StatusCode::CREATED, Json(answered)).into_response()
+    Ok((StatusCode::CREATED, answered))
 }
 
 pub(crate) async fn get_operation(

@@ -9,6 +9,7 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
+use crate::Dialect;
 use crate::store::{Operation, Status};
 
 /// The signature header.
@@ -59,9 +60,24 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     )
 }
 
-/// Delivers `event` to `url` until it is accepted or the attempts run out.
-pub async fn deliver(client: reqwest::Client, secret: String, url: String, event: Event) {
-    let body = match serde_json::to_vec(&event) {
+/// Delivers `event` to `url` in `dialect`'s format until it is accepted or the attempts run
+/// out.
+pub async fn deliver(
+    client: reqwest::Client,
+    dialect: Dialect,
+    secret: String,
+    url: String,
+    event: Event,
+) {
+    let body = match dialect {
+        Dialect::Sandbox => serde_json::to_vec(&event),
+        Dialect::Orders => {
+            let mut notification = crate::orders::view(&event.data);
+            notification["notification_id"] = event.id.clone().into();
+            serde_json::to_vec(&notification)
+        }
+    };
+    let body = match body {
         Ok(body) => body,
         Err(e) => {
             tracing::error!(error = %e, "cannot serialize a callback");
@@ -71,14 +87,20 @@ pub async fn deliver(client: reqwest::Client, secret: String, url: String, event
     let mut backoff = Duration::from_millis(500);
     for attempt in 1..=ATTEMPTS {
         // Signed at each attempt: a receiver's tolerance window counts from the sending.
-        let header = signature(&secret, Utc::now().timestamp(), &body);
-        let sent = client
+        let now = Utc::now().timestamp();
+        let request = client
             .post(&url)
-            .header("content-type", "application/json")
-            .header(SIGNATURE_HEADER, header)
-            .body(body.clone())
-            .send()
-            .await;
+            .header("content-type", "application/json");
+        let request = match dialect {
+            Dialect::Sandbox => request.header(SIGNATURE_HEADER, signature(&secret, now, &body)),
+            Dialect::Orders => request
+                .header(crate::orders::TIMESTAMP_HEADER, now.to_string())
+                .header(
+                    crate::orders::SIGNATURE_HEADER,
+                    crate::orders::signature(&secret, now, &body),
+                ),
+        };
+        let sent = request.body(body.clone()).send().await;
         match sent {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(event = %event.id, r#type = %event.event_type, %url, attempt, "callback delivered");

@@ -17,7 +17,7 @@ pub(crate) async fn add_rule(
     headers: HeaderMap,
     Json(rule): Json<Rule>,
 ) -> Response {
-    if let Some(refused) = s.unauthorized(&headers) {
+    if let Some(refused) = s.control_unauthorized(&headers) {
         return refused;
     }
     s.inner.script.lock().await.add(rule);
@@ -25,7 +25,7 @@ pub(crate) async fn add_rule(
 }
 
 pub(crate) async fn clear_rules(State(s): State<Sandbox>, headers: HeaderMap) -> Response {
-    if let Some(refused) = s.unauthorized(&headers) {
+    if let Some(refused) = s.control_unauthorized(&headers) {
         return refused;
     }
     s.inner.script.lock().await.clear();
@@ -42,7 +42,7 @@ pub(crate) async fn set_down(
     headers: HeaderMap,
     Json(d): Json<Down>,
 ) -> Response {
-    if let Some(refused) = s.unauthorized(&headers) {
+    if let Some(refused) = s.control_unauthorized(&headers) {
         return refused;
     }
     s.inner
@@ -57,7 +57,7 @@ pub(crate) async fn add_adjustment(
     headers: HeaderMap,
     Json(a): Json<Adjustment>,
 ) -> Response {
-    if let Some(refused) = s.unauthorized(&headers) {
+    if let Some(refused) = s.control_unauthorized(&headers) {
         return refused;
     }
     s.inner.store.lock().await.save_adjustment(a);
@@ -65,7 +65,7 @@ pub(crate) async fn add_adjustment(
 }
 
 pub(crate) async fn list_operations(State(s): State<Sandbox>, headers: HeaderMap) -> Response {
-    if let Some(refused) = s.unauthorized(&headers) {
+    if let Some(refused) = s.control_unauthorized(&headers) {
         return refused;
     }
     let store = s.inner.store.lock().await;
@@ -89,7 +89,7 @@ pub(crate) async fn decide_now(
     Path(id): Path<String>,
     Json(d): Json<Decide>,
 ) -> Response {
-    if let Some(refused) = s.unauthorized(&headers) {
+    if let Some(refused) = s.control_unauthorized(&headers) {
         return refused;
     }
     let code = d.failure_code.unwrap_or_else(|| "do_not_honor".into());

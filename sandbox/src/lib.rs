@@ -16,6 +16,10 @@
 //! * `GET /v1/settlements/{date}`: the day's settlement report (every operation that
 //!   succeeded that UTC day, with the adjustments a test injected).
 //!
+//! With `SANDBOX_DIALECT=orders` it speaks another provider's API instead ([`orders`]): other
+//! paths, authentication, amount format, status names, idempotency rule, signature scheme
+//! and a CSV settlement report — what the platform's second adapter is written against.
+//!
 //! Scripting (`/_sandbox/…`, same key): `POST rules` (a [`script::Rule`]: approve, decline
 //! with a code, never decide, answer late, answer an error with or without recording,
 //! callback twice / lost / before the answer), `DELETE rules`, `POST down` (`{"down": true}`:
@@ -26,6 +30,7 @@
 mod api;
 pub mod callbacks;
 mod control;
+pub mod orders;
 pub mod script;
 mod settlement;
 pub mod store;
@@ -46,6 +51,15 @@ use tokio::sync::Mutex;
 use crate::script::{Callback, Outcome, Scenario, Script};
 use crate::store::{Operation, Status, Store};
 
+/// Which provider API the sandbox speaks (`SANDBOX_DIALECT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// `sandbox` (the default): `/v1`, bearer key, `Idempotency-Key`, JSON everywhere.
+    Sandbox,
+    /// `orders`: `/v2/orders`, basic auth, order id as the key, CSV settlements ([`orders`]).
+    Orders,
+}
+
 /// The provider's settings (`SANDBOX_*`).
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -59,6 +73,8 @@ pub struct Config {
     pub webhook_secret: String,
     /// `SANDBOX_STATE_FILE`: operations survive a restart when set.
     pub state_file: Option<PathBuf>,
+    /// `SANDBOX_DIALECT`: `sandbox` (default) or `orders`.
+    pub dialect: Dialect,
     /// The behaviour without a matching rule (`SANDBOX_DECIDE_AFTER_MS`, default 200;
     /// `SANDBOX_OUTCOME`, `approve` by default).
     pub default: Scenario,
@@ -93,6 +109,11 @@ impl Config {
             webhook_secret: secret("SANDBOX_WEBHOOK_SECRET", "WEBHOOK_SECRET")?,
             name,
             state_file: var("SANDBOX_STATE_FILE").map(PathBuf::from),
+            dialect: match var("SANDBOX_DIALECT").as_deref() {
+                None | Some("sandbox") => Dialect::Sandbox,
+                Some("orders") => Dialect::Orders,
+                Some(other) => anyhow::bail!("SANDBOX_DIALECT {other:?}: sandbox or orders"),
+            },
             default,
         })
     }
@@ -150,13 +171,19 @@ impl Sandbox {
     }
 
     pub fn router(&self) -> Router {
-        Router::new()
-            .route("/v1/charges", post(api::create_charge))
-            .route("/v1/payouts", post(api::create_payout))
-            .route("/v1/operations", get(api::find_operation))
-            .route("/v1/operations/{id}", get(api::get_operation))
-            .route("/v1/settlements/{date}", get(settlement::settlement))
-            .route("/_sandbox/rules", post(control::add_rule))
+        let api = match self.inner.config.dialect {
+            Dialect::Sandbox => Router::new()
+                .route("/v1/charges", post(api::create_charge))
+                .route("/v1/payouts", post(api::create_payout))
+                .route("/v1/operations", get(api::find_operation))
+                .route("/v1/operations/{id}", get(api::get_operation))
+                .route("/v1/settlements/{date}", get(settlement::settlement)),
+            Dialect::Orders => Router::new()
+                .route("/v2/orders", post(orders::create_order))
+                .route("/v2/orders/{order_id}/status", get(orders::order_status))
+                .route("/v2/settlements", get(orders::settlements)),
+        };
+        api.route("/_sandbox/rules", post(control::add_rule))
             .route("/_sandbox/rules", delete(control::clear_rules))
             .route("/_sandbox/down", post(control::set_down))
             .route(
@@ -174,11 +201,28 @@ impl Sandbox {
 
     /// The refusal of a call without the API key, if it has none.
     pub(crate) fn unauthorized(&self, headers: &HeaderMap) -> Option<Response> {
-        let given = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let expected = self.inner.config.api_key.as_bytes();
+        self.unauthorized_in(self.inner.config.dialect, headers)
+    }
+
+    /// The refusal of a scripting call (`/_sandbox/…`, bearer key in every dialect) without
+    /// the API key.
+    pub(crate) fn control_unauthorized(&self, headers: &HeaderMap) -> Option<Response> {
+        self.unauthorized_in(Dialect::Sandbox, headers)
+    }
+
+    fn unauthorized_in(&self, dialect: Dialect, headers: &HeaderMap) -> Option<Response> {
+        use base64::Engine;
+        let header = headers.get("authorization").and_then(|v| v.to_str().ok());
+        let expected = match dialect {
+            Dialect::Sandbox => self.inner.config.api_key.clone(),
+            Dialect::Orders => base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:", self.inner.config.api_key)),
+        };
+        let given = header.and_then(|v| match dialect {
+            Dialect::Sandbox => v.strip_prefix("Bearer "),
+            Dialect::Orders => v.strip_prefix("Basic "),
+        });
+        let expected = expected.as_bytes();
         // Constant time in the key's length.
         let ok = given.is_some_and(|g| {
             g.len() == expected.len()
@@ -188,7 +232,7 @@ impl Sandbox {
                     == 0
         });
         (!ok).then(|| {
-            error(
+            self.error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "a valid API key is required",
@@ -196,10 +240,18 @@ impl Sandbox {
         })
     }
 
+    /// An error answer in the dialect's format.
+    pub(crate) fn error(&self, status: StatusCode, code: &str, message: &str) -> Response {
+        match self.inner.config.dialect {
+            Dialect::Sandbox => error(status, code, message),
+            Dialect::Orders => orders::error(status, message),
+        }
+    }
+
     /// Refuses every `/v1` call while down, and unauthenticated ones.
     pub(crate) fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
         if self.inner.down.load(std::sync::atomic::Ordering::SeqCst) {
-            return Some(error(
+            return Some(self.error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the provider is down",
@@ -259,6 +311,7 @@ impl Sandbox {
         let deliver = |event: callbacks::Event| {
             callbacks::deliver(
                 self.inner.client.clone(),
+                self.inner.config.dialect,
                 self.inner.config.webhook_secret.clone(),
                 url.clone(),
                 event,

@@ -13,13 +13,13 @@ use crate::{Sandbox, error};
 
 /// A settlement report line.
 #[derive(serde::Serialize)]
-struct SettlementLine {
-    operation_id: String,
-    reference: String,
-    kind: Kind,
-    amount: i64,
-    currency: String,
-    settled_at: chrono::DateTime<Utc>,
+pub(crate) struct SettlementLine {
+    pub(crate) operation_id: String,
+    pub(crate) reference: String,
+    pub(crate) kind: Kind,
+    pub(crate) amount: i64,
+    pub(crate) currency: String,
+    pub(crate) settled_at: chrono::DateTime<Utc>,
 }
 
 pub(crate) async fn settlement(
@@ -37,6 +37,18 @@ pub(crate) async fn settlement(
             "the date is YYYY-MM-DD",
         );
     };
+    let lines = report(&s, date).await;
+    Json(json!({
+        "provider": s.inner.config.name,
+        "date": date.to_string(),
+        "lines": lines,
+    }))
+    .into_response()
+}
+
+/// The lines of `date`'s report, in settlement order: every operation that succeeded that
+/// day, with the adjustments a test injected.
+pub(crate) async fn report(s: &Sandbox, date: NaiveDate) -> Vec<SettlementLine> {
     let store = s.inner.store.lock().await;
     let mut lines: Vec<SettlementLine> = store
         .operations
@@ -104,10 +116,5 @@ pub(crate) async fn settlement(
             .cmp(&b.settled_at)
             .then(a.reference.cmp(&b.reference))
     });
-    Json(json!({
-        "provider": s.inner.config.name,
-        "date": date.to_string(),
-        "lines": lines,
-    }))
-    .into_response()
+    lines
 }

@@ -12,7 +12,8 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use chrono::Utc;
-use providers::sandbox::{SandboxConfig, SandboxProvider};
+use providers::ProviderConfig;
+use providers::sandbox::SandboxProvider;
 use providers::{
     BreakerConfig, BreakerState, OperationKind, OperationRequest, Provider, ProviderStatus, Router,
     SubmitError,
@@ -32,8 +33,9 @@ async fn sandbox(name: &str) -> testkit::sandbox::SandboxProvider {
 }
 
 fn adapter(s: &testkit::sandbox::SandboxProvider) -> SandboxProvider {
-    SandboxProvider::new(SandboxConfig {
+    SandboxProvider::new(ProviderConfig {
         name: s.name.clone(),
+        dialect: providers::Dialect::Sandbox,
         base_url: s.base_url.clone(),
         api_key: s.api_key.clone(),
         webhook_secret: s.webhook_secret.clone(),

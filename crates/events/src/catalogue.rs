@@ -21,7 +21,7 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
-use crate::payloads::{card, merchant, movement, role, saldo, transaction, user};
+use crate::payloads::{card, merchant, movement, reconciliation, role, saldo, transaction, user};
 use crate::topics;
 
 /// One event type at one version.
@@ -335,6 +335,13 @@ pub fn all() -> Vec<EventSpec> {
             "A refund was refused."
         ),
         spec!(
+            "topup.pending",
+            TOPUP_EVENTS,
+            "top-up id",
+            of::<movement::Movement>,
+            "A top-up is with its payment provider, waiting for its word (completed_at: when the provider took it)."
+        ),
+        spec!(
             "topup.succeeded",
             TOPUP_EVENTS,
             "top-up id",
@@ -349,6 +356,13 @@ pub fn all() -> Vec<EventSpec> {
             "A top-up was refused (failure_reason says why)."
         ),
         spec!(
+            "withdraw.pending",
+            WITHDRAW_EVENTS,
+            "withdraw id",
+            of::<movement::Movement>,
+            "A withdrawal's amount is held off the card while its payout is with the provider (completed_at: when the provider took it)."
+        ),
+        spec!(
             "withdraw.succeeded",
             WITHDRAW_EVENTS,
             "withdraw id",
@@ -361,6 +375,20 @@ pub fn all() -> Vec<EventSpec> {
             "withdraw id",
             of::<movement::Movement>,
             "A withdrawal was refused (failure_reason says why)."
+        ),
+        spec!(
+            reconciliation::EXCEPTION_OPENED,
+            RECONCILIATION_EVENTS,
+            "exception id",
+            of::<reconciliation::Exception>,
+            "Reconciling a provider's settlement report with the top-ups or withdrawals found a mismatch."
+        ),
+        spec!(
+            reconciliation::EXCEPTION_RESOLVED,
+            RECONCILIATION_EVENTS,
+            "exception id",
+            of::<reconciliation::Exception>,
+            "An operator resolved a reconciliation exception, with a note."
         ),
         spec!(
             "transfer.succeeded",

@@ -27,7 +27,9 @@ use crate::Envelope;
 const COALESCE: Duration = Duration::from_millis(10);
 
 /// Adds `event` to the outbox of the current schema, to be published to `topic` with the
-/// event's subject as key. Call inside the transaction that makes the change.
+/// event's subject as key. Call inside the transaction that makes the change. An event whose
+/// id is already there is not added again, so an event with an id derived from its subject
+/// (announced from a request that may be retried, or from several replicas) is sent once.
 pub async fn enqueue(
     conn: &mut PgConnection,
     topic: &str,
@@ -40,6 +42,7 @@ pub async fn enqueue(
         "WITH inserted AS (
              INSERT INTO outbox (event_id, topic, partition_key, event_type, payload, headers)
              VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (event_id) DO NOTHING
              RETURNING 1)
          SELECT pg_notify('outbox_' || current_schema(), '') FROM inserted",
     )

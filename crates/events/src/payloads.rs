@@ -223,14 +223,20 @@ pub mod saldo {
     }
 }
 
-/// The completion events of money movements: `topup.succeeded`, `topup.failed`,
-/// `withdraw.*`, `transfer.*`, on their service's topic, keyed by the movement id.
+/// The events of money movements: `topup.succeeded`, `topup.failed`, `withdraw.*`,
+/// `transfer.*`, on their service's topic, keyed by the movement id; and `topup.pending` /
+/// `withdraw.pending` when a provider-backed movement waits for the provider's word.
 pub mod movement {
     use super::*;
 
     /// Event type for a movement kind (`topup`) and outcome (`succeeded` / `failed`).
     pub fn event_type(kind: &str, succeeded: bool) -> String {
         format!("{kind}.{}", if succeeded { "succeeded" } else { "failed" })
+    }
+
+    /// Event type of a movement waiting for its provider (`topup.pending`).
+    pub fn pending_event_type(kind: &str) -> String {
+        format!("{kind}.pending")
     }
 
     /// Data of a movement's completion event.
@@ -240,7 +246,7 @@ pub mod movement {
         pub id: Uuid,
         /// topup, withdraw or transfer.
         pub kind: String,
-        /// succeeded or failed.
+        /// succeeded or failed (pending in `*.pending`).
         pub status: String,
         /// Why it failed (INSUFFICIENT_FUNDS, ...).
         pub failure_reason: Option<String>,
@@ -264,7 +270,7 @@ pub mod movement {
         pub masked_to_card_number: Option<String>,
         /// When it was requested.
         pub created_at: DateTime<Utc>,
-        /// When it completed.
+        /// When it completed (in `*.pending`: when the provider took it).
         pub completed_at: DateTime<Utc>,
         /// Top-ups (and next withdrawals): the payment provider that took the operation.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -273,6 +279,50 @@ pub mod movement {
         /// (insufficient_funds, do_not_honor, ...).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub provider_failure_code: Option<String>,
+    }
+}
+
+/// Settlement reconciliation of the provider-backed movements (run by the topup and withdraw
+/// services), on [`crate::topics::RECONCILIATION_EVENTS`], keyed by the exception's id.
+pub mod reconciliation {
+    use super::*;
+
+    /// A reconciliation run found a mismatch between a provider's settlement report and the
+    /// books.
+    pub const EXCEPTION_OPENED: &str = "reconciliation.exception_opened";
+    /// An operator resolved an exception, with a note.
+    pub const EXCEPTION_RESOLVED: &str = "reconciliation.exception_resolved";
+
+    /// Data of both events: the exception as it now stands.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+    pub struct Exception {
+        /// The exception's id.
+        pub id: Uuid,
+        /// topup or withdraw: whose books were compared.
+        pub movement_kind: String,
+        /// The settlement day (UTC) of the report.
+        pub settlement_date: chrono::NaiveDate,
+        /// Our name of the provider.
+        pub provider: String,
+        /// missing_on_our_side, missing_at_provider, amount_mismatch, currency_mismatch,
+        /// duplicate or ledger_mismatch.
+        pub kind: String,
+        /// Our id of the top-up / withdrawal, when known.
+        pub reference: Option<String>,
+        /// The provider's id of the operation.
+        pub provider_reference: String,
+        /// What we booked (minor units), when we booked it.
+        pub expected_amount: Option<i64>,
+        pub expected_currency: Option<String>,
+        /// What the provider reported, when it reported it.
+        pub reported_amount: Option<i64>,
+        pub reported_currency: Option<String>,
+        /// open or resolved.
+        pub state: String,
+        /// The operator's note (resolved).
+        pub note: Option<String>,
+        /// Who resolved it.
+        pub resolved_by: Option<String>,
     }
 }
 
@@ -373,7 +423,7 @@ pub mod transaction {
     pub struct Payment {
         /// The payment (also the ledger posting id).
         pub id: Uuid,
-        /// succeeded or failed.
+        /// succeeded or failed (pending in `*.pending`).
         pub status: String,
         /// Why it failed.
         pub failure_reason: Option<String>,
@@ -410,7 +460,7 @@ pub mod transaction {
         pub id: Uuid,
         /// The refunded payment.
         pub payment_id: Uuid,
-        /// succeeded or failed.
+        /// succeeded or failed (pending in `*.pending`).
         pub status: String,
         /// Why it failed.
         pub failure_reason: Option<String>,

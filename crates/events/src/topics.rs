@@ -45,6 +45,9 @@ pub const TRANSFER_EVENTS: &str = "payments.transfer.events";
 pub const MERCHANT_EVENTS: &str = "payments.merchant.events";
 /// Payment and refund completions (`payment.*`, `refund.*`), keyed by payment id.
 pub const TRANSACTION_EVENTS: &str = "payments.transaction.events";
+/// Settlement reconciliation exceptions of the provider-backed movements
+/// (`reconciliation.exception_opened` / `_resolved`), keyed by exception id.
+pub const RECONCILIATION_EVENTS: &str = "payments.reconciliation.events";
 /// Messages a consumer could not process, with the reason in headers.
 pub const DEAD_LETTER: &str = "payments.dead-letter";
 
@@ -85,6 +88,10 @@ pub const ALL: &[Topic] = &[
     Topic {
         name: TRANSACTION_EVENTS,
         partitions: 6,
+    },
+    Topic {
+        name: RECONCILIATION_EVENTS,
+        partitions: 3,
     },
     Topic {
         name: DEAD_LETTER,

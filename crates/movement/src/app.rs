@@ -275,15 +275,15 @@ pub async fn reconcile_providers(
         None => chrono::Utc::now().date_naive() - chrono::Duration::days(1),
     };
     let pool = platform::db::connect(config.common.database_url.expose(), schema, 2).await?;
-    // Reconciliation reads the books and the providers only: the card and ledger clients are
-    // never called (their channels are lazy).
+    // Reconciliation reads the books, the ledger's postings and the providers: the card client
+    // is never called (its channel is lazy), the ledger is only read.
     let upstream = Upstream::new(
         CardServiceClient::new(platform::grpc::channel(&config.card_service_url)?),
         SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),
         ServiceToken::new(
             TokenIssuer::new(&config.common.jwt),
             &format!("{}-service", kind.name()),
-            &[],
+            &["saldo.read"],
         ),
     );
     let movements = Movements::new(
@@ -304,6 +304,17 @@ pub async fn reconcile_providers(
             day.matched,
             day.exceptions.len()
         );
+        let mut currencies: Vec<_> = day.settled.keys().chain(day.ledger.keys()).collect();
+        currencies.sort();
+        currencies.dedup();
+        for currency in currencies {
+            let settled = day.settled.get(currency).copied().unwrap_or(0);
+            let ledger = day.ledger.get(currency).copied().unwrap_or(0);
+            println!(
+                "  {currency}: settled {settled}, ledger {ledger}{}",
+                if settled == ledger { "" } else { " (differ)" }
+            );
+        }
         for e in &day.exceptions {
             println!(
                 "  {} {} (ours {}, provider {}) {}",

@@ -279,6 +279,7 @@ impl Movements {
                 self.submit(pending, crate::provider::Unavailable::Drop)
                     .await?
             };
+            self.announce_pending(&movement).await?;
             metrics::histogram!("movement_duration_seconds", "kind" => kind)
                 .record(started.elapsed().as_secs_f64());
             return lifecycle::respond(kind, movement);
@@ -383,7 +384,9 @@ impl Movements {
         }
     }
 
-    fn event(&self, m: &Movement) -> Result<Envelope, MovementError> {
+    /// The event announcing `m` as it stands: `<kind>.succeeded` / `.failed`, or
+    /// `<kind>.pending` while it waits for its provider.
+    pub(crate) fn event(&self, m: &Movement) -> Result<Envelope, MovementError> {
         let data = ev::Movement {
             id: m.id,
             kind: self.kind.name().to_owned(),
@@ -403,7 +406,10 @@ impl Movements {
             provider: m.provider.clone(),
             provider_failure_code: m.provider_failure_code.clone(),
         };
-        let event_type = ev::event_type(self.kind.name(), m.status == Status::Succeeded);
+        let event_type = match m.status {
+            Status::Pending => ev::pending_event_type(self.kind.name()),
+            status => ev::event_type(self.kind.name(), status == Status::Succeeded),
+        };
         Envelope::new(
             &format!("{}-service", self.kind.name()),
             &event_type,

@@ -177,6 +177,27 @@ impl Upstream {
         CardInfo::from_proto(&card)
     }
 
+    /// The ledger's posting `posting_id` as `(amount, currency)` when it is posted; `None`
+    /// when the ledger has none or rejected it.
+    pub async fn posted(&self, posting_id: Uuid) -> Result<Option<(i64, String)>, MovementError> {
+        let request = platform::grpc::outgoing(
+            saldo_pb::PostingIdRequest {
+                posting_id: posting_id.to_string(),
+            },
+            Some(&self.bearer()?),
+            DEADLINE,
+        );
+        match self.saldo.clone().get_posting(request).await {
+            Ok(posting) => {
+                let posting = posting.into_inner();
+                Ok((posting.status == PostingStatus::Posted as i32)
+                    .then_some((posting.amount, posting.currency)))
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(MovementError::Upstream("saldo service", s)),
+        }
+    }
+
     /// Posts (or replays) `posting_id`. An account that does not exist yet is
     /// [`MovementError::AccountNotReady`]; nothing was recorded by the ledger then.
     #[allow(clippy::too_many_arguments)]

@@ -4,8 +4,12 @@
 //!
 //! * [`Provider`]: create an operation (with an idempotency key derived from our id, so a
 //!   retry never charges twice), ask its status by our reference, verify a callback, fetch a
-//!   day's settlement report. [`sandbox::SandboxProvider`] speaks the sandbox provider's HTTP
-//!   API (`sandbox/`), and so any provider deployed with that API.
+//!   day's settlement report. Two adapters, two provider APIs:
+//!   [`sandbox::SandboxProvider`] speaks the sandbox provider's own API (`sandbox/`, JSON,
+//!   `Idempotency-Key`, HMAC-SHA256 callbacks); [`orders::OrdersProvider`] speaks an
+//!   order-based API (basic auth, the order id as the idempotency key with `409` on reuse,
+//!   decimal amounts, HMAC-SHA512 notifications, CSV settlement reports), which the sandbox
+//!   also serves with `SANDBOX_DIALECT=orders`.
 //! * [`breaker::Breaker`]: a circuit breaker per provider, so a provider that is down fails
 //!   fast instead of holding every request for its timeout.
 //! * [`Router`]: each method's priority list of providers; failover to the next one only when
@@ -15,16 +19,80 @@
 //! * [`ErrorClass`]: the error table deciding what is retried and what is final.
 
 pub mod breaker;
+pub mod orders;
 pub mod router;
 pub mod sandbox;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use breaker::{Breaker, BreakerConfig, BreakerState};
 pub use router::{Router, SubmitError, Submitted};
+
+/// Which API a provider speaks: the adapter it is reached through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// The sandbox provider's own API ([`sandbox::SandboxProvider`]).
+    #[default]
+    Sandbox,
+    /// An order-based API ([`orders::OrdersProvider`]).
+    Orders,
+}
+
+impl std::str::FromStr for Dialect {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.trim() {
+            "" | "sandbox" => Ok(Self::Sandbox),
+            "orders" => Ok(Self::Orders),
+            other => anyhow::bail!("unknown provider API {other:?}: sandbox or orders"),
+        }
+    }
+}
+
+/// Settings of one provider, whichever its API.
+#[derive(Clone)]
+pub struct ProviderConfig {
+    /// Our name for it (`sandpay`).
+    pub name: String,
+    /// Which API it speaks.
+    pub dialect: Dialect,
+    /// Its base URL (`http://127.0.0.1:7070`).
+    pub base_url: String,
+    pub api_key: String,
+    pub webhook_secret: String,
+    /// How old a callback's signature may be (default 5 minutes).
+    pub tolerance: Duration,
+    /// Per-request timeout (default 5 s).
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for ProviderConfig {
+    /// Without the API key and the webhook secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("name", &self.name)
+            .field("dialect", &self.dialect)
+            .field("base_url", &self.base_url)
+            .field("api_key", &"<redacted>")
+            .field("webhook_secret", &"<redacted>")
+            .field("tolerance", &self.tolerance)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The adapter for `config`'s API.
+pub fn adapter(config: ProviderConfig) -> anyhow::Result<std::sync::Arc<dyn Provider>> {
+    Ok(match config.dialect {
+        Dialect::Sandbox => std::sync::Arc::new(sandbox::SandboxProvider::new(config)?),
+        Dialect::Orders => std::sync::Arc::new(orders::OrdersProvider::new(config)?),
+    })
+}
 
 /// A charge (money in) or a payout (money out).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +220,19 @@ impl std::fmt::Display for ProviderError {
 }
 
 impl std::error::Error for ProviderError {}
+
+/// A request that got no answer: refused before anything was sent is certainly not taken; a
+/// timeout, or a connection lost after sending, is unknown.
+pub(crate) fn transport_error(provider: &str, e: &reqwest::Error) -> ProviderError {
+    ProviderError {
+        class: if e.is_connect() {
+            ErrorClass::NotTaken
+        } else {
+            ErrorClass::Unknown
+        },
+        message: format!("{provider}: {e}"),
+    }
+}
 
 /// A payment provider.
 #[async_trait::async_trait]

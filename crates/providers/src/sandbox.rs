@@ -16,45 +16,16 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use crate::{
-    CallbackError, CallbackEvent, ErrorClass, OperationKind, OperationRequest, Provider,
+    CallbackError, ProviderConfig, CallbackEvent, ErrorClass, OperationKind, OperationRequest, Provider,
     ProviderError, ProviderOperation, ProviderStatus, SettlementLine,
 };
 
 /// The callback signature header.
 pub const SIGNATURE_HEADER: &str = "sandbox-signature";
 
-/// Settings of one provider reached through this adapter.
-#[derive(Clone)]
-pub struct SandboxConfig {
-    /// Our name for it (`sandpay`).
-    pub name: String,
-    /// Its base URL (`http://127.0.0.1:7070`).
-    pub base_url: String,
-    pub api_key: String,
-    pub webhook_secret: String,
-    /// How old a callback's signature may be (default 5 minutes).
-    pub tolerance: Duration,
-    /// Per-request timeout (default 5 s).
-    pub timeout: Duration,
-}
-
-impl std::fmt::Debug for SandboxConfig {
-    /// Without the API key and the webhook secret.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SandboxConfig")
-            .field("name", &self.name)
-            .field("base_url", &self.base_url)
-            .field("api_key", &"<redacted>")
-            .field("webhook_secret", &"<redacted>")
-            .field("tolerance", &self.tolerance)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
-
 /// A provider with the sandbox's API.
 pub struct SandboxProvider {
-    config: SandboxConfig,
+    config: ProviderConfig,
     http: reqwest::Client,
 }
 
@@ -94,7 +65,7 @@ struct WireLine {
 }
 
 impl SandboxProvider {
-    pub fn new(config: SandboxConfig) -> anyhow::Result<Self> {
+    pub fn new(config: ProviderConfig) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(Duration::from_secs(2))
@@ -142,16 +113,7 @@ impl SandboxProvider {
             .bearer_auth(&self.config.api_key)
             .send()
             .await
-            .map_err(|e| ProviderError {
-                // Refused before anything was sent: certainly not taken. A timeout, or a
-                // connection lost after sending: unknown.
-                class: if e.is_connect() {
-                    ErrorClass::NotTaken
-                } else {
-                    ErrorClass::Unknown
-                },
-                message: format!("{}: {e}", self.config.name),
-            })?;
+            .map_err(|e| crate::transport_error(&self.config.name, &e))?;
         let status = answer.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -339,8 +301,9 @@ mod tests {
     use super::*;
 
     fn provider() -> SandboxProvider {
-        SandboxProvider::new(SandboxConfig {
+        SandboxProvider::new(ProviderConfig {
             name: "sandpay".into(),
+            dialect: crate::Dialect::Sandbox,
             base_url: "http://127.0.0.1:1".into(),
             api_key: "k".into(),
             webhook_secret: "whsec_test".into(),

@@ -15,6 +15,8 @@ pub struct SandboxProvider {
     pub base_url: String,
     pub api_key: String,
     pub webhook_secret: String,
+    /// The API it speaks (`SANDBOX_DIALECT`): `sandbox` or `orders`.
+    pub dialect: String,
     state_file: PathBuf,
     binary: PathBuf,
     decide_after_ms: u64,
@@ -41,12 +43,23 @@ impl SandboxProvider {
         name: &str,
         decide_after_ms: u64,
     ) -> anyhow::Result<Self> {
+        Self::start_speaking(binary, name, "sandbox", decide_after_ms).await
+    }
+
+    /// Starts `binary` as provider `name` speaking `dialect` (`sandbox` or `orders`).
+    pub async fn start_speaking(
+        binary: PathBuf,
+        name: &str,
+        dialect: &str,
+        decide_after_ms: u64,
+    ) -> anyhow::Result<Self> {
         let state_file = std::env::temp_dir().join(format!("{}.jsonl", crate::unique(name)));
         let mut provider = Self {
             name: name.to_owned(),
             base_url: String::new(),
             api_key: format!("sk_test_{}", uuid::Uuid::new_v4().simple()),
             webhook_secret: format!("whsec_{}", uuid::Uuid::new_v4().simple()),
+            dialect: dialect.to_owned(),
             state_file,
             binary,
             decide_after_ms,
@@ -70,6 +83,7 @@ impl SandboxProvider {
             .env("SANDBOX_WEBHOOK_SECRET", &self.webhook_secret)
             .env("SANDBOX_STATE_FILE", &self.state_file)
             .env("SANDBOX_DECIDE_AFTER_MS", self.decide_after_ms.to_string())
+            .env("SANDBOX_DIALECT", &self.dialect)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

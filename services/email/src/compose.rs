@@ -163,8 +163,9 @@ impl EmailEvents {
                 )
                 .await?
             }
-            "topup.succeeded" | "topup.failed" | "withdraw.succeeded" | "withdraw.failed"
-            | "transfer.succeeded" | "transfer.failed" => {
+            "topup.pending" | "topup.succeeded" | "topup.failed" | "withdraw.pending"
+            | "withdraw.succeeded" | "withdraw.failed" | "transfer.succeeded"
+            | "transfer.failed" => {
                 let m: movement::Movement = data(event)?;
                 if backdated(event, m.completed_at) {
                     return Ok(None);
@@ -174,6 +175,7 @@ impl EmailEvents {
                     "movement",
                     json!({
                         "kind": m.kind,
+                        "pending": m.status == "pending",
                         "succeeded": m.status == "succeeded",
                         "amount": format_amount(m.amount, &m.currency),
                         "card": m.masked_card_number,

@@ -170,7 +170,8 @@ mod tests {
         let templates = Templates::load(None).unwrap();
         let context = serde_json::json!({
             "brand": "Payments", "base_url": "http://x", "name": "Ann", "link": "http://x/y",
-            "expires_at": "tomorrow", "kind": "transfer", "succeeded": true, "amount": "IDR 1.00",
+            "expires_at": "tomorrow", "kind": "transfer", "pending": false, "succeeded": true,
+            "amount": "IDR 1.00",
             "card": "**** 1", "to_card": "**** 2", "method": "bca", "reason": "", "id": "1",
             "merchant": "Shop <b>", "description": "", "failure": "", "payment_id": "2",
             "status": "active", "previous": "pending", "document_type": "tax_id", "note": "",

@@ -158,7 +158,7 @@ pub struct AppState {
 /// The API router (without listeners), so tests and the binary build the same thing.
 pub fn router(state: AppState) -> Router {
     use routes::{
-        auth, balance_stats, cards, dashboard, dead_letters, merchant_documents, merchant_keys,
+        adjustments, auth, balance_stats, cards, dashboard, dead_letters, merchant_documents, merchant_keys,
         merchants, movements, payments, provider_callbacks, reconciliation, roles, saldo, stats,
         users,
     };
@@ -181,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         .merge(dead_letters::router())
         .merge(provider_callbacks::router())
         .merge(reconciliation::router())
+        .merge(adjustments::router())
         .split_for_parts();
     let document = Arc::new(document);
     let api = api

@@ -17,6 +17,9 @@ pub enum SaldoError {
     /// The posting id was used before for a different movement.
     #[error("posting id {0} was already used with different fields")]
     PostingIdReused(String),
+    /// An adjustment's idempotency key was used before with other fields.
+    #[error("this Idempotency-Key was already used for a different adjustment")]
+    IdempotencyKeyReused,
     /// Authentication or authorization failure.
     #[error(transparent)]
     Auth(#[from] platform::auth::AuthError),
@@ -34,6 +37,7 @@ impl DomainError for SaldoError {
             Self::Invalid(_) => ErrorKind::InvalidArgument,
             Self::AccountNotFound(_) | Self::PostingNotFound => ErrorKind::NotFound,
             Self::PostingIdReused(_) => ErrorKind::AlreadyExists,
+            Self::IdempotencyKeyReused => ErrorKind::FailedPrecondition,
             Self::Auth(e) => e.kind(),
             Self::Database(_) | Self::Internal(_) => ErrorKind::Internal,
         }
@@ -45,6 +49,7 @@ impl DomainError for SaldoError {
             Self::AccountNotFound(_) => "ACCOUNT_NOT_FOUND",
             Self::PostingNotFound => "POSTING_NOT_FOUND",
             Self::PostingIdReused(_) => "POSTING_ID_REUSED",
+            Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::Auth(e) => e.reason(),
             Self::Database(_) | Self::Internal(_) => "INTERNAL",
         }

@@ -6,6 +6,7 @@ use proto::saldo::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::error::SaldoError;
+use crate::adjustments::{AdjustmentRequest, AdjustmentRow};
 use crate::ledger::{AccountRef, KINDS, PostingRequest, PostingRow};
 use crate::service::{AccountFilter, AccountRow, LineRow, Saldo, StatementOf};
 
@@ -282,5 +283,55 @@ impl pb::saldo_service_server::SaldoService for Handlers {
                 .collect(),
             negative_card_balances: u64::try_from(report.negative_card_balances).unwrap_or(0),
         }))
+    }
+
+    async fn adjust(
+        &self,
+        request: Request<pb::AdjustRequest>,
+    ) -> Result<Response<pb::Adjustment>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let adjustment = AdjustmentRequest::parse(
+            &r.card_id,
+            &r.direction,
+            r.amount,
+            &r.reason,
+            &r.idempotency_key,
+        )?;
+        Ok(Response::new(adjustment_to_proto(
+            self.saldo.adjust(&caller, adjustment).await?,
+        )))
+    }
+
+    async fn list_adjustments(
+        &self,
+        request: Request<pb::ListAdjustmentsRequest>,
+    ) -> Result<Response<pb::ListAdjustmentsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let card_id = if r.card_id.is_empty() {
+            None
+        } else {
+            Some(parse_uuid("card_id", &r.card_id).map_err(SaldoError::from)?)
+        };
+        let adjustments = self.saldo.adjustments(&caller, card_id).await?;
+        Ok(Response::new(pb::ListAdjustmentsResponse {
+            adjustments: adjustments.into_iter().map(adjustment_to_proto).collect(),
+        }))
+    }
+}
+
+fn adjustment_to_proto(a: AdjustmentRow) -> pb::Adjustment {
+    pb::Adjustment {
+        id: a.id.to_string(),
+        card_id: a.card_id.to_string(),
+        direction: a.direction.as_str().to_owned(),
+        amount: a.amount,
+        currency: a.currency,
+        reason: a.reason,
+        requested_by: a.requested_by,
+        status: a.status,
+        rejection_reason: a.rejection_reason.unwrap_or_default(),
+        created_at: Some(platform::time::to_proto(a.created_at)),
     }
 }

@@ -31,6 +31,8 @@ const SOURCE: &str = "saldo-service";
 
 /// Posting kinds.
 pub const KINDS: &[&str] = &["topup", "withdraw", "transfer", "payment", "refund"];
+// `adjustment` postings are made by the saldo service itself ([`crate::adjustments`]); a
+// `Post` request cannot name that kind.
 
 /// One side of a posting as the caller names it.
 #[derive(Clone, Debug, PartialEq, Eq)]

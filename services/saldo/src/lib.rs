@@ -2,6 +2,7 @@
 //! writer of balances. Card accounts open from `card.created`; money moves only through
 //! [`ledger::Ledger::post`]; every balance change is announced as `balance.changed`.
 
+pub mod adjustments;
 pub mod balance_stats;
 pub mod consumer;
 pub mod error;

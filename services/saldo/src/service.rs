@@ -34,8 +34,8 @@ pub struct AccountFilter {
 /// The saldo service.
 #[derive(Clone)]
 pub struct Saldo {
-    pool: PgPool,
-    ledger: Ledger,
+    pub(crate) pool: PgPool,
+    pub(crate) ledger: Ledger,
     authenticator: Authenticator,
 }
 

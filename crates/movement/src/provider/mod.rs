@@ -40,7 +40,8 @@ pub use reconcile_grpc::{PERMISSION as RECONCILIATION_PERMISSION, Reconciliation
 /// The provider settings of a provider-backed kind, from the environment:
 ///
 /// * `PROVIDERS`: our names of the providers, e.g. `sandpay,kilat`; each one's
-///   `PROVIDER_<NAME>_URL`, `PROVIDER_<NAME>_API_KEY`, `PROVIDER_<NAME>_WEBHOOK_SECRET`;
+///   `PROVIDER_<NAME>_URL`, `PROVIDER_<NAME>_API_KEY`, `PROVIDER_<NAME>_WEBHOOK_SECRET`, and
+///   `PROVIDER_<NAME>_API` (`sandbox`, the default, or `orders`: which adapter speaks to it);
 /// * `<KIND>_PROVIDER_ROUTES`: each method's providers in priority order
 ///   (`bca=sandpay,kilat;gopay=kilat`); by default every method goes to `PROVIDERS` in order;
 /// * `PROVIDER_CALLBACK_BASE_URL`: the platform's public URL as providers reach it;
@@ -48,7 +49,7 @@ pub use reconcile_grpc::{PERMISSION as RECONCILIATION_PERMISSION, Reconciliation
 ///   `PROVIDER_BREAKER_FAILURES` (5), `PROVIDER_BREAKER_OPEN_SECS` (30).
 #[derive(Clone, Debug)]
 pub struct ProviderSettings {
-    pub providers: Vec<providers::sandbox::SandboxConfig>,
+    pub providers: Vec<providers::ProviderConfig>,
     pub routes: std::collections::HashMap<String, Vec<String>>,
     pub breaker: providers::BreakerConfig,
     pub callback_base_url: String,
@@ -71,8 +72,11 @@ impl ProviderSettings {
             .iter()
             .map(|name| {
                 let var = |what: &str| format!("PROVIDER_{}_{what}", name.to_uppercase());
-                Ok(providers::sandbox::SandboxConfig {
+                Ok(providers::ProviderConfig {
                     name: name.clone(),
+                    dialect: optional(&var("API"), "sandbox")
+                        .parse()
+                        .with_context(|| var("API"))?,
                     base_url: required(&var("URL"))?,
                     api_key: required(&var("API_KEY"))?,
                     webhook_secret: required(&var("WEBHOOK_SECRET"))?,
@@ -105,10 +109,7 @@ impl ProviderSettings {
         let adapters = self
             .providers
             .iter()
-            .map(|c| {
-                providers::sandbox::SandboxProvider::new(c.clone())
-                    .map(|p| Arc::new(p) as Arc<dyn providers::Provider>)
-            })
+            .map(|c| providers::adapter(c.clone()))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Backing {
             router: Router::new(adapters, self.routes.clone(), self.breaker)?,
@@ -194,10 +195,16 @@ impl Leg {
 /// The posting id of a payout's second leg: derived from the withdrawal's id and the leg, so
 /// every replica and retry posts the same one, and the ledger applies it once.
 pub(crate) fn leg_id(id: Uuid, leg: Leg) -> Uuid {
+    derived_id(id, leg.name())
+}
+
+/// An id derived from a movement's id and what it names (a ledger leg, an event): the same
+/// from every replica and on every retry.
+pub(crate) fn derived_id(id: Uuid, label: &str) -> Uuid {
     use sha2::{Digest, Sha256};
     let digest = Sha256::new()
         .chain_update(id.as_bytes())
-        .chain_update(leg.name().as_bytes())
+        .chain_update(label.as_bytes())
         .finalize();
     let mut bytes = [0_u8; 16];
     bytes.copy_from_slice(&digest[..16]);
@@ -309,6 +316,21 @@ impl Movements {
                 }
             }
         }
+    }
+
+    /// Tells the customer that a movement is with its provider (`topup.pending`,
+    /// `withdraw.pending`: the amount is held) when the request leaves it pending. Once: the
+    /// event's id is derived from the movement's, so a retried request or another replica
+    /// adds nothing. Backdated imports announce nothing.
+    pub(crate) async fn announce_pending(&self, m: &Movement) -> Result<(), MovementError> {
+        if m.status != Status::Pending || m.backdated || m.provider.is_none() {
+            return Ok(());
+        }
+        let mut event = self.event(m)?;
+        event.id = derived_id(m.id, "pending-event");
+        let mut conn = self.pool.acquire().await?;
+        events::outbox::enqueue(&mut conn, self.kind.topic(), &event).await?;
+        Ok(())
     }
 
     /// Records a provider's word about a movement (step 2): its provider and reference, and

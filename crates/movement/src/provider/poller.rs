@@ -29,59 +29,85 @@ impl Movements {
         ))
         .fetch_all(&self.pool)
         .await?;
-        let backing = self.backing()?;
         let mut settled = 0;
         for movement in due {
-            let provider = movement.provider.clone().unwrap_or_default();
-            if movement.provider_status == Some(super::ProviderState::Pending) {
-                match backing
-                    .router
-                    .status(
-                        &provider,
-                        operation_kind(self.kind),
-                        &movement.id.to_string(),
-                    )
-                    .await
-                {
-                    Ok(Some(op)) => {
-                        if op.amount != movement.amount || op.currency != movement.currency {
-                            tracing::error!(id = %movement.id, provider, "the provider reports another amount or currency; left for reconciliation");
-                            continue;
-                        }
-                        self.record_word(movement.id, &op).await?;
-                    }
-                    Ok(None) => {
-                        // The provider never got it (the create timed out before arriving):
-                        // nothing was taken, so it may go along the route again.
-                        sqlx::query(
-                            "UPDATE movements SET provider = NULL, provider_status = NULL,
-                                 next_check_at = NULL
-                             WHERE id = $1 AND status = 'pending' AND provider_reference IS NULL",
-                        )
-                        .bind(movement.id)
-                        .execute(&self.pool)
-                        .await?;
-                        let reloaded = self.load(movement.id).await?;
-                        if reloaded.provider.is_none()
-                            && let Err(e) = self.submit(reloaded, Unavailable::Fail).await
-                        {
-                            tracing::warn!(id = %movement.id, error = %e, "resubmission failed");
-                        }
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!(id = %movement.id, provider, error = %e, "status check failed; asking later");
-                        continue;
-                    }
-                }
-            }
-            if self.settle(movement.id).await?.status != Status::Pending {
+            if self.ask_provider(movement).await? {
                 metrics::counter!("provider_polled_settled_total", "kind" => self.kind.name())
                     .increment(1);
                 settled += 1;
             }
         }
+        self.export_pending().await?;
         Ok(settled)
+    }
+
+    /// Asks a pending movement's provider where it stands, records its word and settles it;
+    /// whether it is settled now.
+    pub(crate) async fn ask_provider(&self, movement: Movement) -> Result<bool, MovementError> {
+        let backing = self.backing()?;
+        let provider = movement.provider.clone().unwrap_or_default();
+        if movement.provider_status == Some(super::ProviderState::Pending) {
+            match backing
+                .router
+                .status(
+                    &provider,
+                    operation_kind(self.kind),
+                    &movement.id.to_string(),
+                )
+                .await
+            {
+                Ok(Some(op)) => {
+                    if op.amount != movement.amount || op.currency != movement.currency {
+                        tracing::error!(id = %movement.id, provider, "the provider reports another amount or currency; left for reconciliation");
+                        return Ok(false);
+                    }
+                    self.record_word(movement.id, &op).await?;
+                }
+                Ok(None) => {
+                    // The provider never got it (the create timed out before arriving):
+                    // nothing was taken, so it may go along the route again.
+                    sqlx::query(
+                        "UPDATE movements SET provider = NULL, provider_status = NULL,
+                             next_check_at = NULL
+                         WHERE id = $1 AND status = 'pending' AND provider_reference IS NULL",
+                    )
+                    .bind(movement.id)
+                    .execute(&self.pool)
+                    .await?;
+                    let reloaded = self.load(movement.id).await?;
+                    if reloaded.provider.is_none()
+                        && let Err(e) = self.submit(reloaded, Unavailable::Fail).await
+                    {
+                        tracing::warn!(id = %movement.id, error = %e, "resubmission failed");
+                    }
+                    return Ok(false);
+                }
+                Err(e) => {
+                    tracing::warn!(id = %movement.id, provider, error = %e, "status check failed; asking later");
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(self.settle(movement.id).await?.status != Status::Pending)
+    }
+
+    /// Exports how many movements wait for their provider's word and how long the oldest has
+    /// waited (`provider_operations_pending`, `provider_operation_oldest_pending_seconds`):
+    /// a provider that never answers is an alert (`ProviderOperationStuck`), not a silence.
+    /// The poller keeps asking; nothing is given up by itself, since neither booking nor
+    /// returning the money is safe without the provider's word.
+    async fn export_pending(&self) -> Result<(), MovementError> {
+        let (pending, oldest): (i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*), extract(epoch FROM now() - min(created_at))::float8
+             FROM movements WHERE status = 'pending' AND provider IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        metrics::gauge!("provider_operations_pending", "kind" => self.kind.name())
+            .set(pending as f64);
+        metrics::gauge!("provider_operation_oldest_pending_seconds", "kind" => self.kind.name())
+            .set(oldest.unwrap_or(0.0));
+        Ok(())
     }
 
     /// Recovery of a provider-backed movement left pending past the grace period: sent again

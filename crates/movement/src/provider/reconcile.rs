@@ -5,13 +5,24 @@
 //! * `missing_on_our_side`: the provider settled an operation we have not booked as succeeded;
 //! * `missing_at_provider`: we booked an operation (completed that day) the report lacks;
 //! * `amount_mismatch` / `currency_mismatch`: both have it, with different figures;
-//! * `duplicate`: the report lists one operation more than once.
+//! * `duplicate`: the report lists one operation more than once;
+//! * `ledger_mismatch`: a line matches a booked operation, but the ledger does not hold its
+//!   posting on the provider's system account with that amount (`expected` is what the
+//!   provider settled, `reported` what the ledger holds, none when it holds nothing).
 //!
-//! A run is idempotent: re-running a day finds the same exceptions and records none twice.
+//! Totals: per provider and currency, the settled total of the report's lines must equal the
+//! total the ledger posted against the provider's system account for them; each run reports
+//! both, and any difference is explained by the exceptions it lists.
+//!
+//! A run first settles what the report shows settled but is still pending on our side (a
+//! late callback), asking the provider, so a timing window is not an exception. A run is
+//! idempotent: re-running a day finds the same exceptions and records none twice.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
 use uuid::Uuid;
+
+use events::payloads::reconciliation as ev;
 
 use super::operation_kind;
 use crate::{MovementError, Movements};
@@ -24,6 +35,7 @@ platform::text_enum! {
         AmountMismatch = "amount_mismatch",
         CurrencyMismatch = "currency_mismatch",
         Duplicate = "duplicate",
+        LedgerMismatch = "ledger_mismatch",
     }
 }
 
@@ -63,8 +75,11 @@ pub struct ProviderDay {
     pub lines: usize,
     /// Lines that matched a booked operation exactly.
     pub matched: usize,
-    /// The settled total of those lines, per currency.
+    /// The settled total of the report's lines (each operation once), per currency.
     pub settled: HashMap<String, i64>,
+    /// The total the ledger posted against the provider's account for those lines, per
+    /// currency: equal to `settled` on a clean day.
+    pub ledger: HashMap<String, i64>,
     /// Exceptions found (new or already recorded).
     pub exceptions: Vec<ReconciliationException>,
 }
@@ -112,6 +127,7 @@ impl Movements {
                 .into_iter()
                 .filter(|l| l.kind == kind)
                 .collect();
+            self.settle_reported(&name, &lines).await?;
             let references: Vec<String> =
                 lines.iter().map(|l| l.provider_reference.clone()).collect();
             let booked: Vec<Booked> = sqlx::query_as(
@@ -139,6 +155,7 @@ impl Movements {
                 lines: lines.len(),
                 matched: 0,
                 settled: HashMap::new(),
+                ledger: HashMap::new(),
                 exceptions: Vec::new(),
             };
             let mut seen = std::collections::HashSet::new();
@@ -146,6 +163,7 @@ impl Movements {
                 if !seen.insert(line.provider_reference.as_str()) {
                     continue;
                 }
+                *day.settled.entry(line.currency.clone()).or_default() += line.amount;
                 let reported = Some((line.amount, line.currency.clone()));
                 if counts[line.provider_reference.as_str()] > 1 {
                     found.push(Found {
@@ -166,6 +184,10 @@ impl Movements {
                     });
                     continue;
                 };
+                let ledger = self.upstream.posted(self.posting_of(ours.id)).await?;
+                if let Some((amount, currency)) = &ledger {
+                    *day.ledger.entry(currency.clone()).or_default() += amount;
+                }
                 let expected = Some((ours.amount, ours.currency.clone()));
                 let mismatch = if ours.currency != line.currency {
                     Some(ExceptionKind::CurrencyMismatch)
@@ -182,10 +204,14 @@ impl Movements {
                         expected,
                         reported,
                     }),
-                    None => {
-                        day.matched += 1;
-                        *day.settled.entry(line.currency.clone()).or_default() += line.amount;
-                    }
+                    None if ledger != reported => found.push(Found {
+                        kind: ExceptionKind::LedgerMismatch,
+                        reference: Some(ours.id.to_string()),
+                        provider_reference: line.provider_reference.clone(),
+                        expected: reported,
+                        reported: ledger,
+                    }),
+                    None => day.matched += 1,
                 }
             }
             for ours in &booked {
@@ -216,12 +242,52 @@ impl Movements {
         Ok(days)
     }
 
+    /// Settles first what the report shows settled but we still hold pending (its callback
+    /// late or lost, the poller not yet due): asked at the provider now, so a timing window
+    /// is not reported as `missing_on_our_side`.
+    async fn settle_reported(
+        &self,
+        provider: &str,
+        lines: &[providers::SettlementLine],
+    ) -> Result<(), MovementError> {
+        let ours: Vec<Uuid> = lines
+            .iter()
+            .filter_map(|l| Uuid::parse_str(&l.reference).ok())
+            .collect();
+        let pending: Vec<crate::Movement> = sqlx::query_as(&format!(
+            "SELECT {} FROM movements t
+             WHERE t.id = ANY($1) AND t.status = 'pending' AND t.provider = $2",
+            <crate::Movement as crate::lifecycle::Recorded>::COLUMNS
+        ))
+        .bind(&ours)
+        .bind(provider)
+        .fetch_all(&self.pool)
+        .await?;
+        for movement in pending {
+            let id = movement.id;
+            if self.ask_provider(movement).await? {
+                tracing::info!(kind = self.kind.name(), %id, provider, "settled by reconciliation");
+            }
+        }
+        Ok(())
+    }
+
+    /// The id of the posting that moved a succeeded movement's money against the provider's
+    /// account: the top-up's own id; a withdrawal's settle leg.
+    fn posting_of(&self, id: Uuid) -> Uuid {
+        match self.kind {
+            crate::Kind::Withdraw => super::leg_id(id, super::Leg::Settle),
+            _ => id,
+        }
+    }
+
     async fn record_exception(
         &self,
         date: NaiveDate,
         provider: &str,
         f: Found,
     ) -> Result<ReconciliationException, MovementError> {
+        let mut tx = self.pool.begin().await?;
         let inserted: Option<ReconciliationException> = sqlx::query_as(&format!(
             "INSERT INTO reconciliation_exceptions (id, settlement_date, provider, kind, reference,
                  provider_reference, expected_amount, expected_currency, reported_amount,
@@ -240,9 +306,12 @@ impl Movements {
         .bind(f.expected.as_ref().map(|e| e.1.clone()))
         .bind(f.reported.as_ref().map(|r| r.0))
         .bind(f.reported.as_ref().map(|r| r.1.clone()))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         if let Some(new) = inserted {
+            self.announce_exception(&mut tx, &new, ev::EXCEPTION_OPENED)
+                .await?;
+            tx.commit().await?;
             tracing::warn!(kind = self.kind.name(), provider, exception = %new.kind,
                 provider_reference = %new.provider_reference, "reconciliation exception");
             metrics::counter!("reconciliation_exceptions_total",
@@ -284,6 +353,7 @@ impl Movements {
         note: &str,
         by: &str,
     ) -> Result<ReconciliationException, MovementError> {
+        let mut tx = self.pool.begin().await?;
         let resolved: Option<ReconciliationException> = sqlx::query_as(&format!(
             "UPDATE reconciliation_exceptions
              SET state = 'resolved', note = $2, resolved_by = $3, resolved_at = now()
@@ -292,11 +362,48 @@ impl Movements {
         .bind(id)
         .bind(note)
         .bind(by)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let resolved = resolved.ok_or(MovementError::NotFound("open reconciliation exception"))?;
+        self.announce_exception(&mut tx, &resolved, ev::EXCEPTION_RESOLVED)
+            .await?;
+        tx.commit().await?;
         self.export_open_exceptions().await?;
         Ok(resolved)
+    }
+
+    /// Adds `event_type` about `exception` to the outbox, in the transaction that changed it.
+    async fn announce_exception(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        exception: &ReconciliationException,
+        event_type: &str,
+    ) -> Result<(), MovementError> {
+        let data = ev::Exception {
+            id: exception.id,
+            movement_kind: self.kind.name().to_owned(),
+            settlement_date: exception.settlement_date,
+            provider: exception.provider.clone(),
+            kind: exception.kind.as_str().to_owned(),
+            reference: exception.reference.clone(),
+            provider_reference: exception.provider_reference.clone(),
+            expected_amount: exception.expected_amount,
+            expected_currency: exception.expected_currency.clone(),
+            reported_amount: exception.reported_amount,
+            reported_currency: exception.reported_currency.clone(),
+            state: exception.state.clone(),
+            note: exception.note.clone(),
+            resolved_by: exception.resolved_by.clone(),
+        };
+        let event = events::Envelope::new(
+            &format!("{}-service", self.kind.name()),
+            event_type,
+            exception.id,
+            &data,
+        )
+        .map_err(|e| MovementError::Internal(e.into()))?;
+        events::outbox::enqueue(conn, events::topics::RECONCILIATION_EVENTS, &event).await?;
+        Ok(())
     }
 
     async fn export_open_exceptions(&self) -> Result<(), MovementError> {

@@ -72,6 +72,7 @@ impl pb::reconciliation_service_server::ReconciliationService for Reconciliation
                     lines: d.lines as i64,
                     matched: d.matched as i64,
                     settled: d.settled,
+                    ledger: d.ledger,
                     exceptions: d.exceptions.into_iter().map(to_proto).collect(),
                 })
                 .collect(),

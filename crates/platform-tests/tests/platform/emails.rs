@@ -118,14 +118,28 @@ async fn every_lifecycle_event_mails_the_right_person() {
     let card = p.card(&customer, "IDR").await;
     let (_, friend) = p.customer(&admin).await;
     let friend_card = p.card(&friend, "IDR").await;
-    p.topup(&customer, &card.number, 50_000).await;
+    let (status, topup) = p.topup(&customer, &card.number, 50_000).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{topup}");
     let mail = p
         .smtp
         .wait_for(&address, "Subject: Top-up of IDR 500.00 succeeded", WAIT)
         .await
         .unwrap();
     assert!(mail.contains("via bca"), "{mail}");
+    // It was pending first (202): the customer was told it is with the provider.
+    let pending = p
+        .smtp
+        .wait_for(&address, "Subject: Top-up of IDR 500.00 is pending", WAIT)
+        .await
+        .unwrap();
+    assert!(pending.contains(topup["id"].as_str().unwrap()), "{pending}");
     p.withdraw(&customer, &card.number, 10_000).await;
+    let held = p
+        .smtp
+        .wait_for(&address, "Subject: Withdrawal of IDR 100.00 is pending", WAIT)
+        .await
+        .unwrap();
+    assert!(held.contains("is held on your card"), "{held}");
     p.smtp
         .wait_for(
             &address,
@@ -333,27 +347,16 @@ async fn an_smtp_outage_is_retried_and_the_email_delivered_exactly_once() {
     assert!(p.smtp.find(&address, "Top-up").is_empty());
 
     p.smtp.resume().await.unwrap();
+    let succeeded = "Subject: Top-up of IDR 77.00 succeeded";
     let mail = p
         .smtp
-        .wait_for(
-            &address,
-            &format!("Reference: {topup_id}"),
-            Duration::from_secs(60),
-        )
+        .wait_for(&address, succeeded, Duration::from_secs(60))
         .await
         .unwrap();
-    assert!(
-        mail.contains("Subject: Top-up of IDR 77.00 succeeded"),
-        "{mail}"
-    );
+    assert!(mail.contains(&format!("Reference: {topup_id}")), "{mail}");
     // Give a duplicate every chance to show up.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        p.smtp
-            .find(&address, &format!("Reference: {topup_id}"))
-            .len(),
-        1
-    );
+    assert_eq!(p.smtp.find(&address, succeeded).len(), 1);
     let (status, attempts): (String, i32) = sqlx::query_as(topup_delivery)
         .bind(&address)
         .fetch_one(&db)

@@ -495,6 +495,17 @@ async fn reconciliation_finds_every_injected_mismatch_and_nothing_else() {
         assert_eq!(t["provider"], "sandpay", "{t}");
         topups.push(t["id"].as_str().unwrap().to_owned());
     }
+    // One more whose callback is lost: settled at the provider, still pending here when the
+    // run starts (the poller's first check is 5 s away). The run asks the provider first, so
+    // it is booked, not reported missing on our side.
+    p.sandpay
+        .script(json!({"match": {"amount": 16_000}, "scenario": {"callback": "lost"}}))
+        .await
+        .unwrap();
+    let (status, late) = top_up(&p, &alice, &card.number, 16_000, &key()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{late}");
+    assert_eq!(late["status"], "pending", "{late}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let today = chrono::Utc::now().date_naive().to_string();
     let run = |operations: &'static str| {
         let (p, admin, today) = (&p, admin.clone(), today.clone());
@@ -525,12 +536,27 @@ async fn reconciliation_finds_every_injected_mismatch_and_nothing_else() {
     let sandpay = day(&report, "sandpay");
     assert_eq!(
         (sandpay["lines"].as_i64(), sandpay["matched"].as_i64()),
-        (Some(5), Some(5)),
+        (Some(6), Some(6)),
         "{report}"
     );
-    assert_eq!(sandpay["settled"]["IDR"], 65_000);
+    assert_eq!(sandpay["settled"]["IDR"], 81_000);
+    let (_, late) = p
+        .get(&format!("/topups/{}", late["id"].as_str().unwrap()), Some(&alice))
+        .await;
+    assert_eq!(late["status"], "succeeded", "{late}");
+    // The ledger posted exactly what the provider settled against its system account.
+    assert_eq!(sandpay["ledger"], sandpay["settled"], "{report}");
     assert_eq!(sandpay["exceptions"], json!([]));
     assert_eq!(day(&report, "kilat")["exceptions"], json!([]));
+    // The operator's command agrees: a clean day exits successfully.
+    movement::app::reconcile_providers(
+        movement::Kind::Topup,
+        &p.topup_config,
+        "topup_svc",
+        Some(&today),
+    )
+    .await
+    .unwrap();
 
     // The provider's report drifts, one way per kind of mismatch.
     for adjustment in [
@@ -546,6 +572,24 @@ async fn reconciliation_finds_every_injected_mismatch_and_nothing_else() {
             .await
             .unwrap();
     }
+    // And our own books drift: a top-up recorded succeeded whose posting the ledger does not
+    // hold (its row now names a posting that was never made). Completed rows are immutable,
+    // so the corruption goes around the guard, as only a bug or a hand edit could.
+    let db = sqlx::PgPool::connect(&p.database_url).await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let unbooked: (uuid::Uuid,) =
+        sqlx::query_as("UPDATE topup_svc.movements SET id = $2 WHERE id = $1 RETURNING id")
+            .bind(uuid::Uuid::parse_str(&topups[4]).unwrap())
+            .bind(uuid::Uuid::now_v7())
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    tx.commit().await.unwrap();
+    let unbooked = unbooked.0.to_string();
     let report = run("topups").await;
     let mut found: Vec<(String, String)> = day(&report, "sandpay")["exceptions"]
         .as_array()
@@ -565,9 +609,54 @@ async fn reconciliation_finds_every_injected_mismatch_and_nothing_else() {
         ("currency_mismatch".to_owned(), topups[2].clone()),
         ("duplicate".to_owned(), topups[3].clone()),
         ("missing_on_our_side".to_owned(), "not-ours".to_owned()),
+        ("ledger_mismatch".to_owned(), unbooked.clone()),
     ];
     expected.sort();
     assert_eq!(found, expected, "{report}");
+    // The totals differ by exactly what the exceptions say: the report settles 12 500 + 14 000
+    // (once) + 15 000 + 999 (+ 16 000) in IDR and 13 000 in USD; the ledger holds 12 000 +
+    // 13 000 (IDR, ours) + 14 000 (+ 16 000), and nothing for the unbooked one.
+    let sandpay = day(&report, "sandpay");
+    assert_eq!(
+        sandpay["settled"],
+        json!({"IDR": 42_499 + 16_000, "USD": 13_000}),
+        "{report}"
+    );
+    assert_eq!(sandpay["ledger"], json!({"IDR": 39_000 + 16_000}), "{report}");
+    // The command exits with an error while exceptions are open.
+    let refused = movement::app::reconcile_providers(
+        movement::Kind::Topup,
+        &p.topup_config,
+        "topup_svc",
+        Some(&today),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        refused.to_string().contains("6 reconciliation exceptions are open"),
+        "{refused:#}"
+    );
+    // Each exception is announced once, on the reconciliation topic.
+    let reader = testkit::topic_reader(&events::topics::physical(
+        events::topics::RECONCILIATION_EVENTS,
+    ))
+    .unwrap();
+    let mut announced = std::collections::HashSet::new();
+    while announced.len() < 6 {
+        let (kind, reference) = testkit::next_matching(&reader, Duration::from_secs(20), |v| {
+            (v["type"] == "reconciliation.exception_opened" && v["data"]["provider"] == "sandpay")
+                .then(|| {
+                    (
+                        v["data"]["kind"].as_str().unwrap().to_owned(),
+                        v["data"]["reference"].as_str().unwrap().to_owned(),
+                    )
+                })
+        })
+        .await
+        .expect("an exception_opened event per exception");
+        assert!(expected.contains(&(kind.clone(), reference.clone())), "{kind} {reference}");
+        assert!(announced.insert((kind, reference)), "announced twice");
+    }
     let amount = day(&report, "sandpay")["exceptions"]
         .as_array()
         .unwrap()
@@ -591,7 +680,7 @@ async fn reconciliation_finds_every_injected_mismatch_and_nothing_else() {
             Some(&admin),
         )
         .await;
-    assert_eq!(open["items"].as_array().unwrap().len(), 5, "{open}");
+    assert_eq!(open["items"].as_array().unwrap().len(), 6, "{open}");
 
     // An operator resolves one with a note; it cannot be resolved twice, nor without a note.
     let id = amount["id"].as_str().unwrap();
@@ -617,7 +706,15 @@ async fn reconciliation_finds_every_injected_mismatch_and_nothing_else() {
             Some(&admin),
         )
         .await;
-    assert_eq!(open["items"].as_array().unwrap().len(), 4);
+    assert_eq!(open["items"].as_array().unwrap().len(), 5);
+    let resolution = testkit::next_matching(&reader, Duration::from_secs(20), |v| {
+        (v["type"] == "reconciliation.exception_resolved" && v["data"]["id"] == id)
+            .then(|| v["data"].clone())
+    })
+    .await
+    .expect("an exception_resolved event");
+    assert_eq!(resolution["state"], "resolved");
+    assert_eq!(resolution["note"], "the provider charged a 500 fee; booked by finance");
 
     // Only operators reconcile; payouts are reconciled by the withdraw service the same way.
     let (status, _) = p
@@ -631,4 +728,214 @@ async fn reconciliation_finds_every_injected_mismatch_and_nothing_else() {
     let report = run("withdraws").await;
     assert_eq!(day(&report, "sandpay")["lines"], 0, "{report}");
     assert_eq!(day(&report, "sandpay")["exceptions"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operators_correct_a_balance_only_by_an_audited_adjustment() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (alice_id, alice) = p.customer(&admin).await;
+    let card = p.card(&alice, "IDR").await;
+    let credit = |amount: i64, reason: &str| {
+        json!({"card_id": card.id, "direction": "credit", "amount": amount, "reason": reason})
+    };
+    let reason = "goodwill credit for ticket #4711, approved by finance";
+
+    // A customer cannot adjust, not even their own card; nothing moves.
+    let (status, body) = p
+        .post_idem("/admin/adjustments", &alice, &key(), credit(5_000, reason))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // An operator must say why (and which way, and how much); each bad field is named.
+    let (status, body) = p
+        .post_idem(
+            "/admin/adjustments",
+            &admin,
+            &key(),
+            json!({"card_id": card.id, "direction": "sideways", "amount": 0, "reason": "oops"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let mut fields: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["amount", "direction", "reason"], "{body}");
+    assert_eq!(p.balance(&alice, &card.id).await, 0);
+
+    // A credit is posted against the adjustments account, once per key.
+    let first_key = key();
+    let (status, adjusted) = p
+        .post_idem("/admin/adjustments", &admin, &first_key, credit(5_000, reason))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{adjusted}");
+    assert_eq!(adjusted["status"], "posted");
+    assert_eq!(adjusted["currency"], "IDR");
+    let (status, again) = p
+        .post_idem("/admin/adjustments", &admin, &first_key, credit(5_000, reason))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(again["id"], adjusted["id"], "a retry is the same adjustment");
+    let (status, body) = p
+        .post_idem("/admin/adjustments", &admin, &first_key, credit(9_000, reason))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["reason"], "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(p.balance(&alice, &card.id).await, 5_000);
+    assert_eq!(system_balance(&p, &admin, "adjustments:IDR").await, -5_000);
+
+    // A debit beyond the balance is refused by the ledger, and still on the record.
+    let (status, refused) = p
+        .post_idem(
+            "/admin/adjustments",
+            &admin,
+            &key(),
+            json!({"card_id": card.id, "direction": "debit", "amount": 7_000,
+                   "reason": "reverse a duplicated goodwill credit"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["status"], "rejected");
+    assert_eq!(refused["rejection_reason"], "INSUFFICIENT_FUNDS");
+    assert_eq!(p.balance(&alice, &card.id).await, 5_000);
+
+    // The audit trail: who, why, what the ledger did; customers cannot read it.
+    let (status, trail) = p
+        .get(&format!("/admin/adjustments?card_id={}", card.id), Some(&admin))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{trail}");
+    let items = trail["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{trail}");
+    assert_eq!(items[0]["status"], "rejected");
+    assert_eq!(items[1]["reason"], reason);
+    assert!(items.iter().all(|a| a["requested_by"] != alice_id.as_str()));
+    assert!(items[1]["requested_by"].as_str().unwrap().len() >= 32);
+    let (status, _) = p.get("/admin/adjustments", Some(&alice)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // The ledger's posting is of its own kind, never a top-up.
+    let (status, posting) = p
+        .get(
+            &format!("/saldo/postings/{}", adjusted["id"].as_str().unwrap()),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{posting}");
+    assert_eq!(posting["kind"], "adjustment");
+    p.assert_books_balance(&admin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_order_based_provider_api_books_charges_and_payouts_the_same_way() {
+    use crate::harness::KILAT_FIRST;
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, alice) = p.customer(&admin).await;
+    let card = p.card(&alice, "IDR").await;
+    assert_eq!(p.kilat.dialect, "orders");
+
+    // A charge at kilat (its method's first provider): decimal amounts, notifications signed
+    // with HMAC-SHA512 and sent twice here, booked once.
+    p.kilat
+        .script(json!({"match": {"amount": 25_050}, "scenario": {"decide_after_ms": 500, "callback": "twice"}}))
+        .await
+        .unwrap();
+    let (status, pending) = p
+        .post_idem(
+            "/topups",
+            &alice,
+            &key(),
+            json!({"card_number": card.number, "amount": 25_050, "method": KILAT_FIRST}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+    assert_eq!(pending["provider"], "kilat", "{pending}");
+    let settled = p.settled_topup(&alice, &pending).await;
+    assert_eq!(settled["status"], "succeeded", "{settled}");
+    let id = pending["id"].as_str().unwrap();
+    testkit::eventually(Duration::from_secs(10), "both notifications", || async {
+        let stored = callbacks(&p, id).await;
+        (stored.len() == 1 && stored[0].2 == 2).then_some(stored)
+    })
+    .await;
+    assert_eq!(p.balance(&alice, &card.id).await, 25_050);
+
+    // A notification forged with the other API's scheme, or with a wrong key, books nothing.
+    let forged = serde_json::to_vec(&json!({
+        "notification_id": "ntf_forged", "transaction_id": "op_forged", "order_id": id,
+        "type": "charge", "transaction_status": "settlement", "gross_amount": "99999.00",
+        "currency": "IDR"
+    }))
+    .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    for headers in [
+        vec![(
+            "sandbox-signature",
+            providers::sandbox::sign(&p.kilat.webhook_secret, now, &forged),
+        )],
+        vec![
+            ("x-orders-timestamp", now.to_string()),
+            (
+                "x-orders-signature",
+                providers::orders::sign("not-the-secret", now, &forged),
+            ),
+        ],
+    ] {
+        let mut request = p
+            .http
+            .post(format!("{}/provider-callbacks/kilat/topups", p.base))
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let answer = request.body(forged.clone()).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(p.balance(&alice, &card.id).await, 25_050);
+
+    // A payout at kilat: held, then paid out on its word.
+    let (status, payout) = p
+        .post_idem(
+            "/withdraws",
+            &alice,
+            &key(),
+            json!({"card_number": card.number, "amount": 10_025, "method": KILAT_FIRST}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{payout}");
+    assert_eq!(payout["provider"], "kilat", "{payout}");
+    let paid = p.settled("withdraws", &alice, &payout).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    assert_eq!(p.balance(&alice, &card.id).await, 15_025);
+    assert_eq!(
+        system_balance(&p, &admin, "provider:kilat:IDR").await,
+        -25_050 + 10_025
+    );
+
+    // Its CSV settlement report reconciles cleanly with the books, both ways.
+    let today = chrono::Utc::now().date_naive().to_string();
+    for (operations, amount) in [("topups", 25_050), ("withdraws", 10_025)] {
+        let (status, report) = p
+            .post(
+                &format!("/admin/reconciliation/{operations}/runs"),
+                Some(&admin),
+                json!({ "date": today }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        let kilat = report["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["provider"] == "kilat")
+            .cloned()
+            .unwrap();
+        assert_eq!(kilat["matched"], 1, "{report}");
+        assert_eq!(kilat["exceptions"], json!([]), "{report}");
+        assert_eq!(kilat["settled"]["IDR"], amount, "{report}");
+        assert_eq!(kilat["ledger"], kilat["settled"], "{report}");
+    }
+    p.assert_books_balance(&admin).await;
 }

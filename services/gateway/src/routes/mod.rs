@@ -3,6 +3,7 @@
 //! service, and convert the reply back. Authorization is decided by the services.
 
 pub mod account_pages;
+pub mod adjustments;
 pub mod auth;
 pub mod balance_stats;
 pub mod cards;

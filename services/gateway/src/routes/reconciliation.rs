@@ -28,7 +28,7 @@ pub struct ExceptionView {
     pub settlement_date: String,
     pub provider: String,
     /// `missing_on_our_side`, `missing_at_provider`, `amount_mismatch`,
-    /// `currency_mismatch` or `duplicate`.
+    /// `currency_mismatch`, `duplicate` or `ledger_mismatch`.
     pub kind: String,
     /// Our id (the top-up / withdrawal), when known.
     pub reference: Option<String>,
@@ -79,8 +79,11 @@ pub struct ProviderDayView {
     pub lines: i64,
     /// Lines matching a booked operation exactly.
     pub matched: i64,
-    /// The matched lines' total per currency.
+    /// The report's settled total per currency (each operation once).
     pub settled: HashMap<String, i64>,
+    /// What the ledger posted against the provider's system account for those lines, per
+    /// currency: equal to `settled` on a clean day; the exceptions explain any difference.
+    pub ledger: HashMap<String, i64>,
     pub exceptions: Vec<ExceptionView>,
 }
 
@@ -163,6 +166,7 @@ pub async fn run(
                 lines: d.lines,
                 matched: d.matched,
                 settled: d.settled,
+                ledger: d.ledger,
                 exceptions: d.exceptions.into_iter().map(Into::into).collect(),
             })
             .collect(),

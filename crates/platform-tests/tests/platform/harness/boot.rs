@@ -6,7 +6,8 @@ use super::*;
 pub struct Platform {
     pub nginx: testkit::Nginx,
     /// The payment providers (sandbox processes): every method goes to `sandpay` first,
-    /// `kilat` second.
+    /// `kilat` second, except `gopay` (`kilat` first). `kilat` speaks the order-based API,
+    /// so both adapters are exercised.
     pub sandpay: testkit::sandbox::SandboxProvider,
     pub kilat: testkit::sandbox::SandboxProvider,
     pub smtp: testkit::Smtp,
@@ -22,6 +23,8 @@ pub struct Platform {
     pub saldo_grpc: String,
     pub transfer_grpc: String,
     pub database_url: String,
+    /// The topup service's settings, for its commands (`reconcile-providers`).
+    pub topup_config: movement::app::Config,
     shutdown: Shutdown,
 }
 
@@ -232,20 +235,24 @@ impl Platform {
         let sandpay = testkit::sandbox::SandboxProvider::start("sandpay")
             .await
             .unwrap();
-        let kilat = testkit::sandbox::SandboxProvider::start("kilat")
+        let kilat = testkit::sandbox::SandboxProvider::start_speaking(
+            testkit::sandbox::binary(),
+            "kilat",
+            "orders",
+            100,
+        )
             .await
             .unwrap();
         let nginx_http_port = testkit::free_port();
-        let topup = topup_service::build(movement_config(
+        let topup_config = movement_config(
             movement::Kind::Topup,
             &database_url,
             &topup_at,
             &card_url,
             &saldo_url,
             Some(provider_settings(&sandpay, &kilat, nginx_http_port)),
-        ))
-        .await
-        .unwrap();
+        );
+        let topup = topup_service::build(topup_config.clone()).await.unwrap();
         let routes = topup_service::routes(&topup);
         tokio::spawn(topup.run(routes, shutdown.clone()));
         let withdraw = withdraw_service::build(movement_config(
@@ -321,6 +328,7 @@ impl Platform {
             sandpay,
             kilat,
             smtp,
+            topup_config,
             merchant_grpc: url(&merchant_at),
             transaction_grpc: url(&transaction_at),
             topup_grpc: url(&topup_at),

@@ -108,15 +108,20 @@ pub fn movement_config(
     }
 }
 
+/// The method routed to `kilat` (the order-based API) first.
+pub const KILAT_FIRST: &str = "gopay";
+
 /// The platform's payment providers: two sandbox provider processes, every method routed to
-/// `sandpay` first and `kilat` second, callbacks through NGINX on `nginx_http_port`.
+/// `sandpay` first and `kilat` second (but [`KILAT_FIRST`]), callbacks through NGINX on
+/// `nginx_http_port`.
 pub fn provider_settings(
     sandpay: &testkit::sandbox::SandboxProvider,
     kilat: &testkit::sandbox::SandboxProvider,
     nginx_http_port: u16,
 ) -> movement::provider::ProviderSettings {
-    let config = |s: &testkit::sandbox::SandboxProvider| providers::sandbox::SandboxConfig {
+    let config = |s: &testkit::sandbox::SandboxProvider| providers::ProviderConfig {
         name: s.name.clone(),
+        dialect: s.dialect.parse().unwrap(),
         base_url: s.base_url.clone(),
         api_key: s.api_key.clone(),
         webhook_secret: s.webhook_secret.clone(),
@@ -128,10 +133,12 @@ pub fn provider_settings(
         routes: movement::DEFAULT_METHODS
             .iter()
             .map(|m| {
-                (
-                    (*m).to_owned(),
-                    vec![sandpay.name.clone(), kilat.name.clone()],
-                )
+                let route = if *m == KILAT_FIRST {
+                    vec![kilat.name.clone(), sandpay.name.clone()]
+                } else {
+                    vec![sandpay.name.clone(), kilat.name.clone()]
+                };
+                ((*m).to_owned(), route)
             })
             .collect(),
         breaker: providers::BreakerConfig {
