@@ -73,21 +73,23 @@ pub(crate) async fn create(
     };
     match create_operation(&s, kind, key, &body, request).await {
         Ok((status, op)) => (status, Json(op)).into_response(),
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
 /// Validates, records and (as scripted) decides an operation: what every dialect's create
 /// endpoint does once it has read its request. The key's first use creates (`201`), a replay
-/// of the same request answers the same operation (`200`); an error is the answer to send.
+/// of the same request answers the same operation (`200`); an error is the answer to send
+/// (boxed: a response is large).
 pub(crate) async fn create_operation(
     s: &Sandbox,
     kind: Kind,
     key: &str,
     body: &[u8],
     request: CreateRequest,
-) -> Result<(StatusCode, Operation), Response> {
-    let error = |status, code, message: &str| Err(error(status, code, message.to_owned()));
+) -> Result<(StatusCode, Operation), Box<Response>> {
+    let error =
+        |status, code, message: &str| Err(Box::new(error(status, code, message.to_owned())));
     if request.amount <= 0 {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,

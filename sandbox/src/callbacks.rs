@@ -88,9 +88,7 @@ pub async fn deliver(
     for attempt in 1..=ATTEMPTS {
         // Signed at each attempt: a receiver's tolerance window counts from the sending.
         let now = Utc::now().timestamp();
-        let request = client
-            .post(&url)
-            .header("content-type", "application/json");
+        let request = client.post(&url).header("content-type", "application/json");
         let request = match dialect {
             Dialect::Sandbox => request.header(SIGNATURE_HEADER, signature(&secret, now, &body)),
             Dialect::Orders => request

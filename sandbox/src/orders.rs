@@ -17,10 +17,10 @@
 //!   (`transaction_id,order_id,type,gross_amount,currency,settlement_time`);
 //! * errors: `{"status_code": "409", "status_message": "…"}`.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use chrono::NaiveDate;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -57,7 +57,11 @@ pub fn minor_units(gross: &str) -> Option<i64> {
     if cents.len() != 2 || whole.is_empty() || !cents.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    whole.parse::<i64>().ok()?.checked_mul(100)?.checked_add(cents.parse().ok()?)
+    whole
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(cents.parse().ok()?)
 }
 
 /// An operation as this dialect shows it.
@@ -145,7 +149,7 @@ pub(crate) async fn create_order(
             answer["status_code"] = json!("201");
             (StatusCode::CREATED, Json(answer)).into_response()
         }
-        Err(refused) => in_dialect(refused).await,
+        Err(refused) => in_dialect(*refused).await,
     }
 }
 
@@ -209,7 +213,8 @@ pub(crate) async fn settlements(
             line.kind.as_str(),
             gross_amount(line.amount),
             line.currency,
-            line.settled_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            line.settled_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         ));
     }
     ([("content-type", "text/csv")], csv).into_response()

@@ -184,14 +184,18 @@ impl Provider for OrdersProvider {
 
     async fn create(&self, request: &OperationRequest) -> Result<ProviderOperation, ProviderError> {
         let (status, body) = self
-            .send(self.http.post(self.url("/v2/orders")).json(&serde_json::json!({
-                "order_id": request.reference.to_string(),
-                "type": request.kind,
-                "gross_amount": gross_amount(request.amount),
-                "currency": request.currency,
-                "channel": request.method,
-                "notification_url": request.callback_url,
-            })))
+            .send(
+                self.http
+                    .post(self.url("/v2/orders"))
+                    .json(&serde_json::json!({
+                        "order_id": request.reference.to_string(),
+                        "type": request.kind,
+                        "gross_amount": gross_amount(request.amount),
+                        "currency": request.currency,
+                        "channel": request.method,
+                        "notification_url": request.callback_url,
+                    })),
+            )
             .await?;
         match status {
             200..=299 => self.order(&body),
@@ -280,8 +284,7 @@ impl Provider for OrdersProvider {
         let text = String::from_utf8_lossy(&body);
         let mut rows = text.lines();
         let header = rows.next().unwrap_or_default();
-        if header.trim() != "transaction_id,order_id,type,gross_amount,currency,settlement_time"
-        {
+        if header.trim() != "transaction_id,order_id,type,gross_amount,currency,settlement_time" {
             return Err(self.failed(
                 ErrorClass::Unknown,
                 format!("unexpected settlement columns {header:?}"),
@@ -348,7 +351,11 @@ mod tests {
         let body = notification("settlement");
         let now = Utc::now();
         let event = provider()
-            .verify_callback(&headers(now.timestamp(), sign("whsec", now.timestamp(), &body)), &body, now)
+            .verify_callback(
+                &headers(now.timestamp(), sign("whsec", now.timestamp(), &body)),
+                &body,
+                now,
+            )
             .unwrap();
         assert_eq!(event.event_id, "ntf_1");
         assert_eq!(event.operation.amount, 12_050);

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use crate::{
-    CallbackError, ProviderConfig, CallbackEvent, ErrorClass, OperationKind, OperationRequest, Provider,
-    ProviderError, ProviderOperation, ProviderStatus, SettlementLine,
+    CallbackError, CallbackEvent, ErrorClass, OperationKind, OperationRequest, Provider,
+    ProviderConfig, ProviderError, ProviderOperation, ProviderStatus, SettlementLine,
 };
 
 /// The callback signature header.

@@ -158,9 +158,9 @@ pub struct AppState {
 /// The API router (without listeners), so tests and the binary build the same thing.
 pub fn router(state: AppState) -> Router {
     use routes::{
-        adjustments, auth, balance_stats, cards, dashboard, dead_letters, merchant_documents, merchant_keys,
-        merchants, movements, payments, provider_callbacks, reconciliation, roles, saldo, stats,
-        users,
+        adjustments, auth, balance_stats, cards, dashboard, dead_letters, merchant_documents,
+        merchant_keys, merchants, movements, payments, provider_callbacks, reconciliation, roles,
+        saldo, stats, users,
     };
     // Each area registers its routes with their OpenAPI operations once; the document is
     // assembled from them here and served as built.

@@ -63,7 +63,10 @@ impl AdjustmentRequest {
             violations.push(FieldViolation::new("direction", "must be credit or debit"))
         });
         if amount <= 0 {
-            violations.push(FieldViolation::new("amount", "must be positive (minor units)"));
+            violations.push(FieldViolation::new(
+                "amount",
+                "must be positive (minor units)",
+            ));
         }
         let reason = reason.trim();
         if !(10..=500).contains(&reason.chars().count()) {

@@ -5,8 +5,8 @@ use platform::{FieldViolation, parse_uuid};
 use proto::saldo::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::error::SaldoError;
 use crate::adjustments::{AdjustmentRequest, AdjustmentRow};
+use crate::error::SaldoError;
 use crate::ledger::{AccountRef, KINDS, PostingRequest, PostingRow};
 use crate::service::{AccountFilter, AccountRow, LineRow, Saldo, StatementOf};
 

@@ -136,7 +136,11 @@ async fn every_lifecycle_event_mails_the_right_person() {
     p.withdraw(&customer, &card.number, 10_000).await;
     let held = p
         .smtp
-        .wait_for(&address, "Subject: Withdrawal of IDR 100.00 is pending", WAIT)
+        .wait_for(
+            &address,
+            "Subject: Withdrawal of IDR 100.00 is pending",
+            WAIT,
+        )
         .await
         .unwrap();
     assert!(held.contains("is held on your card"), "{held}");

@@ -541,7 +541,10 @@ async fn reconciliation_finds_every_injected_mismatch_and_nothing_else() {
     );
     assert_eq!(sandpay["settled"]["IDR"], 81_000);
     let (_, late) = p
-        .get(&format!("/topups/{}", late["id"].as_str().unwrap()), Some(&alice))
+        .get(
+            &format!("/topups/{}", late["id"].as_str().unwrap()),
+            Some(&alice),
+        )
         .await;
     assert_eq!(late["status"], "succeeded", "{late}");
     // The ledger posted exactly what the provider settled against its system account.
@@ -622,7 +625,11 @@ async fn reconciliation_finds_every_injected_mismatch_and_nothing_else() {
         json!({"IDR": 42_499 + 16_000, "USD": 13_000}),
         "{report}"
     );
-    assert_eq!(sandpay["ledger"], json!({"IDR": 39_000 + 16_000}), "{report}");
+    assert_eq!(
+        sandpay["ledger"],
+        json!({"IDR": 39_000 + 16_000}),
+        "{report}"
+    );
     // The command exits with an error while exceptions are open.
     let refused = movement::app::reconcile_providers(
         movement::Kind::Topup,
@@ -633,7 +640,9 @@ async fn reconciliation_finds_every_injected_mismatch_and_nothing_else() {
     .await
     .unwrap_err();
     assert!(
-        refused.to_string().contains("6 reconciliation exceptions are open"),
+        refused
+            .to_string()
+            .contains("6 reconciliation exceptions are open"),
         "{refused:#}"
     );
     // Each exception is announced once, on the reconciliation topic.
@@ -654,7 +663,10 @@ async fn reconciliation_finds_every_injected_mismatch_and_nothing_else() {
         })
         .await
         .expect("an exception_opened event per exception");
-        assert!(expected.contains(&(kind.clone(), reference.clone())), "{kind} {reference}");
+        assert!(
+            expected.contains(&(kind.clone(), reference.clone())),
+            "{kind} {reference}"
+        );
         assert!(announced.insert((kind, reference)), "announced twice");
     }
     let amount = day(&report, "sandpay")["exceptions"]
@@ -714,7 +726,10 @@ async fn reconciliation_finds_every_injected_mismatch_and_nothing_else() {
     .await
     .expect("an exception_resolved event");
     assert_eq!(resolution["state"], "resolved");
-    assert_eq!(resolution["note"], "the provider charged a 500 fee; booked by finance");
+    assert_eq!(
+        resolution["note"],
+        "the provider charged a 500 fee; booked by finance"
+    );
 
     // Only operators reconcile; payouts are reconciled by the withdraw service the same way.
     let (status, _) = p
@@ -736,9 +751,7 @@ async fn operators_correct_a_balance_only_by_an_audited_adjustment() {
     let admin = p.admin_token().await;
     let (alice_id, alice) = p.customer(&admin).await;
     let card = p.card(&alice, "IDR").await;
-    let credit = |amount: i64, reason: &str| {
-        json!({"card_id": card.id, "direction": "credit", "amount": amount, "reason": reason})
-    };
+    let credit = |amount: i64, reason: &str| json!({"card_id": card.id, "direction": "credit", "amount": amount, "reason": reason});
     let reason = "goodwill credit for ticket #4711, approved by finance";
 
     // A customer cannot adjust, not even their own card; nothing moves.
@@ -769,18 +782,36 @@ async fn operators_correct_a_balance_only_by_an_audited_adjustment() {
     // A credit is posted against the adjustments account, once per key.
     let first_key = key();
     let (status, adjusted) = p
-        .post_idem("/admin/adjustments", &admin, &first_key, credit(5_000, reason))
+        .post_idem(
+            "/admin/adjustments",
+            &admin,
+            &first_key,
+            credit(5_000, reason),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{adjusted}");
     assert_eq!(adjusted["status"], "posted");
     assert_eq!(adjusted["currency"], "IDR");
     let (status, again) = p
-        .post_idem("/admin/adjustments", &admin, &first_key, credit(5_000, reason))
+        .post_idem(
+            "/admin/adjustments",
+            &admin,
+            &first_key,
+            credit(5_000, reason),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
-    assert_eq!(again["id"], adjusted["id"], "a retry is the same adjustment");
+    assert_eq!(
+        again["id"], adjusted["id"],
+        "a retry is the same adjustment"
+    );
     let (status, body) = p
-        .post_idem("/admin/adjustments", &admin, &first_key, credit(9_000, reason))
+        .post_idem(
+            "/admin/adjustments",
+            &admin,
+            &first_key,
+            credit(9_000, reason),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["reason"], "IDEMPOTENCY_KEY_REUSED");
@@ -804,7 +835,10 @@ async fn operators_correct_a_balance_only_by_an_audited_adjustment() {
 
     // The audit trail: who, why, what the ledger did; customers cannot read it.
     let (status, trail) = p
-        .get(&format!("/admin/adjustments?card_id={}", card.id), Some(&admin))
+        .get(
+            &format!("/admin/adjustments?card_id={}", card.id),
+            Some(&admin),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{trail}");
     let items = trail["items"].as_array().unwrap();

@@ -241,8 +241,8 @@ impl Platform {
             "orders",
             100,
         )
-            .await
-            .unwrap();
+        .await
+        .unwrap();
         let nginx_http_port = testkit::free_port();
         let topup_config = movement_config(
             movement::Kind::Topup,
