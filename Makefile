@@ -74,7 +74,7 @@ kube-build: ## Build the platform image inside Minikube
 kube-up: kube-secrets ## Apply k8s/ and wait for every Deployment and Job
 	kubectl apply -k k8s
 	kubectl -n $(KUBE_NS) rollout status statefulset/postgres statefulset/redis statefulset/kafka --timeout=300s
-	kubectl -n $(KUBE_NS) wait --for=condition=complete job/migrate job/kafka-topics --timeout=600s
+	kubectl -n $(KUBE_NS) wait --for=condition=complete job/db-roles job/migrate job/kafka-topics --timeout=600s
 	kubectl -n $(KUBE_NS) wait --for=condition=available deployment --all --timeout=600s
 	@echo "API: https://$$(minikube ip):30443/api/v1 (CA: k8s/config/tls/ca.crt; or make kube-forward → https://localhost:8443)"
 

@@ -5,7 +5,7 @@
    with no warning at all;
 2. the NGINX ConfigMap is the project's nginx/nginx.conf.template, byte for byte;
 3. every application Deployment is booted on this machine from its own manifest — the
-   container's command, args, env (ConfigMap, Secret and its own entries) and ports — with
+   container's command, args, env (ConfigMaps, its own Secret and its own entries) and ports — with
    the cluster's hostnames mapped to loopback (PostgreSQL, Redis and Kafka to the test
    instances, `<name>-service` to 127.0.0.1), and each of its probes (startup, readiness,
    liveness: httpGet or gRPC health) must pass.
@@ -82,6 +82,15 @@ def check_jobs(docs):
     for job in (d for d in docs if d["kind"] == "Job"):
         container = job["spec"]["template"]["spec"]["containers"][0]
         command = container["command"][0]
+        if container["image"].startswith("postgres:"):
+            # db-roles: psql running the project's own roles script, mounted from the
+            # ConfigMap generate.py keeps equal to deploy/local/service-roles.sh.
+            volumes = job["spec"]["template"]["spec"].get("volumes", [])
+            if "bash /scripts/service-roles.sh" not in " ".join(container.get("args", [])) \
+                    or {"name": "script", "configMap": {"name": "db-roles-script"}} not in volumes:
+                fail(f"job {job['metadata']['name']}: runs postgres without the roles script")
+            find(docs, "ConfigMap", "db-roles-script")
+            continue
         if command == "/bin/sh":
             script = " ".join(container.get("args", []))
             names = re.findall(r"/usr/local/bin/\$s-service", script)
@@ -94,6 +103,39 @@ def check_jobs(docs):
         elif not (BIN_DIR / Path(command).name).exists():
             fail(f"job {job['metadata']['name']} runs {command}, not a binary of this workspace")
     print("k8s check: every Job runs binaries of this workspace")
+
+
+def check_secrets(docs):
+    """One Secret per workload, with only what that workload needs: its own database role,
+    its own signing key (the gateway none), the card keys only for the card service, the
+    provider keys only for topup and withdraw, the one-time-token key only for user and
+    email. Every app Deployment reads its own Secret and no other."""
+    only = {"CARD_CVV_KEY": {"card"}, "CARD_PAN_KEY": {"card"},
+            "ONE_TIME_TOKEN_KEY": {"user", "email"}, "ADMIN_PASSWORD": {"seeder"}}
+    for d in docs:
+        if d["kind"] == "Deployment" and d["spec"]["template"]["metadata"]["labels"].get(
+                "app.kubernetes.io/component") == "app":
+            name = d["metadata"]["name"]
+            container = d["spec"]["template"]["spec"]["containers"][0]
+            secrets = [s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s]
+            if secrets != [f"{name}-secrets"]:
+                fail(f"{name} reads the Secrets {secrets}, expected only {name}-secrets")
+    for d in docs:
+        if d["kind"] != "Secret" or not d["metadata"]["name"].endswith("-secrets"):
+            continue
+        workload = d["metadata"]["name"].removesuffix("-secrets")
+        data = {k: base64.b64decode(v).decode() for k, v in d.get("data", {}).items()}
+        for key, holders in only.items():
+            if key in data and workload not in holders:
+                fail(f"{workload}-secrets holds {key}")
+        if any(k.startswith("PROVIDER_") for k in data) and workload not in ("topup", "withdraw"):
+            fail(f"{workload}-secrets holds provider keys")
+        if workload == "gateway" and "JWT_SIGNING_KEY" in data:
+            fail("the gateway holds a signing key")
+        url = data.get("DATABASE_URL")
+        if url and not url.startswith(f"postgres://{workload}_svc:"):
+            fail(f"{workload}-secrets: DATABASE_URL is not its own role ({url.split('@')[0].split(':')[1]})")
+    print("k8s check: one Secret per workload, each with only its own credentials")
 
 
 def check_demo_overlay(base):
@@ -337,6 +379,7 @@ def main():
     docs = validate(render())
     check_nginx(docs)
     check_jobs(docs)
+    check_secrets(docs)
     check_demo_overlay(docs)
     check_compose()
     check_dockerfile()

@@ -73,10 +73,35 @@ ensure_commands() {
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
     command -v psql >/dev/null || missing+=(postgresql-client)
     command -v redis-cli >/dev/null || missing+=(redis-tools)
+    command -v openssl >/dev/null || missing+=(openssl)
     if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
     command -v cargo >/dev/null || die "cargo not found: install Rust from https://rustup.rs"
     NGINX_BIN="$(command -v nginx || echo /usr/sbin/nginx)"
     export NGINX_BIN
+}
+
+# The workloads that sign tokens, each with its own Ed25519 key (platform::auth::keys lists
+# the same names, with what each may sign; a test holds the two lists equal).
+JWT_SIGNERS="user-service role-service card-service merchant-service email-service topup-service withdraw-service transfer-service transaction-service seeder"
+
+# jwt_keys DIR — one Ed25519 key pair per signer in DIR (made once with openssl; DIR/<name>.seed
+# is the private key as base64 of its 32-byte seed, DIR/<name>.pub the public key); exports
+# JWT_PUBLIC_KEYS (`name=<base64>,…`, every process verifies with them).
+jwt_keys() {
+    local dir="$1" name public=()
+    mkdir -p "$dir" && chmod 700 "$dir"
+    for name in $JWT_SIGNERS; do
+        if [ ! -s "$dir/$name.seed" ] || [ ! -s "$dir/$name.pub" ]; then
+            openssl genpkey -algorithm ed25519 -outform DER -out "$dir/$name.der"
+            tail -c 32 "$dir/$name.der" | base64 -w0 >"$dir/$name.seed"
+            openssl pkey -inform DER -in "$dir/$name.der" -pubout -outform DER | tail -c 32 | base64 -w0 >"$dir/$name.pub"
+            rm -f "$dir/$name.der"
+            chmod 600 "$dir/$name.seed"
+        fi
+        public+=("$name=$(cat "$dir/$name.pub")")
+    done
+    JWT_PUBLIC_KEYS="$(IFS=,; echo "${public[*]}")"
+    export JWT_PUBLIC_KEYS
 }
 
 # ensure_python_tools MODULE=PACKAGE... — installs missing PyPI tools (e.g. the SMTP server the

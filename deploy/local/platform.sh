@@ -37,10 +37,14 @@ start_platform() {
     done < <(bash "$ROOT/deploy/local/service-roles.sh" "$PG_ADMIN_URL" "$DATABASE_NAME" "$STATE_DIR/db-roles")
     export REDIS_URL="$REDIS_READY_URL"
 
-    # Secrets generated once and kept in .state (never committed), unless set: the JWT secret,
-    # the card service's CVV and card-number keys, and the key the user and email services
-    # derive one-time link tokens with.
-    state_secret JWT_SECRET jwt_secret
+    # Secrets generated once and kept in .state (never committed), unless set: a token
+    # signing key per workload (each gets only its own, below; the gateway none), the card
+    # service's CVV and card-number keys, and the key the user and email services derive
+    # one-time link tokens with. The scripts' own tools (seed, bench, one-off commands) sign
+    # as the seeder.
+    jwt_keys "$STATE_DIR/jwt-keys"
+    JWT_KEYS_DIR="$STATE_DIR/jwt-keys"
+    export JWT_KEY_ID=seeder JWT_SIGNING_KEY="$(cat "$JWT_KEYS_DIR/seeder.seed")"
     state_secret CARD_CVV_KEY card_cvv_key
     state_secret CARD_PAN_KEY card_pan_key
     state_secret ONE_TIME_TOKEN_KEY one_time_token_key
@@ -92,15 +96,22 @@ start_platform() {
         export "PROVIDER_${upper}_URL=http://127.0.0.1:$port" "PROVIDER_${upper}_API=$dialect"
     done
     export PROVIDERS=sandpay,kilat PROVIDER_CALLBACK_BASE_URL="http://127.0.0.1:$HTTP_PORT"
+    # gopay goes to kilat first, so both provider APIs carry traffic; every other method to
+    # sandpay first.
+    export TOPUP_PROVIDER_ROUTES="${TOPUP_PROVIDER_ROUTES:-gopay=kilat,sandpay}" \
+        WITHDRAW_PROVIDER_ROUTES="${WITHDRAW_PROVIDER_ROUTES:-gopay=kilat,sandpay}"
     say "payment providers: sandpay (127.0.0.1:$SANDPAY_PORT) and kilat (127.0.0.1:$KILAT_PORT), sandbox processes"
 
     start() { # name binary admin-port env...
         local name="$1" bin="$2" admin="$3"
         shift 3
         case " ${SKIP_SERVICES:-} " in *" $name "*) say "not starting $name (SKIP_SERVICES)"; return ;; esac
-        local database=()
+        local database=() signing_key=""
         [ -n "${SERVICE_DATABASE_URL[${name}_svc]:-}" ] && database=(DATABASE_URL="${SERVICE_DATABASE_URL[${name}_svc]}")
-        env "$@" "${database[@]}" ADMIN_ADDR="127.0.0.1:$admin" "$BIN/$bin" >"$STATE_DIR/logs/$name.log" 2>&1 &
+        # Its own token key only (none for a workload that signs nothing, like the gateway).
+        [ -s "$JWT_KEYS_DIR/$bin.seed" ] && signing_key="$(cat "$JWT_KEYS_DIR/$bin.seed")"
+        env "$@" "${database[@]}" JWT_KEY_ID="$bin" JWT_SIGNING_KEY="$signing_key" \
+            ADMIN_ADDR="127.0.0.1:$admin" "$BIN/$bin" >"$STATE_DIR/logs/$name.log" 2>&1 &
         PIDS+=("$!")
         SERVICE_PIDS["$name"]="$!"
         wait_http "http://127.0.0.1:$admin/readyz" "$name" 90 "$!" "$STATE_DIR/logs/$name.log"

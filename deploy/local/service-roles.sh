@@ -10,6 +10,8 @@
 # functions: databases from before this script were migrated by the admin role). No role gets
 # any right on another schema, and PUBLIC keeps none on `public`. Idempotent.
 # Prints `role password` per line, for the caller to build each service's DATABASE_URL.
+# A password given as PASSWORD_<ROLE> (PASSWORD_USER_SVC, …) is used instead of the file's
+# (Kubernetes and Compose run it as the db-roles job, with the passwords of their secrets).
 set -euo pipefail
 admin_url="$1" database="$2" password_dir="$3"
 SCHEMAS="user_svc role_svc card_svc saldo_svc topup_svc withdraw_svc transfer_svc merchant_svc transaction_svc email_svc"
@@ -18,6 +20,10 @@ chmod 700 "$password_dir"
 db_url="${admin_url%/*}/$database"
 sql="REVOKE ALL ON SCHEMA public FROM PUBLIC; REVOKE ALL ON DATABASE $database FROM PUBLIC;"
 for role in $SCHEMAS; do
+    given="PASSWORD_${role^^}"
+    if [ -n "${!given:-}" ]; then
+        printf '%s' "${!given}" >"$password_dir/$role"
+    fi
     [ -s "$password_dir/$role" ] || head -c 32 /dev/urandom | base64 | tr -d '\n/+=' >"$password_dir/$role"
     password="$(cat "$password_dir/$role")"
     sql+="

@@ -1,6 +1,6 @@
 //! Seeding through the services' public gRPC APIs (never by writing their tables), so every
 //! seeded row respects the same invariants as real traffic. The seeder authenticates with a
-//! short-lived service token signed with the platform's JWT secret.
+//! short-lived service token signed with its own key (`JWT_KEY_ID` `seeder`).
 
 pub mod bench;
 pub mod bench_stats;
@@ -30,7 +30,7 @@ impl Target {
         Ok(Self {
             user_service_url: optional("USER_SERVICE_URL", &platform::ports::USER.local_url()),
             role_service_url: optional("ROLE_SERVICE_URL", &platform::ports::ROLE.local_url()),
-            jwt: platform::auth::JwtConfig::from_env()?,
+            jwt: platform::auth::JwtConfig::from_env("seeder")?,
         })
     }
 }
@@ -54,10 +54,12 @@ pub async fn ensure_admin(
     email: &str,
     password: &str,
 ) -> anyhow::Result<AdminOutcome> {
-    let token = TokenIssuer::new(&target.jwt).service_token(
-        "seeder",
-        &["users.read", "users.write", "roles.assign", "roles.read"],
-    )?;
+    let token = TokenIssuer::new(&target.jwt)?.service_token(&[
+        "users.read",
+        "users.write",
+        "roles.assign",
+        "roles.read",
+    ])?;
     let bearer = Some(token.token.expose().as_str());
     let deadline = Duration::from_secs(10);
     let mut users = UserServiceClient::new(platform::grpc::channel(&target.user_service_url)?);

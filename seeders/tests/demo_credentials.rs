@@ -29,13 +29,13 @@ fn demo_data_and_documented_passwords_need_the_explicit_opt_in() {
         "{stderr}"
     );
     // With the opt-in the password passes the check (and the seeder goes on to need its
-    // configuration: here, no JWT secret).
+    // configuration: here, no JWT keys).
     let (ok, stderr) = seed(
         &["admin"],
         &[
             ("ADMIN_PASSWORD", "Demo-Platform-2026!"),
             ("ALLOW_DEMO_CREDENTIALS", "true"),
-            ("JWT_SECRET", ""),
+            ("JWT_PUBLIC_KEYS", ""),
         ],
     );
     assert!(!ok && !stderr.contains("documentation"), "{stderr}");

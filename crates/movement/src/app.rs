@@ -118,8 +118,7 @@ impl Application {
             cards.clone(),
             SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),
             ServiceToken::new(
-                TokenIssuer::new(&common.jwt),
-                &format!("{}-service", kind.name()),
+                TokenIssuer::new(&common.jwt)?,
                 // saldo.backdate: forwarded only for callers that hold it themselves.
                 &["cards.read", "saldo.post", "saldo.backdate"],
             ),
@@ -280,11 +279,7 @@ pub async fn reconcile_providers(
     let upstream = Upstream::new(
         CardServiceClient::new(platform::grpc::channel(&config.card_service_url)?),
         SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),
-        ServiceToken::new(
-            TokenIssuer::new(&config.common.jwt),
-            &format!("{}-service", kind.name()),
-            &["saldo.read"],
-        ),
+        ServiceToken::new(TokenIssuer::new(&config.common.jwt)?, &["saldo.read"]),
     );
     let movements = Movements::new(
         kind,

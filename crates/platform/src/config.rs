@@ -157,7 +157,7 @@ impl CommonConfig {
             database_max_connections: parsed("DATABASE_MAX_CONNECTIONS", 10)?,
             redis_url: Secret::new(optional("REDIS_URL", "redis://127.0.0.1:6379/0")),
             kafka_brokers: optional("KAFKA_BROKERS", "127.0.0.1:9092"),
-            jwt: crate::auth::JwtConfig::from_env()?,
+            jwt: crate::auth::JwtConfig::from_env(service_name)?,
             migrate_on_start: parsed("MIGRATE_ON_START", true)?,
             edge_rate_limit_per_minute: parsed("EDGE_RATE_LIMIT_PER_MINUTE", 600)?,
             grpc_listener: None,

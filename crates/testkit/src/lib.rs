@@ -38,9 +38,6 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// A JWT secret for tests.
-pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
-
 /// Polls `check` every 50 ms until it yields a value or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where

@@ -233,7 +233,7 @@ pub(super) fn month_start(now: DateTime<Utc>, back: u32) -> DateTime<Utc> {
 
 /// Seeds `size` into the platform at `services`; prints progress to stderr.
 pub async fn run(services: &Services, size: Size) -> anyhow::Result<Summary> {
-    let issuer = TokenIssuer::new(&services.target.jwt);
+    let issuer = TokenIssuer::new(&services.target.jwt)?;
     let channel = |url: &str| platform::grpc::channel(url);
     let merchant_channel = channel(&services.merchant)?;
     let c = Clients {
@@ -247,11 +247,7 @@ pub async fn run(services: &Services, size: Size) -> anyhow::Result<Summary> {
         merchants: MerchantServiceClient::new(merchant_channel.clone()),
         documents: MerchantDocumentServiceClient::new(merchant_channel),
         payments: TransactionServiceClient::new(channel(&services.transaction)?),
-        issuer: Arc::new(platform::auth::ServiceToken::new(
-            issuer,
-            "demo-seeder",
-            PERMISSIONS,
-        )),
+        issuer: Arc::new(platform::auth::ServiceToken::new(issuer, PERMISSIONS)),
     };
     if find_user(&c, MARKER).await?.is_some() {
         eprintln!("demo data is already present (marker {MARKER}); nothing to do");

@@ -125,8 +125,7 @@ impl Application {
             config.currencies.clone(),
             config.cvv_lockout,
             ServiceToken::new(
-                TokenIssuer::new(&common.jwt),
-                "card-service",
+                TokenIssuer::new(&common.jwt)?,
                 &["users.read", "saldo.read"],
             ),
             SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),

@@ -137,11 +137,7 @@ impl Application {
             templates,
             mailer::Mailer::new(&config.smtp)?,
             UserServiceClient::new(platform::grpc::channel(&config.user_service_url)?),
-            ServiceToken::new(
-                TokenIssuer::new(&common.jwt),
-                "email-service",
-                &["users.read"],
-            ),
+            ServiceToken::new(TokenIssuer::new(&common.jwt)?, &["users.read"]),
             config.settings.clone(),
         );
         events::topics::ensure_best_effort(&common.kafka_brokers).await;

@@ -115,7 +115,7 @@ impl Config {
                 &platform::ports::TRANSACTION.local_url(),
             ),
             redis_url: platform::Secret::new(optional("REDIS_URL", "redis://127.0.0.1:6379/0")),
-            jwt: JwtConfig::from_env()?,
+            jwt: JwtConfig::from_env("gateway")?,
             rate_limit_per_minute: parsed("RATE_LIMIT_PER_MINUTE", 600)?,
             rate_limit_anonymous_per_minute: parsed("RATE_LIMIT_ANONYMOUS_PER_MINUTE", 120)?,
             grpc_deadline: Duration::from_millis(parsed("GRPC_DEADLINE_MS", 5000)?),

@@ -100,8 +100,7 @@ impl Application {
             Authenticator::new(&common.jwt, Some(redis)),
             config.currencies.clone(),
             ServiceToken::new(
-                TokenIssuer::new(&common.jwt),
-                "merchant-service",
+                TokenIssuer::new(&common.jwt)?,
                 &["users.read", "saldo.read"],
             ),
             SaldoServiceClient::new(platform::grpc::channel(&config.saldo_service_url)?),

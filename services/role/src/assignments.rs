@@ -14,8 +14,7 @@ use uuid::Uuid;
 use crate::error::RoleError;
 use crate::repo::{self, ADMIN_ROLE_ID, RoleRow};
 use crate::service::{
-    ROLES_ASSIGN, ROLES_GRANTS_READ, ROLES_READ, Roles, SOURCE, emit, parse_user_id,
-    require_may_grant,
+    ROLES_ASSIGN, ROLES_GRANTS_READ, ROLES_READ, Roles, emit, parse_user_id, require_may_grant,
 };
 
 impl Roles {
@@ -47,7 +46,7 @@ impl Roles {
     pub(crate) async fn user_is_active(&self, user_id: Uuid) -> Result<bool, RoleError> {
         let token = self
             .issuer
-            .service_token(SOURCE, &["users.read"])
+            .service_token(&["users.read"])
             .map_err(RoleError::Internal)?;
         let request = platform::grpc::outgoing(
             GetUserRequest {

@@ -92,7 +92,7 @@ impl Application {
             pool.clone(),
             redis.clone(),
             Authenticator::new(&common.jwt, Some(redis)),
-            TokenIssuer::new(&common.jwt),
+            TokenIssuer::new(&common.jwt)?,
             users,
         );
         events::topics::ensure_best_effort(&common.kafka_brokers).await;

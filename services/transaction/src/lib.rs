@@ -129,10 +129,10 @@ impl Application {
         let common = &config.common;
         let base = Foundation::prepare(common, &DATABASE).await?;
         let cards = CardServiceClient::new(platform::grpc::channel(&config.card_service_url)?);
+        let issuer = TokenIssuer::new(&common.jwt)?;
         let token = || {
             ServiceToken::new(
-                TokenIssuer::new(&common.jwt),
-                "transaction-service",
+                issuer.clone(),
                 &[
                     "cards.read",
                     "cards.verify",

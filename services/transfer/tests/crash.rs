@@ -23,13 +23,15 @@ use uuid::Uuid;
 
 const CVV_KEY: &str = "test-cvv-key-test-cvv-key-0123456789";
 
-fn jwt() -> JwtConfig {
-    JwtConfig {
-        secret: platform::Secret::new(testkit::JWT_SECRET.to_owned()),
-        issuer: "payments-platform".into(),
-        audience: "payments-api".into(),
-        access_ttl: Duration::from_secs(900),
-    }
+/// This test's keys: one Ed25519 pair per signing workload.
+fn keys() -> &'static platform::auth::keys::GeneratedKeys {
+    static KEYS: std::sync::OnceLock<platform::auth::keys::GeneratedKeys> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(platform::auth::keys::GeneratedKeys::new)
+}
+
+fn jwt_for(name: &str) -> JwtConfig {
+    keys().config(name)
 }
 
 /// In-process services serve on a listener bound before any of them starts.
@@ -42,7 +44,7 @@ fn common(name: &str, database_url: &str, listener: &BoundListener) -> CommonCon
         database_max_connections: 5,
         redis_url: platform::Secret::new(testkit::redis_url()),
         kafka_brokers: testkit::kafka_brokers(),
-        jwt: jwt(),
+        jwt: jwt_for(name),
         migrate_on_start: true,
         edge_rate_limit_per_minute: 1_000_000,
         grpc_listener: Some(listener.clone()),
@@ -68,7 +70,11 @@ impl TransferProcess {
             .env("DATABASE_URL", database_url)
             .env("REDIS_URL", testkit::redis_url())
             .env("KAFKA_BROKERS", testkit::kafka_brokers())
-            .env("JWT_SECRET", testkit::JWT_SECRET)
+            .env("JWT_PUBLIC_KEYS", keys().public_keys())
+            .env(
+                "JWT_SIGNING_KEY",
+                keys().signing_key("transfer-service").unwrap_or_default(),
+            )
             .env("CARD_SERVICE_URL", card_url)
             .env("SALDO_SERVICE_URL", saldo_url)
             .env("RECOVERY_INTERVAL_SECS", "1")
@@ -157,9 +163,9 @@ async fn world() -> World {
     .unwrap();
     tokio::spawn(card.run(shutdown.clone()));
 
-    let issuer = TokenIssuer::new(&jwt());
+    let users = TokenIssuer::new(&jwt_for("user-service")).unwrap();
     let user = Uuid::now_v7();
-    let customer = issuer
+    let customer = users
         .access_token(user, vec!["customer".into()], vec![])
         .unwrap()
         .token
@@ -204,8 +210,10 @@ async fn world() -> World {
         })
         .await;
     }
-    let poster = issuer
-        .service_token("test-funding", &["saldo.post"])
+    // Funding the cards as the topup service would (it may post to the ledger).
+    let poster = TokenIssuer::new(&jwt_for("topup-service"))
+        .unwrap()
+        .service_token(&["saldo.post"])
         .unwrap()
         .token
         .expose()

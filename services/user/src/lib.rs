@@ -128,7 +128,7 @@ impl Application {
         );
         let users = service::Users::new(
             pool.clone(),
-            TokenIssuer::new(&common.jwt),
+            TokenIssuer::new(&common.jwt)?,
             Authenticator::new(&common.jwt, Some(redis.clone())),
             redis,
             roles,

@@ -12,7 +12,7 @@ use crate::crypto;
 use crate::domain::Email;
 use crate::error::UserError;
 use crate::repo::{self, UserRow};
-use crate::service::{SOURCE, Session, Users};
+use crate::service::{Session, Users};
 
 impl Users {
     /// Checks credentials (with a lockout per account and client, counted before the password
@@ -59,7 +59,7 @@ impl Users {
     ) -> Result<(Vec<String>, Vec<String>), UserError> {
         let token = self
             .issuer
-            .service_token(SOURCE, &["roles.grants.read"])
+            .service_token(&["roles.grants.read"])
             .map_err(UserError::Internal)?;
         let request = platform::grpc::outgoing(
             UserRolesRequest {

@@ -350,7 +350,7 @@ async fn the_seeder_never_promotes_an_account_it_did_not_create() {
     let target = seeders::Target {
         user_service_url: p.user_grpc.clone(),
         role_service_url: p.role_grpc.clone(),
-        jwt: crate::harness::jwt(),
+        jwt: crate::harness::jwt_for("seeder"),
     };
     // …and the seeder refuses, loudly, instead of promoting them.
     let refused = seeders::ensure_admin(&target, &address, "Operator-Chosen-1")
@@ -520,6 +520,93 @@ async fn an_internal_rpc_is_not_reachable_through_the_edge() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+}
+
+#[tokio::test]
+async fn a_stolen_workload_key_signs_only_what_its_workload_may() {
+    use platform::auth::TokenIssuer;
+    use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
+
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (status, me) = p.get("/auth/me", Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    let admin_id = uuid::Uuid::parse_str(me["user"]["id"].as_str().unwrap()).unwrap();
+    let perms: Vec<String> = me["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert!(perms.iter().any(|p| p == "users.write"), "{me}");
+
+    // The card service's key (a compromised card pod, say) minting the admin's own token,
+    // with the admin's permissions: only the user service's key signs users' tokens.
+    let card = TokenIssuer::new(&crate::harness::jwt_for("card-service")).unwrap();
+    let forged = card
+        .access_token(admin_id, vec!["admin".into()], perms.clone())
+        .unwrap();
+    let (status, body) = p.get("/users", Some(forged.token.expose())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["reason"], "INVALID_TOKEN");
+    // The old scheme, HS256 with a shared secret, is not accepted at all.
+    let hs256 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": admin_id, "iss": "payments-platform", "aud": "payments-api",
+                "exp": chrono::Utc::now().timestamp() + 600, "iat": chrono::Utc::now().timestamp(),
+                "jti": uuid::Uuid::now_v7(), "typ": "access", "roles": ["admin"], "perms": perms}),
+        &jsonwebtoken::EncodingKey::from_secret(&[7; 48]),
+    )
+    .unwrap();
+    let (status, _) = p.get("/users", Some(&hs256)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // On the internal network, straight at the ledger: the card service's key cannot post
+    // (its grants do not include saldo.post), nor speak for the topup service.
+    let ledger = SaldoServiceClient::new(platform::grpc::channel(&p.saldo_grpc).unwrap());
+    let post = |token: String| {
+        let mut ledger = ledger.clone();
+        async move {
+            ledger
+                .post(platform::grpc::outgoing(
+                    proto::saldo::v1::PostRequest {
+                        posting_id: uuid::Uuid::now_v7().to_string(),
+                        kind: "topup".into(),
+                        amount: 0,
+                        currency: "IDR".into(),
+                        ..Default::default()
+                    },
+                    Some(&token),
+                    Duration::from_secs(5),
+                ))
+                .await
+                .unwrap_err()
+        }
+    };
+    let beyond = card.service_token(&["saldo.post"]).unwrap();
+    let refused = post(beyond.token.expose().to_owned()).await;
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let mut impostor = crate::harness::jwt_for("card-service");
+    impostor.key_id = "topup-service".into();
+    let posing = TokenIssuer::new(&impostor)
+        .unwrap()
+        .service_token(&["saldo.post"])
+        .unwrap();
+    let refused = post(posing.token.expose().to_owned()).await;
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    // The topup service's own key may post: the same request gets as far as validation.
+    let topup = TokenIssuer::new(&crate::harness::jwt_for("topup-service"))
+        .unwrap()
+        .service_token(&["saldo.post"])
+        .unwrap();
+    let validated = post(topup.token.expose().to_owned()).await;
+    assert_eq!(
+        validated.code(),
+        tonic::Code::InvalidArgument,
+        "{validated:?}"
+    );
+    // And the gateway, facing the internet, holds no key at all.
+    assert!(crate::harness::jwt_for("gateway").signing_key.is_none());
 }
 
 #[tokio::test]

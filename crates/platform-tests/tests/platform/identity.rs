@@ -233,9 +233,10 @@ async fn token_misuse_is_refused() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["reason"], "INVALID_TOKEN");
 
-    let mut short = crate::harness::jwt();
+    let mut short = crate::harness::jwt_for("user-service");
     short.access_ttl = Duration::from_secs(0);
     let expired = platform::auth::TokenIssuer::new(&short)
+        .unwrap()
         .access_token(uuid::Uuid::now_v7(), vec![], vec![])
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -541,19 +541,18 @@ async fn payment_statistics_per_merchant_key_and_card_for_their_owners() {
     assert_eq!(body["error"]["details"][0]["field"], "year");
 }
 
-/// A service token that may record movements at past times, as an import tool would.
+/// A service token that may record movements at past times, as an import tool (the
+/// seeder's identity) would.
 fn importer() -> String {
-    platform::auth::TokenIssuer::new(&crate::harness::jwt())
-        .service_token(
-            "test-importer",
-            &[
-                "topups.read",
-                "topups.write",
-                "withdraws.write",
-                "transfers.write",
-                "saldo.backdate",
-            ],
-        )
+    platform::auth::TokenIssuer::new(&crate::harness::jwt_for("seeder"))
+        .unwrap()
+        .service_token(&[
+            "topups.read",
+            "topups.write",
+            "withdraws.write",
+            "transfers.write",
+            "saldo.backdate",
+        ])
         .unwrap()
         .token
         .expose()

@@ -59,7 +59,7 @@ impl Platform {
             target: seeders::Target {
                 user_service_url: self.user_grpc.clone(),
                 role_service_url: self.role_grpc.clone(),
-                jwt: jwt(),
+                jwt: jwt_for("seeder"),
             },
             card: self.card_grpc.clone(),
             saldo: self.saldo_grpc.clone(),
@@ -76,7 +76,7 @@ impl Platform {
         let target = seeders::Target {
             user_service_url: self.user_grpc.clone(),
             role_service_url: self.role_grpc.clone(),
-            jwt: jwt(),
+            jwt: jwt_for("seeder"),
         };
         seeders::ensure_admin(&target, ADMIN_EMAIL, ADMIN_PASSWORD)
             .await

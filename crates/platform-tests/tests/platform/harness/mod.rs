@@ -29,13 +29,16 @@ pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "Demo-Platform-2026!";
 pub const PASSWORD: &str = "Correct-Horse-42";
 
-pub fn jwt() -> JwtConfig {
-    JwtConfig {
-        secret: platform::Secret::new(testkit::JWT_SECRET.to_owned()),
-        issuer: "payments-platform".into(),
-        audience: "payments-api".into(),
-        access_ttl: Duration::from_secs(900),
-    }
+/// One Ed25519 key pair per signing workload, for this test process.
+pub fn keys() -> &'static platform::auth::keys::GeneratedKeys {
+    static KEYS: std::sync::OnceLock<platform::auth::keys::GeneratedKeys> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(platform::auth::keys::GeneratedKeys::new)
+}
+
+/// The JWT settings of workload `name` (see [`platform::auth::keys::GeneratedKeys::config`]).
+pub fn jwt_for(name: &str) -> JwtConfig {
+    keys().config(name)
 }
 
 pub const CVV_KEY: &str = "test-cvv-key-test-cvv-key-0123456789";

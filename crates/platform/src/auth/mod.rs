@@ -1,24 +1,26 @@
 //! JWT access tokens and the authenticated principal.
 //!
-//! Access tokens are HS256 JWTs with `typ = "access"`, a fixed issuer and audience, a short
-//! lifetime and the caller's roles and permissions, so services authorize without a lookup.
-//! Refresh tokens are not JWTs at all (opaque random strings owned by the user service), so
-//! one can never pass for an access token. Logged-out access tokens are put on a Redis
-//! denylist until they expire; events that must end *every* session of a user at once
-//! (password change or reset, email change, trash, a revoked role, logout everywhere) set the
-//! user's session epoch ([`end_all_sessions`]): tokens issued before it are refused.
-//! [`Authenticator`] checks both in one Redis round trip.
+//! Access tokens are EdDSA (Ed25519) JWTs with `typ = "access"`, a fixed issuer and audience,
+//! a short lifetime and the caller's roles and permissions, so services authorize without a
+//! lookup. Only the user service's key signs users' tokens; every other workload that calls
+//! another signs its own *service tokens* with its own key, within the permissions it is
+//! granted ([`keys`]); the gateway signs nothing. Refresh tokens are not JWTs at all (opaque
+//! random strings owned by the user service), so one can never pass for an access token.
+//! Logged-out access tokens are put on a Redis denylist until they expire; events that must
+//! end *every* session of a user at once (password change or reset, email change, trash, a
+//! revoked role, logout everywhere) set the user's session epoch ([`end_all_sessions`]):
+//! tokens issued before it are refused. [`Authenticator`] checks both in one Redis round trip.
 //!
 //! Services calling services use short-lived *service tokens*: same format, subject
 //! `service:<name>`, carrying only the permissions the call needs.
 //!
-//! Longer than most files on purpose: issuing, verifying, revoking and checking tokens are
-//! one security boundary, reviewed as one.
-//!
-//! Why one file of ~590 lines: token issue, verification, the denylist/epoch check and the
-//! principal are one security boundary, read and reviewed together (half of it is tests).
+//! Why one file of ~650 lines: token issue, verification, the denylist/epoch check and the
+//! principal are one security boundary, read and reviewed together (a third of it is tests);
+//! the key material and the grants are [`keys`].
 
-use std::collections::BTreeSet;
+pub mod keys;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -37,11 +39,18 @@ pub const DENYLIST_PREFIX: &str = "auth:revoked-jti:";
 /// Redis key prefix of users' session epochs (milliseconds since the Unix epoch).
 pub const EPOCH_PREFIX: &str = "auth:epoch:";
 
-/// JWT settings (`JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `ACCESS_TOKEN_TTL_SECS`).
+/// JWT settings: `JWT_SIGNING_KEY` (this workload's Ed25519 key, the base64 of its 32-byte
+/// seed; only workloads that sign tokens have one), `JWT_KEY_ID` (its name in the key set, by
+/// default the service's name), `JWT_PUBLIC_KEYS` (`name=<base64>,…`: every signer's public
+/// key), `JWT_ISSUER`, `JWT_AUDIENCE`, `ACCESS_TOKEN_TTL_SECS`. See [`keys`].
 #[derive(Clone, Debug)]
 pub struct JwtConfig {
-    /// HMAC key, at least 32 bytes.
-    pub secret: Secret<String>,
+    /// This workload's private key (base64 seed), if it signs.
+    pub signing_key: Option<Secret<String>>,
+    /// Its name: the `kid` of what it signs, and the subject of its service tokens.
+    pub key_id: String,
+    /// Every signer's public key (base64), by name.
+    pub public_keys: BTreeMap<String, String>,
     /// `iss` claim.
     pub issuer: String,
     /// `aud` claim.
@@ -51,16 +60,32 @@ pub struct JwtConfig {
 }
 
 impl JwtConfig {
-    /// Reads the JWT settings; the secret is required and must be at least 32 bytes.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let secret = crate::config::required("JWT_SECRET")?;
-        anyhow::ensure!(secret.len() >= 32, "JWT_SECRET must be at least 32 bytes");
-        Ok(Self {
-            secret: Secret::new(secret),
+    /// Reads the JWT settings of workload `name`.
+    pub fn from_env(name: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            std::env::var("JWT_SECRET").map_or(true, |v| v.trim().is_empty()),
+            "JWT_SECRET is no longer used: tokens are Ed25519-signed, each workload with its own \
+             JWT_SIGNING_KEY, verified with JWT_PUBLIC_KEYS (see README, Security model)"
+        );
+        let public_keys = keys::parse_public_keys(&crate::config::required("JWT_PUBLIC_KEYS")?)?;
+        let signing_key = crate::config::optional("JWT_SIGNING_KEY", "");
+        let config = Self {
+            signing_key: (!signing_key.trim().is_empty()).then(|| Secret::new(signing_key)),
+            key_id: crate::config::optional("JWT_KEY_ID", name),
+            public_keys,
             issuer: crate::config::optional("JWT_ISSUER", "payments-platform"),
             audience: crate::config::optional("JWT_AUDIENCE", "payments-api"),
             access_ttl: crate::config::seconds("ACCESS_TOKEN_TTL_SECS", 900)?,
-        })
+        };
+        if let Some(seed) = &config.signing_key {
+            let (_, public) = keys::signing_key(seed.expose())?;
+            anyhow::ensure!(
+                config.public_keys.get(&config.key_id) == Some(&public),
+                "JWT_SIGNING_KEY is not the key JWT_PUBLIC_KEYS lists for {:?}",
+                config.key_id
+            );
+        }
+        Ok(config)
     }
 }
 
@@ -199,7 +224,7 @@ impl From<AuthError> for Status {
     }
 }
 
-/// Signs access tokens and service tokens.
+/// Signs access tokens (the user service) and this workload's service tokens.
 #[derive(Clone)]
 pub struct TokenIssuer {
     key: EncodingKey,
@@ -208,7 +233,9 @@ pub struct TokenIssuer {
 
 impl std::fmt::Debug for TokenIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenIssuer").finish_non_exhaustive()
+        f.debug_struct("TokenIssuer")
+            .field("key_id", &self.config.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -224,12 +251,19 @@ pub struct IssuedToken {
 }
 
 impl TokenIssuer {
-    /// An issuer for `config`.
-    pub fn new(config: &JwtConfig) -> Self {
-        Self {
-            key: EncodingKey::from_secret(config.secret.expose().as_bytes()),
+    /// An issuer with `config`'s signing key (an error for a workload that has none).
+    pub fn new(config: &JwtConfig) -> anyhow::Result<Self> {
+        let seed = config.signing_key.as_ref().with_context(|| {
+            format!(
+                "{} signs tokens and needs its JWT_SIGNING_KEY",
+                config.key_id
+            )
+        })?;
+        let (key, _) = keys::signing_key(seed.expose())?;
+        Ok(Self {
+            key,
             config: config.clone(),
-        }
+        })
     }
 
     /// How long access tokens live.
@@ -252,14 +286,11 @@ impl TokenIssuer {
         )
     }
 
-    /// A one-minute token identifying `service`, carrying only `permissions`.
-    pub fn service_token(
-        &self,
-        service: &str,
-        permissions: &[&str],
-    ) -> anyhow::Result<IssuedToken> {
+    /// A one-minute token identifying this workload (its key id), carrying only
+    /// `permissions` (within its [`keys::grants`], or verifiers refuse it).
+    pub fn service_token(&self, permissions: &[&str]) -> anyhow::Result<IssuedToken> {
         self.sign(
-            format!("service:{service}"),
+            format!("service:{}", self.config.key_id),
             vec![],
             permissions.iter().map(|p| (*p).to_owned()).collect(),
             Duration::from_secs(60),
@@ -286,8 +317,10 @@ impl TokenIssuer {
             roles,
             perms,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)
-            .context("signing access token")?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.config.key_id.clone());
+        let token =
+            jsonwebtoken::encode(&header, &claims, &self.key).context("signing access token")?;
         Ok(IssuedToken {
             token: Secret::new(token),
             token_id: jti,
@@ -296,10 +329,11 @@ impl TokenIssuer {
     }
 }
 
-/// Verifies access tokens and checks the revocation denylist.
+/// Verifies access tokens (the signer's key by `kid`, and what that signer may sign) and
+/// checks the revocation denylist.
 #[derive(Clone)]
 pub struct Authenticator {
-    key: DecodingKey,
+    keys: std::sync::Arc<HashMap<String, DecodingKey>>,
     validation: Validation,
     redis: Option<deadpool_redis::Pool>,
 }
@@ -313,13 +347,19 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// A verifier for `config`; with `redis`, revoked tokens are refused.
     pub fn new(config: &JwtConfig, redis: Option<deadpool_redis::Pool>) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
+        let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_audience(&[config.audience.as_str()]);
         validation.set_issuer(&[config.issuer.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 0;
+        // `from_env` checked every key; a bad one here (a hand-built config) is left out.
+        let keys = config
+            .public_keys
+            .iter()
+            .filter_map(|(name, key)| Some((name.clone(), keys::verifying_key(name, key).ok()?)))
+            .collect();
         Self {
-            key: DecodingKey::from_secret(config.secret.expose().as_bytes()),
+            keys: std::sync::Arc::new(keys),
             validation,
             redis,
         }
@@ -347,12 +387,18 @@ impl Authenticator {
     /// Checks everything but the denylist (callers that batch the denylist lookup with other
     /// Redis work use [`denylist_key`] themselves).
     pub fn decode(&self, token: &str) -> Result<Principal, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid,
-            },
-        )?;
+        let signer = jsonwebtoken::decode_header(token)
+            .ok()
+            .and_then(|h| h.kid)
+            .ok_or(AuthError::Invalid)?;
+        let key = self.keys.get(&signer).ok_or(AuthError::Invalid)?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                    _ => AuthError::Invalid,
+                }
+            })?;
         let claims = data.claims;
         if claims.typ != ACCESS_TOKEN_TYPE {
             return Err(AuthError::Invalid);
@@ -361,6 +407,23 @@ impl Authenticator {
             Some(name) => Subject::Service(name.to_owned()),
             None => Subject::User(claims.sub.parse().map_err(|_| AuthError::Invalid)?),
         };
+        // A key signs only what its workload may: users' tokens only the user service's, a
+        // service token only its own workload's, within its grants.
+        let allowed = match &subject {
+            Subject::User(_) => signer == keys::USER_TOKEN_SIGNER,
+            Subject::Service(name) => {
+                *name == signer
+                    && claims
+                        .perms
+                        .iter()
+                        .all(|p| keys::grants(name).contains(&p.as_str()))
+            }
+        };
+        if !allowed {
+            tracing::warn!(signer, subject = %claims.sub, perms = ?claims.perms,
+                "a token its signer may not sign");
+            return Err(AuthError::Invalid);
+        }
         let issued_at_ms = claims
             .jti
             .parse::<Uuid>()
@@ -485,10 +548,9 @@ pub async fn revoke_access_token(
 }
 
 /// A service's own short-lived token for calls to other services, re-signed when it is older
-/// than half its lifetime (signing on every call would cost an HMAC per request).
+/// than half its lifetime (signing on every call would cost a signature per request).
 pub struct ServiceToken {
     issuer: TokenIssuer,
-    service: String,
     permissions: Vec<&'static str>,
     cached: std::sync::Mutex<Option<(String, std::time::Instant)>>,
 }
@@ -496,18 +558,17 @@ pub struct ServiceToken {
 impl std::fmt::Debug for ServiceToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServiceToken")
-            .field("service", &self.service)
+            .field("service", &self.issuer.config.key_id)
             .field("permissions", &self.permissions)
             .finish_non_exhaustive()
     }
 }
 
 impl ServiceToken {
-    /// Tokens naming `service` and carrying `permissions`.
-    pub fn new(issuer: TokenIssuer, service: &str, permissions: &[&'static str]) -> Self {
+    /// Tokens naming the issuer's workload and carrying `permissions`.
+    pub fn new(issuer: TokenIssuer, permissions: &[&'static str]) -> Self {
         Self {
             issuer,
-            service: service.to_owned(),
             permissions: permissions.to_vec(),
             cached: std::sync::Mutex::new(None),
         }
@@ -526,7 +587,7 @@ impl ServiceToken {
         }
         let token = self
             .issuer
-            .service_token(&self.service, &self.permissions)?
+            .service_token(&self.permissions)?
             .token
             .expose()
             .to_owned();
@@ -539,19 +600,42 @@ impl ServiceToken {
 mod tests {
     use super::*;
 
-    fn config() -> JwtConfig {
-        JwtConfig {
-            secret: Secret::new("x".repeat(32)),
+    /// A key set of `names`, and the config of the first (its signer).
+    fn config(names: &[&str]) -> (JwtConfig, BTreeMap<String, String>) {
+        let pairs: Vec<(String, (String, String))> = names
+            .iter()
+            .map(|n| ((*n).to_owned(), keys::generate()))
+            .collect();
+        let seeds = pairs
+            .iter()
+            .map(|(n, (seed, _))| (n.clone(), seed.clone()))
+            .collect();
+        let config = JwtConfig {
+            signing_key: Some(Secret::new(pairs[0].1.0.clone())),
+            key_id: names[0].to_owned(),
+            public_keys: pairs
+                .iter()
+                .map(|(n, (_, public))| (n.clone(), public.clone()))
+                .collect(),
             issuer: "iss".into(),
             audience: "aud".into(),
             access_ttl: Duration::from_secs(60),
-        }
+        };
+        (config, seeds)
+    }
+
+    fn as_signer(config: &JwtConfig, seeds: &BTreeMap<String, String>, name: &str) -> JwtConfig {
+        let mut other = config.clone();
+        other.key_id = name.to_owned();
+        other.signing_key = Some(Secret::new(seeds[name].clone()));
+        other
     }
 
     #[tokio::test]
-    async fn issued_tokens_verify_and_tampered_ones_do_not() {
-        let issuer = TokenIssuer::new(&config());
-        let auth = Authenticator::new(&config(), None);
+    async fn issued_tokens_verify_and_tampered_or_foreign_ones_do_not() {
+        let (config, _) = config(&["user-service", "card-service"]);
+        let issuer = TokenIssuer::new(&config).unwrap();
+        let auth = Authenticator::new(&config, None);
         let id = Uuid::now_v7();
         let token = issuer
             .access_token(id, vec!["admin".into()], vec!["users.read".into()])
@@ -567,25 +651,82 @@ mod tests {
             Err(AuthError::Invalid)
         ));
 
-        let mut other = config();
-        other.secret = Secret::new("y".repeat(32));
-        let forged = TokenIssuer::new(&other)
+        // A key the verifier does not list, under a listed name.
+        let (stranger, _) = self::config(&["user-service"]);
+        let forged = TokenIssuer::new(&stranger)
+            .unwrap()
             .access_token(id, vec![], vec![])
             .unwrap();
         assert!(matches!(
             auth.verify(forged.token.expose()).await,
             Err(AuthError::Invalid)
         ));
+
+        // The old scheme: HS256 with a shared secret.
+        let claims = jsonwebtoken::decode::<Claims>(
+            token.token.expose(),
+            &auth.keys["user-service"],
+            &auth.validation,
+        )
+        .unwrap()
+        .claims;
+        let hs256 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&[7; 32]),
+        )
+        .unwrap();
+        assert!(matches!(auth.verify(&hs256).await, Err(AuthError::Invalid)));
+    }
+
+    #[tokio::test]
+    async fn a_key_signs_only_what_its_workload_may() {
+        let (config, seeds) = config(&["user-service", "card-service", "transaction-service"]);
+        let auth = Authenticator::new(&config, None);
+        let card = TokenIssuer::new(&as_signer(&config, &seeds, "card-service")).unwrap();
+        // Its own service tokens, within its grants: yes.
+        let own = card.service_token(&["users.read"]).unwrap();
+        let p = auth.verify(own.token.expose()).await.unwrap();
+        assert_eq!(p.subject, Subject::Service("card-service".into()));
+        // Beyond its grants (posting to the ledger): no.
+        let beyond = card.service_token(&["saldo.post"]).unwrap();
+        assert!(matches!(
+            auth.verify(beyond.token.expose()).await,
+            Err(AuthError::Invalid)
+        ));
+        // A user's token (an admin's, say): only the user service's key signs those.
+        let admin = card
+            .access_token(
+                Uuid::now_v7(),
+                vec!["admin".into()],
+                vec!["users.write".into()],
+            )
+            .unwrap();
+        assert!(matches!(
+            auth.verify(admin.token.expose()).await,
+            Err(AuthError::Invalid)
+        ));
+        // The transaction service may post.
+        let payments = TokenIssuer::new(&as_signer(&config, &seeds, "transaction-service"))
+            .unwrap()
+            .service_token(&["saldo.post", "cards.verify"])
+            .unwrap();
+        assert!(auth.verify(payments.token.expose()).await.is_ok());
+        // A workload without a key cannot sign at all.
+        let mut gateway = config.clone();
+        gateway.key_id = "gateway".into();
+        gateway.signing_key = None;
+        assert!(TokenIssuer::new(&gateway).is_err());
     }
 
     #[tokio::test]
     async fn expired_tokens_are_refused() {
-        let mut cfg = config();
+        let (mut cfg, _) = config(&["user-service"]);
+        let auth = Authenticator::new(&cfg, None);
         cfg.access_ttl = Duration::from_secs(0);
-        let issuer = TokenIssuer::new(&cfg);
+        let issuer = TokenIssuer::new(&cfg).unwrap();
         let token = issuer.access_token(Uuid::now_v7(), vec![], vec![]).unwrap();
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let auth = Authenticator::new(&config(), None);
         assert!(matches!(
             auth.verify(token.token.expose()).await,
             Err(AuthError::Expired)
