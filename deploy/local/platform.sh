@@ -75,7 +75,9 @@ start_platform() {
     # Two payment providers (the sandbox provider, each its own process, state in
     # .state/sandbox): every top-up is a charge at sandpay, or at kilat when sandpay cannot
     # take it. kilat speaks the other provider API (`orders`), through the other adapter.
-    # Their API keys and webhook secrets are generated once into .state.
+    # Their API keys and webhook secrets are generated once into .state; each database
+    # (DATABASE_NAME) has its own providers' state, as each installation has its own
+    # provider accounts (so a reconciliation never meets another database's operations).
     : "${SANDPAY_PORT:=7070}" "${KILAT_PORT:=7071}"
     mkdir -p "$STATE_DIR/sandbox"
     state_secret PROVIDER_SANDPAY_API_KEY sandpay_api_key
@@ -88,7 +90,7 @@ start_platform() {
         upper="${provider^^}"
         local key_var="PROVIDER_${upper}_API_KEY" secret_var="PROVIDER_${upper}_WEBHOOK_SECRET"
         SANDBOX_NAME="$provider" SANDBOX_LISTEN="127.0.0.1:$port" SANDBOX_API_KEY="${!key_var}" \
-            SANDBOX_WEBHOOK_SECRET="${!secret_var}" SANDBOX_STATE_FILE="$STATE_DIR/sandbox/$provider.jsonl" \
+            SANDBOX_WEBHOOK_SECRET="${!secret_var}" SANDBOX_STATE_FILE="$STATE_DIR/sandbox/$DATABASE_NAME-$provider.jsonl" \
             SANDBOX_DECIDE_AFTER_MS="${SANDBOX_DECIDE_AFTER_MS:-50}" SANDBOX_DIALECT="$dialect" \
             "$BIN/sandbox-provider" >"$STATE_DIR/logs/sandbox-$provider.log" 2>&1 &
         PIDS+=("$!")
@@ -106,11 +108,25 @@ start_platform() {
         local name="$1" bin="$2" admin="$3"
         shift 3
         case " ${SKIP_SERVICES:-} " in *" $name "*) say "not starting $name (SKIP_SERVICES)"; return ;; esac
-        local database=() signing_key=""
-        [ -n "${SERVICE_DATABASE_URL[${name}_svc]:-}" ] && database=(DATABASE_URL="${SERVICE_DATABASE_URL[${name}_svc]}")
-        # Its own token key only (none for a workload that signs nothing, like the gateway).
+        # Only its own secrets: its database role, its own token key (none for a workload
+        # that signs nothing, like the gateway), and the keys of its job; everyone else's are
+        # taken out of its environment.
+        local own=() signing_key=""
+        [ -n "${SERVICE_DATABASE_URL[${name}_svc]:-}" ] && own+=(DATABASE_URL="${SERVICE_DATABASE_URL[${name}_svc]}")
         [ -s "$JWT_KEYS_DIR/$bin.seed" ] && signing_key="$(cat "$JWT_KEYS_DIR/$bin.seed")"
-        env "$@" "${database[@]}" JWT_KEY_ID="$bin" JWT_SIGNING_KEY="$signing_key" \
+        case "$name" in
+            card) own+=(CARD_CVV_KEY="$CARD_CVV_KEY" CARD_PAN_KEY="$CARD_PAN_KEY") ;;
+            user | email) own+=(ONE_TIME_TOKEN_KEY="$ONE_TIME_TOKEN_KEY") ;;
+            topup | withdraw)
+                own+=(PROVIDER_SANDPAY_API_KEY="$PROVIDER_SANDPAY_API_KEY"
+                    PROVIDER_SANDPAY_WEBHOOK_SECRET="$PROVIDER_SANDPAY_WEBHOOK_SECRET"
+                    PROVIDER_KILAT_API_KEY="$PROVIDER_KILAT_API_KEY"
+                    PROVIDER_KILAT_WEBHOOK_SECRET="$PROVIDER_KILAT_WEBHOOK_SECRET") ;;
+        esac
+        env -u DATABASE_URL -u CARD_CVV_KEY -u CARD_PAN_KEY -u ONE_TIME_TOKEN_KEY \
+            -u PROVIDER_SANDPAY_API_KEY -u PROVIDER_SANDPAY_WEBHOOK_SECRET \
+            -u PROVIDER_KILAT_API_KEY -u PROVIDER_KILAT_WEBHOOK_SECRET \
+            "$@" "${own[@]}" JWT_KEY_ID="$bin" JWT_SIGNING_KEY="$signing_key" \
             ADMIN_ADDR="127.0.0.1:$admin" "$BIN/$bin" >"$STATE_DIR/logs/$name.log" 2>&1 &
         PIDS+=("$!")
         SERVICE_PIDS["$name"]="$!"

@@ -221,6 +221,23 @@ impl std::fmt::Display for ProviderError {
 
 impl std::error::Error for ProviderError {}
 
+/// Whether a callback signed at `timestamp` (unix seconds) is within `tolerance` of `now`:
+/// an older (or future) signature is a replay, [`CallbackError::Stale`].
+pub(crate) fn fresh(
+    timestamp: i64,
+    now: DateTime<Utc>,
+    tolerance: Duration,
+) -> Result<(), CallbackError> {
+    let signed_at =
+        DateTime::<Utc>::from_timestamp(timestamp, 0).ok_or(CallbackError::BadSignature)?;
+    let tolerance =
+        chrono::Duration::from_std(tolerance).unwrap_or_else(|_| chrono::Duration::minutes(5));
+    if (now - signed_at).abs() > tolerance {
+        return Err(CallbackError::Stale);
+    }
+    Ok(())
+}
+
 /// A request that got no answer: refused before anything was sent is certainly not taken; a
 /// timeout, or a connection lost after sending, is unknown.
 pub(crate) fn transport_error(provider: &str, e: &reqwest::Error) -> ProviderError {

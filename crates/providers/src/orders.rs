@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha512;
@@ -250,15 +250,7 @@ impl Provider for OrdersProvider {
         mac.update(body);
         mac.verify_slice(&given)
             .map_err(|_| CallbackError::BadSignature)?;
-        let signed_at = Utc
-            .timestamp_opt(timestamp, 0)
-            .single()
-            .ok_or(CallbackError::BadSignature)?;
-        let tolerance = chrono::Duration::from_std(self.config.tolerance)
-            .unwrap_or_else(|_| chrono::Duration::minutes(5));
-        if (now - signed_at).abs() > tolerance {
-            return Err(CallbackError::Stale);
-        }
+        crate::fresh(timestamp, now, self.config.tolerance)?;
         let notification: WireNotification =
             serde_json::from_slice(body).map_err(|e| CallbackError::Malformed(e.to_string()))?;
         let operation = self

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -253,15 +253,7 @@ impl Provider for SandboxProvider {
         if !valid {
             return Err(CallbackError::BadSignature);
         }
-        let signed_at = Utc
-            .timestamp_opt(timestamp, 0)
-            .single()
-            .ok_or(CallbackError::BadSignature)?;
-        let tolerance = chrono::Duration::from_std(self.config.tolerance)
-            .unwrap_or_else(|_| chrono::Duration::minutes(5));
-        if (now - signed_at).abs() > tolerance {
-            return Err(CallbackError::Stale);
-        }
+        crate::fresh(timestamp, now, self.config.tolerance)?;
         let event: WireEvent =
             serde_json::from_slice(body).map_err(|e| CallbackError::Malformed(e.to_string()))?;
         let operation = self

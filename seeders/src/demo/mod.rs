@@ -46,25 +46,11 @@ use crate::Target;
 pub const DEMO_PASSWORD: &str = "Demo-Customer-2026!";
 const MARKER: &str = "demo-seed-complete@demo.payments.local";
 const DEADLINE: Duration = Duration::from_secs(20);
-const PERMISSIONS: &[&str] = &[
-    "users.read",
-    "users.write",
-    "roles.assign",
-    "cards.read",
-    "cards.write",
-    "saldo.read",
-    "saldo.backdate",
-    "topups.read",
-    "topups.write",
-    "withdraws.read",
-    "withdraws.write",
-    "transfers.write",
-    "merchants.read",
-    "merchants.write",
-    "merchants.review",
-    "payments.read",
-    "payments.write",
-];
+
+/// What the seeder may do: its grants (`platform::auth::keys::SERVICE_GRANTS`).
+fn permissions() -> &'static [&'static str] {
+    platform::auth::keys::grants("seeder")
+}
 
 /// How much to seed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,7 +233,7 @@ pub async fn run(services: &Services, size: Size) -> anyhow::Result<Summary> {
         merchants: MerchantServiceClient::new(merchant_channel.clone()),
         documents: MerchantDocumentServiceClient::new(merchant_channel),
         payments: TransactionServiceClient::new(channel(&services.transaction)?),
-        issuer: Arc::new(platform::auth::ServiceToken::new(issuer, PERMISSIONS)),
+        issuer: Arc::new(platform::auth::ServiceToken::new(issuer, permissions())),
     };
     if find_user(&c, MARKER).await?.is_some() {
         eprintln!("demo data is already present (marker {MARKER}); nothing to do");

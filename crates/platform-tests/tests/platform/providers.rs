@@ -354,6 +354,17 @@ async fn a_provider_down_fails_over_only_when_safe_and_its_breaker_opens_and_clo
     p.assert_books_balance(&admin).await;
 }
 
+/// One provider's part of a reconciliation run's report.
+fn provider_day(report: &Value, provider: &str) -> Value {
+    report["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["provider"] == provider)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {provider} in {report}"))
+}
+
 /// The balance of a system account (`payouts-in-transit:IDR`, `provider:sandpay:IDR`).
 async fn system_balance(p: &Platform, admin: &str, code: &str) -> i64 {
     let (status, accounts) = p
@@ -521,15 +532,7 @@ async fn reconciliation_finds_every_injected_mismatch_and_nothing_else() {
             report
         }
     };
-    let day = |report: &Value, provider: &str| {
-        report["providers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["provider"] == provider)
-            .cloned()
-            .unwrap()
-    };
+    let day = provider_day;
 
     // A clean day: every line matches, nothing else.
     let report = run("topups").await;
@@ -959,13 +962,7 @@ async fn the_order_based_provider_api_books_charges_and_payouts_the_same_way() {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{report}");
-        let kilat = report["providers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["provider"] == "kilat")
-            .cloned()
-            .unwrap();
+        let kilat = provider_day(&report, "kilat");
         assert_eq!(kilat["matched"], 1, "{report}");
         assert_eq!(kilat["exceptions"], json!([]), "{report}");
         assert_eq!(kilat["settled"]["IDR"], amount, "{report}");
