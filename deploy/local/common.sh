@@ -222,7 +222,7 @@ ensure_postgres() {
     if ! port_open 127.0.0.1 "$pport"; then
         say "starting private PostgreSQL on 127.0.0.1:$pport"
         "${run[@]}" "$bindir/pg_ctl" -D "$data" -l "$data/server.log" \
-            -o "-p $pport -k /tmp -c listen_addresses=127.0.0.1" start >/dev/null
+            -o "-p $pport -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
         wait_port 127.0.0.1 "$pport" "PostgreSQL"
     fi
     PG_ADMIN_URL="postgres://postgres@127.0.0.1:$pport/postgres"

@@ -1,7 +1,8 @@
 # start_platform: everything `make run` starts, as native processes on loopback. Sourced by
 # run.sh and bench.sh after common.sh. Reads PROFILE, HTTP_PORT, GRPC_PORT, KAFKA_PORT,
 # DATABASE_NAME, SMTP_PORT, SANDPAY_PORT, KILAT_PORT, ADMIN_EMAIL, ADMIN_PASSWORD, NGINX_RATE_PER_SECOND/BURST and
-# RATE_LIMIT_PER_MINUTE and SKIP_SERVICES (names not to start); appends every started process to PIDS and sets BIN.
+# RATE_LIMIT_PER_MINUTE, SKIP_SERVICES (names not to start) and REPLICAS (of every service and
+# the gateway, default 1); appends every started process to PIDS and sets BIN.
 
 declare -A SERVICE_PIDS=()
 
@@ -104,17 +105,18 @@ start_platform() {
         WITHDRAW_PROVIDER_ROUTES="${WITHDRAW_PROVIDER_ROUTES:-gopay=kilat,sandpay}"
     say "payment providers: sandpay (127.0.0.1:$SANDPAY_PORT) and kilat (127.0.0.1:$KILAT_PORT), sandbox processes"
 
-    start() { # name binary admin-port env...
+    start() { # name binary admin-port env... (REPLICA: which replica, 0 first)
         local name="$1" bin="$2" admin="$3"
         shift 3
+        [ "${REPLICA:-0}" -gt 0 ] && name="$name-$REPLICA"
         case " ${SKIP_SERVICES:-} " in *" $name "*) say "not starting $name (SKIP_SERVICES)"; return ;; esac
         # Only its own secrets: its database role, its own token key (none for a workload
         # that signs nothing, like the gateway), and the keys of its job; everyone else's are
         # taken out of its environment.
         local own=() signing_key=""
-        [ -n "${SERVICE_DATABASE_URL[${name}_svc]:-}" ] && own+=(DATABASE_URL="${SERVICE_DATABASE_URL[${name}_svc]}")
+        [ -n "${SERVICE_DATABASE_URL[${name%-*}_svc]:-}" ] && own+=(DATABASE_URL="${SERVICE_DATABASE_URL[${name%-*}_svc]}")
         [ -s "$JWT_KEYS_DIR/$bin.seed" ] && signing_key="$(cat "$JWT_KEYS_DIR/$bin.seed")"
-        case "$name" in
+        case "${name%-*}" in
             card) own+=(CARD_CVV_KEY="$CARD_CVV_KEY" CARD_PAN_KEY="$CARD_PAN_KEY") ;;
             user | email) own+=(ONE_TIME_TOKEN_KEY="$ONE_TIME_TOKEN_KEY") ;;
             topup | withdraw)
@@ -138,23 +140,46 @@ start_platform() {
     # where any outgoing connection (to PostgreSQL, Kafka, another service) may hold one just
     # when a service binds it. The local run uses GRPC_PORT_BASE+1... (10051...) instead,
     # below that range; the README's table lists both.
-    local b="${GRPC_PORT_BASE:-10050}"
-    export USER_SERVICE_URL=http://127.0.0.1:$((b + 1)) ROLE_SERVICE_URL=http://127.0.0.1:$((b + 2)) \
-        CARD_SERVICE_URL=http://127.0.0.1:$((b + 3)) SALDO_SERVICE_URL=http://127.0.0.1:$((b + 4)) \
-        TOPUP_SERVICE_URL=http://127.0.0.1:$((b + 5)) TRANSFER_SERVICE_URL=http://127.0.0.1:$((b + 6)) \
-        WITHDRAW_SERVICE_URL=http://127.0.0.1:$((b + 7)) MERCHANT_SERVICE_URL=http://127.0.0.1:$((b + 8)) \
-        TRANSACTION_SERVICE_URL=http://127.0.0.1:$((b + 9))
-    start role role-service 9102 GRPC_ADDR=127.0.0.1:$((b + 2))
-    start user user-service 9101 GRPC_ADDR=127.0.0.1:$((b + 1))
-    start saldo saldo-service 9104 GRPC_ADDR=127.0.0.1:$((b + 4))
-    start card card-service 9103 GRPC_ADDR=127.0.0.1:$((b + 3))
-    start topup topup-service 9105 GRPC_ADDR=127.0.0.1:$((b + 5))
-    start transfer transfer-service 9106 GRPC_ADDR=127.0.0.1:$((b + 6))
-    start withdraw withdraw-service 9107 GRPC_ADDR=127.0.0.1:$((b + 7))
-    start merchant merchant-service 9108 GRPC_ADDR=127.0.0.1:$((b + 8))
-    start transaction transaction-service 9109 GRPC_ADDR=127.0.0.1:$((b + 9))
-    start email email-service 9110 GRPC_ADDR=127.0.0.1:$((b + 10))
-    start gateway gateway 9100 HTTP_ADDR=127.0.0.1:8000
+    # REPLICAS=n (default 1) runs n replicas of every service and of the gateway, sharing the
+    # database, the broker's topics and consumer groups, Redis and the providers; replica r
+    # listens on the ports of replica 0 plus 100·r (gRPC), 20·r (admin) and r (the gateway),
+    # calls its own replica of the others, and NGINX spreads the edge over all of them.
+    local b0="${GRPC_PORT_BASE:-10050}" replicas="${REPLICAS:-1}" r b a
+    # Every replica has its own pools: smaller ones, so n replicas fit PostgreSQL's limit.
+    : "${DATABASE_MAX_CONNECTIONS:=$((replicas > 1 ? 6 : 10))}"
+    export DATABASE_MAX_CONNECTIONS
+    local upstreams=(USER ROLE CARD SALDO TOPUP TRANSFER WITHDRAW MERCHANT TRANSACTION)
+    declare -A UPSTREAM=()
+    for ((r = 0; r < replicas; r++)); do
+        b=$((b0 + 100 * r)) a=$((20 * r))
+        export USER_SERVICE_URL=http://127.0.0.1:$((b + 1)) ROLE_SERVICE_URL=http://127.0.0.1:$((b + 2)) \
+            CARD_SERVICE_URL=http://127.0.0.1:$((b + 3)) SALDO_SERVICE_URL=http://127.0.0.1:$((b + 4)) \
+            TOPUP_SERVICE_URL=http://127.0.0.1:$((b + 5)) TRANSFER_SERVICE_URL=http://127.0.0.1:$((b + 6)) \
+            WITHDRAW_SERVICE_URL=http://127.0.0.1:$((b + 7)) MERCHANT_SERVICE_URL=http://127.0.0.1:$((b + 8)) \
+            TRANSACTION_SERVICE_URL=http://127.0.0.1:$((b + 9))
+        export REPLICA="$r"
+        start role role-service $((9102 + a)) GRPC_ADDR=127.0.0.1:$((b + 2))
+        start user user-service $((9101 + a)) GRPC_ADDR=127.0.0.1:$((b + 1))
+        start saldo saldo-service $((9104 + a)) GRPC_ADDR=127.0.0.1:$((b + 4))
+        start card card-service $((9103 + a)) GRPC_ADDR=127.0.0.1:$((b + 3))
+        start topup topup-service $((9105 + a)) GRPC_ADDR=127.0.0.1:$((b + 5))
+        start transfer transfer-service $((9106 + a)) GRPC_ADDR=127.0.0.1:$((b + 6))
+        start withdraw withdraw-service $((9107 + a)) GRPC_ADDR=127.0.0.1:$((b + 7))
+        start merchant merchant-service $((9108 + a)) GRPC_ADDR=127.0.0.1:$((b + 8))
+        start transaction transaction-service $((9109 + a)) GRPC_ADDR=127.0.0.1:$((b + 9))
+        start email email-service $((9110 + a)) GRPC_ADDR=127.0.0.1:$((b + 10))
+        start gateway gateway $((9100 + a)) HTTP_ADDR=127.0.0.1:$((8000 + r))
+        # `server a; server b` in each NGINX upstream.
+        local i=1 sep=""
+        [ "$r" -gt 0 ] && sep="; server "
+        for name in "${upstreams[@]}"; do
+            UPSTREAM[$name]+="$sep""127.0.0.1:$((b + i))"
+            i=$((i + 1))
+        done
+        UPSTREAM[GATEWAY]+="$sep""127.0.0.1:$((8000 + r))"
+    done
+    unset REPLICA
+    b="$b0"
 
     # TLS on every interface with a local certificate (its CA: .state/tls/ca.crt); the plain
     # ports stay on loopback for the quick-start.
@@ -166,11 +191,11 @@ start_platform() {
         NGINX_TLS_CERT="$STATE_DIR/tls/tls.crt" NGINX_TLS_KEY="$STATE_DIR/tls/tls.key" NGINX_WORKER_PROCESSES=auto \
         NGINX_PID_FILE="$STATE_DIR/nginx/nginx.pid" NGINX_ERROR_LOG="$STATE_DIR/logs/nginx-error.log" \
         NGINX_ACCESS_LOG="$STATE_DIR/logs/nginx-access.log" NGINX_RATE_PER_SECOND="${NGINX_RATE_PER_SECOND:-200}" NGINX_RATE_BURST="${NGINX_RATE_BURST:-400}" \
-        GATEWAY_UPSTREAM=127.0.0.1:8000 USER_GRPC_UPSTREAM=127.0.0.1:$((b + 1)) ROLE_GRPC_UPSTREAM=127.0.0.1:$((b + 2)) \
-        CARD_GRPC_UPSTREAM=127.0.0.1:$((b + 3)) SALDO_GRPC_UPSTREAM=127.0.0.1:$((b + 4)) \
-        TOPUP_GRPC_UPSTREAM=127.0.0.1:$((b + 5)) TRANSFER_GRPC_UPSTREAM=127.0.0.1:$((b + 6)) \
-        WITHDRAW_GRPC_UPSTREAM=127.0.0.1:$((b + 7)) MERCHANT_GRPC_UPSTREAM=127.0.0.1:$((b + 8)) \
-        TRANSACTION_GRPC_UPSTREAM=127.0.0.1:$((b + 9))
+        GATEWAY_UPSTREAM="${UPSTREAM[GATEWAY]}" USER_GRPC_UPSTREAM="${UPSTREAM[USER]}" \
+        ROLE_GRPC_UPSTREAM="${UPSTREAM[ROLE]}" CARD_GRPC_UPSTREAM="${UPSTREAM[CARD]}" \
+        SALDO_GRPC_UPSTREAM="${UPSTREAM[SALDO]}" TOPUP_GRPC_UPSTREAM="${UPSTREAM[TOPUP]}" \
+        TRANSFER_GRPC_UPSTREAM="${UPSTREAM[TRANSFER]}" WITHDRAW_GRPC_UPSTREAM="${UPSTREAM[WITHDRAW]}" \
+        MERCHANT_GRPC_UPSTREAM="${UPSTREAM[MERCHANT]}" TRANSACTION_GRPC_UPSTREAM="${UPSTREAM[TRANSACTION]}"
     mkdir -p "$STATE_DIR/nginx"
     render_nginx "$STATE_DIR/nginx/nginx.conf"
     "$NGINX_BIN" -p "$STATE_DIR/nginx" -c "$STATE_DIR/nginx/nginx.conf" -g 'daemon off;' &

@@ -192,7 +192,7 @@ async fn assert_sessions_ended(p: &Platform, sessions: &[(String, String)]) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_password_reset_ends_every_session_at_once() {
     let p = Platform::start().await;
     let address = email("reset-ends");
@@ -206,7 +206,7 @@ async fn a_password_reset_ends_every_session_at_once() {
     assert_eq!(status, StatusCode::OK);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stolen_session_cannot_change_the_password_or_email_without_the_password() {
     let p = Platform::start().await;
     let address = email("takeover");
@@ -274,7 +274,7 @@ async fn a_stolen_session_cannot_change_the_password_or_email_without_the_passwo
     assert_eq!(reply["error"]["reason"], "EMAIL_NOT_VERIFIED");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn trashing_a_user_revoking_a_role_and_logout_everywhere_end_tokens_at_once() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
@@ -341,7 +341,7 @@ async fn trashing_a_user_revoking_a_role_and_logout_everywhere_end_tokens_at_onc
     assert_sessions_ended(&p, &sessions).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_seeder_never_promotes_an_account_it_did_not_create() {
     let p = Platform::start().await;
     // Someone registers the address the operator will use for the admin…
@@ -380,7 +380,7 @@ async fn the_seeder_never_promotes_an_account_it_did_not_create() {
         .unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delegated_permissions_do_not_reach_admin() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
@@ -486,7 +486,7 @@ async fn delegated_permissions_do_not_reach_admin() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_internal_rpc_is_not_reachable_through_the_edge() {
     use proto::user::v1::auth_service_client::AuthServiceClient;
 
@@ -522,7 +522,7 @@ async fn an_internal_rpc_is_not_reachable_through_the_edge() {
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stolen_workload_key_signs_only_what_its_workload_may() {
     use platform::auth::TokenIssuer;
     use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
@@ -609,7 +609,7 @@ async fn a_stolen_workload_key_signs_only_what_its_workload_may() {
     assert!(crate::harness::jwt_for("gateway").signing_key.is_none());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_made_up_api_key_does_not_buy_a_fresh_rate_limit_bucket() {
     let p = Platform::start_with(crate::harness::Options {
         rate_limit_per_minute: 30,
@@ -634,7 +634,7 @@ async fn a_made_up_api_key_does_not_buy_a_fresh_rate_limit_bucket() {
     assert!(limited >= 30, "{limited} of 60 limited");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_platform_cannot_be_used_to_mail_bomb_an_address() {
     let p = Platform::start().await;
     let address = email("bombed");
@@ -656,7 +656,7 @@ async fn the_platform_cannot_be_used_to_mail_bomb_an_address() {
     assert!((1..=5).contains(&sent), "{sent} reset emails");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_time_tokens_never_travel_in_events() {
     let p = Platform::start().await;
     let address = email("secretless");
@@ -694,7 +694,7 @@ async fn one_time_tokens_never_travel_in_events() {
     assert!(!p.nginx.access_log().contains(&token));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn registration_does_not_reveal_a_taken_email() {
     let p = Platform::start().await;
     let address = email("taken");
@@ -736,7 +736,7 @@ async fn registration_does_not_reveal_a_taken_email() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn owners_cannot_undo_what_an_admin_decided() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
@@ -826,7 +826,7 @@ async fn owners_cannot_undo_what_an_admin_decided() {
     assert!(still["deleted_at"].is_null(), "{still}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_last_active_admin_cannot_be_removed_by_trashing_the_others() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
@@ -919,7 +919,7 @@ async fn one_merchant_key_guessing_cvvs_across_cards_is_stopped() {
     p.assert_books_balance(&admin).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_edge_speaks_tls_with_hsts_for_http_and_grpc() {
     use proto::user::v1::auth_service_client::AuthServiceClient;
 
@@ -996,7 +996,7 @@ async fn the_edge_speaks_tls_with_hsts_for_http_and_grpc() {
     assert!(!tokens.access_token.is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn card_numbers_are_encrypted_at_rest_and_cvvs_are_not_stored() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
@@ -1111,7 +1111,7 @@ async fn card_numbers_are_encrypted_at_rest_and_cvvs_are_not_stored() {
     assert_eq!(cvv["cvv"].as_str().unwrap().len(), 3, "{cvv}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_public_grpc_port_limits_each_principal() {
     use proto::user::v1::auth_service_client::AuthServiceClient;
 
@@ -1146,7 +1146,7 @@ async fn the_public_grpc_port_limits_each_principal() {
     p.verified_customer(&address).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_service_database_role_reaches_only_its_own_schema() {
     let p = Platform::start().await;
     // The roles `make run` gives the services (deploy/local/service-roles.sh), on this test's

@@ -19,7 +19,7 @@ fn key() -> String {
 }
 
 /// Every message carries its event id; no event may have caused two.
-fn assert_no_duplicates(p: &Platform) {
+pub(crate) fn assert_no_duplicates(p: &Platform) {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for message in p.smtp.messages() {
         if let Some(line) = message.lines().find(|l| l.starts_with("X-Event-Id: ")) {
@@ -30,7 +30,7 @@ fn assert_no_duplicates(p: &Platform) {
     assert!(twice.is_empty(), "events mailed more than once: {twice:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_lifecycle_event_mails_the_right_person() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
@@ -313,7 +313,7 @@ async fn every_lifecycle_event_mails_the_right_person() {
     let _ = PASSWORD;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_smtp_outage_is_retried_and_the_email_delivered_exactly_once() {
     let mut p = Platform::start().await;
     let admin = p.admin_token().await;
@@ -371,7 +371,7 @@ async fn an_smtp_outage_is_retried_and_the_email_delivered_exactly_once() {
     assert_no_duplicates(&p);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_events_are_dead_lettered_and_the_next_event_is_still_mailed() {
     use rdkafka::Message;
     use rdkafka::message::Headers;
@@ -467,7 +467,7 @@ async fn malformed_events_are_dead_lettered_and_the_next_event_is_still_mailed()
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_letters_are_listed_replayed_and_purged_through_the_admin_api() {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let p = Platform::start().await;
@@ -614,7 +614,7 @@ fn follow_in_browser(url: &str, new_password: Option<&str>) -> serde_json::Value
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_follows_the_emailed_links_in_a_browser() {
     let p = Platform::start().await;
     let address = email("browser");

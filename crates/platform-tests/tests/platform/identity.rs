@@ -9,7 +9,7 @@ use crate::harness::{PASSWORD, Platform, email};
 use reqwest::StatusCode;
 use serde_json::json;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn register_verify_login_refresh_logout_through_nginx() {
     let p = Platform::start().await;
     let address = email("ana");
@@ -57,7 +57,7 @@ async fn register_verify_login_refresh_logout_through_nginx() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unverified_accounts_cannot_log_in() {
     let p = Platform::start().await;
     let address = email("unverified");
@@ -91,7 +91,7 @@ async fn unverified_accounts_cannot_log_in() {
     assert_eq!(body, json!({"status": "accepted"}));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn password_reset_replaces_the_password_and_ends_sessions() {
     let p = Platform::start().await;
     let address = email("reset");
@@ -167,7 +167,7 @@ async fn password_reset_replaces_the_password_and_ends_sessions() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn repeated_failed_logins_lock_the_account() {
     let p = Platform::start_with(crate::harness::Options {
         login_max_failures: 3,
@@ -212,7 +212,7 @@ async fn repeated_failed_logins_lock_the_account() {
     assert_eq!(body["error"]["reason"], "ACCOUNT_LOCKED");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn token_misuse_is_refused() {
     let p = Platform::start().await;
     let (_, tokens) = p.verified_customer(&email("misuse")).await;
@@ -268,7 +268,7 @@ async fn token_misuse_is_refused() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn customers_cannot_administer_and_admins_can() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
@@ -388,7 +388,7 @@ async fn customers_cannot_administer_and_admins_can() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_names_the_field_and_writes_nothing() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
@@ -452,7 +452,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_gateway_rate_limits_each_principal() {
     let p = Platform::start_with(crate::harness::Options {
         rate_limit_per_minute: 5,
@@ -478,7 +478,7 @@ async fn the_gateway_rate_limits_each_principal() {
     assert_eq!(body["error"]["reason"], "RATE_LIMITED");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn openapi_document_describes_the_api() {
     let p = Platform::start().await;
     let (status, doc) = p.get("/openapi.json", None).await;
@@ -530,7 +530,7 @@ async fn openapi_document_describes_the_api() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn grpc_is_served_through_nginx() {
     use proto::user::v1::LoginRequest;
     use proto::user::v1::auth_service_client::AuthServiceClient;

@@ -10,5 +10,6 @@ mod identity;
 mod merchants;
 mod money;
 mod providers;
+mod replicas;
 mod seed;
 mod stats;

@@ -22,7 +22,7 @@ fn payment_body(card: &crate::harness::Card, amount: i64) -> serde_json::Value {
 /// The "done when": a user becomes a merchant, is approved, gets a key, charges a
 /// customer card with the customer's CVV and refunds part of it; balances, statements and
 /// the emails of every step are right, and the payment email belongs to the request's trace.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_merchant_charges_a_customer_and_refunds_part_with_emails_for_each_step() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
@@ -270,7 +270,7 @@ async fn a_merchant_charges_a_customer_and_refunds_part_with_emails_for_each_ste
 
 /// Twenty concurrent refunds of a tenth each: exactly ten succeed, the rest are refused, and
 /// the customer gets back exactly the payment.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_refunds_never_exceed_the_payment() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
@@ -318,7 +318,7 @@ async fn concurrent_refunds_never_exceed_the_payment() {
 
 /// Pending, rejected and deactivated merchants, unknown, revoked and expired keys, wrong
 /// CVVs and a locked card: nothing moves, and each error says why.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn charges_that_are_not_allowed_move_nothing_and_say_why() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
@@ -491,7 +491,7 @@ async fn charges_that_are_not_allowed_move_nothing_and_say_why() {
 
 /// The merchant admin lifecycle: list filters, trash and restore (a trashed merchant's key
 /// stops working), permanent delete refused while its account holds money.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn merchant_admin_lifecycle() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_small_demo_seed_has_history_balances_its_books_and_runs_once() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
@@ -119,7 +119,7 @@ async fn the_small_demo_seed_has_history_balances_its_books_and_runs_once() {
 /// again: months the first run completed are skipped, the one it was in the middle of is
 /// completed (operations it already did are refused as reused keys, so nothing happens twice),
 /// and every planned operation happened exactly once.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_interrupted_demo_seed_resumes_where_it_stopped() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;

@@ -71,7 +71,7 @@ fn amounts(v: &Value) -> Vec<i64> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn monthly_statistics_follow_the_calendar_and_the_source_rows() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
@@ -393,7 +393,7 @@ async fn monthly_statistics_follow_the_calendar_and_the_source_rows() {
     assert!(!after.is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn payment_statistics_per_merchant_key_and_card_for_their_owners() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
@@ -658,7 +658,7 @@ async fn monthly_from_rows(
     months
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn withdraw_and_transfer_statistics_per_card_direction_and_status() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;

@@ -64,6 +64,8 @@ pub struct Options {
     pub email_max_attempts: i32,
     /// The dead-letter topic of the email consumer (tests that read it use their own).
     pub dead_letter_topic: Option<String>,
+    /// Replicas of every service and of the gateway (`REPLICAS`, default 1).
+    pub replicas: usize,
 }
 
 impl Default for Options {
@@ -78,6 +80,10 @@ impl Default for Options {
             edge_rate_limit_per_minute: 1_000_000,
             email_max_attempts: 50,
             dead_letter_topic: None,
+            replicas: std::env::var("REPLICAS")
+                .ok()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(1),
         }
     }
 }
