@@ -879,14 +879,20 @@ async fn the_order_based_provider_api_books_charges_and_payouts_the_same_way() {
         .script(json!({"match": {"amount": 25_050}, "scenario": {"decide_after_ms": 500, "callback": "twice"}}))
         .await
         .unwrap();
-    let (status, pending) = p
-        .post_idem(
-            "/topups",
-            &alice,
-            &key(),
-            json!({"card_number": card.number, "amount": 25_050, "method": KILAT_FIRST}),
-        )
-        .await;
+    // `collection` (topups, withdraws) through kilat's method, as the customer sent it.
+    let via_kilat = |collection: &'static str, amount: i64| {
+        let (p, alice, number) = (&p, alice.clone(), card.number.clone());
+        async move {
+            p.post_idem(
+                &format!("/{collection}"),
+                &alice,
+                &key(),
+                json!({"card_number": number, "amount": amount, "method": KILAT_FIRST}),
+            )
+            .await
+        }
+    };
+    let (status, pending) = via_kilat("topups", 25_050).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
     assert_eq!(pending["provider"], "kilat", "{pending}");
     let settled = p.settled_topup(&alice, &pending).await;
@@ -933,14 +939,7 @@ async fn the_order_based_provider_api_books_charges_and_payouts_the_same_way() {
     assert_eq!(p.balance(&alice, &card.id).await, 25_050);
 
     // A payout at kilat: held, then paid out on its word.
-    let (status, payout) = p
-        .post_idem(
-            "/withdraws",
-            &alice,
-            &key(),
-            json!({"card_number": card.number, "amount": 10_025, "method": KILAT_FIRST}),
-        )
-        .await;
+    let (status, payout) = via_kilat("withdraws", 10_025).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{payout}");
     assert_eq!(payout["provider"], "kilat", "{payout}");
     let paid = p.settled("withdraws", &alice, &payout).await;

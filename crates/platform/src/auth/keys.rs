@@ -119,12 +119,10 @@ fn thirty_two(what: &str, b64: &str) -> anyhow::Result<[u8; 32]> {
 /// The signing key of a base64 seed, and its public key (base64).
 pub(crate) fn signing_key(seed_b64: &str) -> anyhow::Result<(EncodingKey, String)> {
     let seed = thirty_two("JWT_SIGNING_KEY", seed_b64)?;
-    let public = ed25519_dalek::SigningKey::from_bytes(&seed)
-        .verifying_key()
-        .to_bytes();
+    let public = public_of(&seed);
     let mut der = PKCS8_PREFIX.to_vec();
     der.extend_from_slice(&seed);
-    Ok((EncodingKey::from_ed_der(&der), STANDARD.encode(public)))
+    Ok((EncodingKey::from_ed_der(&der), public))
 }
 
 /// The verifying key of a base64 public key.
@@ -153,10 +151,16 @@ pub fn parse_public_keys(raw: &str) -> anyhow::Result<BTreeMap<String, String>> 
 /// A fresh key pair: (the base64 seed, the base64 public key).
 pub fn generate() -> (String, String) {
     let seed: [u8; 32] = rand::random();
-    let public = ed25519_dalek::SigningKey::from_bytes(&seed)
-        .verifying_key()
-        .to_bytes();
-    (STANDARD.encode(seed), STANDARD.encode(public))
+    (STANDARD.encode(seed), public_of(&seed))
+}
+
+/// The base64 public key of a seed.
+fn public_of(seed: &[u8; 32]) -> String {
+    STANDARD.encode(
+        ed25519_dalek::SigningKey::from_bytes(seed)
+            .verifying_key()
+            .to_bytes(),
+    )
 }
 
 /// A fresh key pair for every signing workload, and the JWT settings each would get: what
