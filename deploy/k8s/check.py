@@ -111,7 +111,8 @@ def check_secrets(docs):
     provider keys only for topup and withdraw, the one-time-token key only for user and
     email. Every app Deployment reads its own Secret and no other."""
     only = {"CARD_CVV_KEY": {"card"}, "CARD_PAN_KEY": {"card"},
-            "ONE_TIME_TOKEN_KEY": {"user", "email"}, "ADMIN_PASSWORD": {"seeder"}}
+            "ONE_TIME_TOKEN_KEY": {"user", "email"}, "ADMIN_PASSWORD": {"seeder"},
+            "WEBHOOK_SECRETS_KEY": {"merchant"}}
     for d in docs:
         if d["kind"] == "Deployment" and d["spec"]["template"]["metadata"]["labels"].get(
                 "app.kubernetes.io/component") == "app":

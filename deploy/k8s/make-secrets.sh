@@ -37,6 +37,7 @@ add() {
 add CARD_CVV_KEY "$(rand 48)"
 add CARD_PAN_KEY "$(rand 48)"
 add ONE_TIME_TOKEN_KEY "$(rand 48)"
+add WEBHOOK_SECRETS_KEY "$(rand 48)"
 add POSTGRES_PASSWORD "$(rand 32)"
 add REDIS_PASSWORD "$(rand 32)"
 add ADMIN_PASSWORD "Admin-$(rand 16)-9"
@@ -81,6 +82,7 @@ for service in $SERVICES; do
         case "$service" in
             card) echo "CARD_CVV_KEY=$CARD_CVV_KEY"; echo "CARD_PAN_KEY=$CARD_PAN_KEY" ;;
             user | email) echo "ONE_TIME_TOKEN_KEY=$ONE_TIME_TOKEN_KEY" ;;
+            merchant) echo "WEBHOOK_SECRETS_KEY=$WEBHOOK_SECRETS_KEY" ;;
             topup | withdraw) providers ;;
         esac
     } >"$config/secrets/$service.env"

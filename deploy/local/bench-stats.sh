@@ -77,7 +77,7 @@ for size in $SIZES; do
     mkdir -p "$STATE_DIR/logs"
     DATABASE_NAME="payments_stats_$size"
     # Each data set keeps its own secrets (its cards' CVV hashes depend on CARD_CVV_KEY).
-    unset CARD_CVV_KEY CARD_PAN_KEY ONE_TIME_TOKEN_KEY
+    unset CARD_CVV_KEY CARD_PAN_KEY ONE_TIME_TOKEN_KEY WEBHOOK_SECRETS_KEY
     ensure_postgres "$PG_URL"
     say "== data set $size (database $DATABASE_NAME) =="
     start_platform

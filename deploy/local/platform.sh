@@ -49,6 +49,7 @@ start_platform() {
     state_secret CARD_CVV_KEY card_cvv_key
     state_secret CARD_PAN_KEY card_pan_key
     state_secret ONE_TIME_TOKEN_KEY one_time_token_key
+    state_secret WEBHOOK_SECRETS_KEY webhook_secrets_key
     export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
     export LOG_FORMAT="${LOG_FORMAT:-text}"
 
@@ -119,13 +120,14 @@ start_platform() {
         case "${name%-*}" in
             card) own+=(CARD_CVV_KEY="$CARD_CVV_KEY" CARD_PAN_KEY="$CARD_PAN_KEY") ;;
             user | email) own+=(ONE_TIME_TOKEN_KEY="$ONE_TIME_TOKEN_KEY") ;;
+            merchant) own+=(WEBHOOK_SECRETS_KEY="$WEBHOOK_SECRETS_KEY") ;;
             topup | withdraw)
                 own+=(PROVIDER_SANDPAY_API_KEY="$PROVIDER_SANDPAY_API_KEY"
                     PROVIDER_SANDPAY_WEBHOOK_SECRET="$PROVIDER_SANDPAY_WEBHOOK_SECRET"
                     PROVIDER_KILAT_API_KEY="$PROVIDER_KILAT_API_KEY"
                     PROVIDER_KILAT_WEBHOOK_SECRET="$PROVIDER_KILAT_WEBHOOK_SECRET") ;;
         esac
-        env -u DATABASE_URL -u CARD_CVV_KEY -u CARD_PAN_KEY -u ONE_TIME_TOKEN_KEY \
+        env -u DATABASE_URL -u CARD_CVV_KEY -u CARD_PAN_KEY -u ONE_TIME_TOKEN_KEY -u WEBHOOK_SECRETS_KEY \
             -u PROVIDER_SANDPAY_API_KEY -u PROVIDER_SANDPAY_WEBHOOK_SECRET \
             -u PROVIDER_KILAT_API_KEY -u PROVIDER_KILAT_WEBHOOK_SECRET \
             "$@" "${own[@]}" JWT_KEY_ID="$bin" JWT_SIGNING_KEY="$signing_key" \
@@ -165,7 +167,9 @@ start_platform() {
         start topup topup-service $((9105 + a)) GRPC_ADDR=127.0.0.1:$((b + 5))
         start transfer transfer-service $((9106 + a)) GRPC_ADDR=127.0.0.1:$((b + 6))
         start withdraw withdraw-service $((9107 + a)) GRPC_ADDR=127.0.0.1:$((b + 7))
-        start merchant merchant-service $((9108 + a)) GRPC_ADDR=127.0.0.1:$((b + 8))
+        # A webhook receiver on this machine (http://127.0.0.1:…) may be registered locally.
+        start merchant merchant-service $((9108 + a)) GRPC_ADDR=127.0.0.1:$((b + 8)) \
+            WEBHOOK_ALLOW_HOSTS="${WEBHOOK_ALLOW_HOSTS:-127.0.0.1}"
         start transaction transaction-service $((9109 + a)) GRPC_ADDR=127.0.0.1:$((b + 9))
         start email email-service $((9110 + a)) GRPC_ADDR=127.0.0.1:$((b + 10))
         start gateway gateway $((9100 + a)) HTTP_ADDR=127.0.0.1:$((8000 + r))

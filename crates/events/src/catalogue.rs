@@ -286,6 +286,13 @@ pub fn all() -> Vec<EventSpec> {
             "An API key was revoked."
         ),
         spec!(
+            merchant::WEBHOOK_ENDPOINT_DISABLED,
+            MERCHANT_EVENTS,
+            "merchant id",
+            of::<merchant::WebhookEndpointDisabled>,
+            "A webhook endpoint was disabled after a long run of failed deliveries (the owner is emailed)."
+        ),
+        spec!(
             merchant::DOCUMENT_SUBMITTED,
             MERCHANT_EVENTS,
             "merchant id",

@@ -347,6 +347,8 @@ pub mod merchant {
     pub const API_KEY_CREATED: &str = "merchant.api_key_created";
     /// An API key was revoked.
     pub const API_KEY_REVOKED: &str = "merchant.api_key_revoked";
+    /// A webhook endpoint was disabled after a long run of failed deliveries.
+    pub const WEBHOOK_ENDPOINT_DISABLED: &str = "merchant.webhook_endpoint_disabled";
     /// A document was submitted (or changed and sent back to review).
     pub const DOCUMENT_SUBMITTED: &str = "merchant_document.submitted";
     /// A document was approved or rejected.
@@ -384,6 +386,25 @@ pub mod merchant {
         pub prefix: String,
         /// The key a rotation replaced.
         pub replaces_key_id: Option<Uuid>,
+    }
+
+    /// Data of `merchant.webhook_endpoint_disabled`.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+    pub struct WebhookEndpointDisabled {
+        /// The merchant.
+        pub merchant_id: Uuid,
+        /// Its owner, who is told.
+        pub user_id: Uuid,
+        /// Its name.
+        pub merchant_name: String,
+        /// The endpoint.
+        pub endpoint_id: Uuid,
+        /// Its URL.
+        pub url: String,
+        /// Failed attempts in a row.
+        pub failures: i32,
+        /// What the last attempt came to.
+        pub last_error: String,
     }
 
     /// Data of document events.

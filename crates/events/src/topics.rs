@@ -108,6 +108,8 @@ pub mod groups {
     pub const SALDO_CARD_EVENTS: &str = "saldo-service.card-events";
     /// The email service.
     pub const EMAIL: &str = "email-service";
+    /// The merchant service turning platform events into webhook events.
+    pub const MERCHANT_WEBHOOKS: &str = "merchant-service.webhooks";
 }
 
 static NAMESPACE: OnceLock<String> = OnceLock::new();

@@ -20,6 +20,7 @@ pub mod pagination;
 pub mod ports;
 pub mod process;
 pub mod redis;
+pub mod sealing;
 pub mod secret;
 pub mod shutdown;
 pub mod status;

@@ -13,14 +13,9 @@
 //! Both master secrets are at least 32 bytes; the key-encryption and lookup keys are derived
 //! from `CARD_PAN_KEY` with HMAC and distinct labels.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
-use hmac::{Hmac, Mac};
+use platform::sealing::{Sealer, hmac_sha256 as hmac};
 use rand::RngCore;
-use sha2::Sha256;
 use uuid::Uuid;
-
-const NONCE_LEN: usize = 12;
 
 /// A card number as stored: the ciphertext and its wrapped data key (each `nonce ‖ sealed`).
 #[derive(Clone, Debug)]
@@ -32,7 +27,7 @@ pub struct SealedPan {
 /// The keys of the card service.
 #[derive(Clone)]
 pub struct CardKeys {
-    kek: Aes256Gcm,
+    kek: Sealer,
     lookup: [u8; 32],
     cvv: Vec<u8>,
 }
@@ -41,39 +36,6 @@ impl std::fmt::Debug for CardKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CardKeys([REDACTED])")
     }
-}
-
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    // HMAC takes keys of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().into()
-}
-
-fn seal_with(cipher: &Aes256Gcm, plaintext: &[u8], aad: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let sealed = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .map_err(|_| anyhow::anyhow!("encryption failed"))?;
-    Ok([nonce.as_slice(), &sealed].concat())
-}
-
-fn open_with(cipher: &Aes256Gcm, sealed: &[u8], aad: &[u8]) -> anyhow::Result<Vec<u8>> {
-    anyhow::ensure!(sealed.len() > NONCE_LEN, "sealed value too short");
-    let (nonce, body) = sealed.split_at(NONCE_LEN);
-    cipher
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad })
-        .map_err(|_| anyhow::anyhow!("a stored card number does not decrypt with this key"))
 }
 
 impl CardKeys {
@@ -87,9 +49,8 @@ impl CardKeys {
             cvv_secret.len() >= 32,
             "CARD_CVV_KEY must be at least 32 bytes"
         );
-        let kek = hmac(pan_secret.as_bytes(), &[b"pan-key-encryption"]);
         Ok(Self {
-            kek: Aes256Gcm::new_from_slice(&kek).map_err(|_| anyhow::anyhow!("key length"))?,
+            kek: Sealer::derived(pan_secret.as_bytes(), b"pan-key-encryption"),
             lookup: hmac(pan_secret.as_bytes(), &[b"pan-lookup"]),
             cvv: cvv_secret.as_bytes().to_vec(),
         })
@@ -104,20 +65,24 @@ impl CardKeys {
     pub fn seal(&self, card_id: Uuid, pan: &str) -> anyhow::Result<SealedPan> {
         let mut data_key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut data_key);
-        let cipher =
-            Aes256Gcm::new_from_slice(&data_key).map_err(|_| anyhow::anyhow!("key length"))?;
+        let cipher = Sealer::new(&data_key);
         Ok(SealedPan {
-            ciphertext: seal_with(&cipher, pan.as_bytes(), card_id.as_bytes())?,
-            wrapped_key: seal_with(&self.kek, &data_key, card_id.as_bytes())?,
+            ciphertext: cipher.seal(pan.as_bytes(), card_id.as_bytes())?,
+            wrapped_key: self.kek.seal(&data_key, card_id.as_bytes())?,
         })
     }
 
     /// The number of card `card_id`.
     pub fn open(&self, card_id: Uuid, sealed: &SealedPan) -> anyhow::Result<String> {
-        let data_key = open_with(&self.kek, &sealed.wrapped_key, card_id.as_bytes())?;
-        let cipher =
-            Aes256Gcm::new_from_slice(&data_key).map_err(|_| anyhow::anyhow!("key length"))?;
-        let pan = open_with(&cipher, &sealed.ciphertext, card_id.as_bytes())?;
+        let data_key: [u8; 32] = self
+            .kek
+            .open(&sealed.wrapped_key, card_id.as_bytes())
+            .map_err(|_| anyhow::anyhow!("a stored card number does not decrypt with this key"))?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("a stored data key has the wrong length"))?;
+        let pan = Sealer::new(&data_key)
+            .open(&sealed.ciphertext, card_id.as_bytes())
+            .map_err(|_| anyhow::anyhow!("a stored card number does not decrypt with this key"))?;
         String::from_utf8(pan).map_err(|_| anyhow::anyhow!("a stored card number is not text"))
     }
 

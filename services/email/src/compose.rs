@@ -248,6 +248,20 @@ impl EmailEvents {
                 )
                 .await?
             }
+            merchant::WEBHOOK_ENDPOINT_DISABLED => {
+                let w: merchant::WebhookEndpointDisabled = data(event)?;
+                self.to_user(
+                    w.user_id,
+                    "webhook_disabled",
+                    json!({
+                        "merchant": w.merchant_name,
+                        "url": w.url,
+                        "failures": w.failures,
+                        "last_error": w.last_error,
+                    }),
+                )
+                .await?
+            }
             merchant::DOCUMENT_REVIEWED => {
                 let d: merchant::DocumentData = data(event)?;
                 self.to_user(

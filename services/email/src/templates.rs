@@ -88,6 +88,14 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../templates/merchant_status.html"),
     ),
     (
+        "webhook_disabled.txt",
+        include_str!("../templates/webhook_disabled.txt"),
+    ),
+    (
+        "webhook_disabled.html",
+        include_str!("../templates/webhook_disabled.html"),
+    ),
+    (
         "document_reviewed.txt",
         include_str!("../templates/document_reviewed.txt"),
     ),
@@ -175,7 +183,8 @@ mod tests {
             "card": "**** 1", "to_card": "**** 2", "method": "bca", "reason": "", "id": "1",
             "merchant": "Shop <b>", "description": "", "failure": "", "payment_id": "2",
             "status": "active", "previous": "pending", "document_type": "tax_id", "note": "",
-            "new_email": "ann@example.com",
+            "new_email": "ann@example.com", "url": "https://shop.example/hooks", "failures": 20,
+            "last_error": "the endpoint answered HTTP 500",
         });
         for name in [
             "verify_email",
@@ -191,6 +200,7 @@ mod tests {
             "merchant_applied",
             "merchant_status",
             "document_reviewed",
+            "webhook_disabled",
         ] {
             let rendered = templates.render(name, &context).unwrap();
             assert!(!rendered.subject.is_empty(), "{name}");

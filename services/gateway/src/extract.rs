@@ -9,6 +9,45 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+/// The largest body [`ApiJson`] reads (the router puts the configured one in every request).
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
+const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// What an oversized body is still read (and dropped) up to before the connection is closed.
+/// NGINX passes at most 1 MiB; answering before it has sent the whole body would make it
+/// report the 413 as a 502.
+const DRAIN_LIMIT: usize = 2 * 1024 * 1024;
+
+/// The body, at most `limit` bytes; a larger one is read to its end (up to [`DRAIN_LIMIT`])
+/// and refused with 413.
+async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::invalid_field("body", "could not be read"))?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+        if seen <= limit {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_argument",
+            "PAYLOAD_TOO_LARGE",
+            format!("the request body is larger than {limit} bytes"),
+        ));
+    }
+    Ok(Bytes::from(bytes))
+}
+
 /// A JSON body deserialised with field-precise errors.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
@@ -54,7 +93,7 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -72,18 +111,11 @@ where
                 "the body must be JSON with content-type application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "invalid_argument",
-                    "PAYLOAD_TOO_LARGE",
-                    "the request body is too large",
-                )
-            } else {
-                ApiError::invalid_field("body", "could not be read")
-            }
-        })?;
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(DEFAULT_BODY_LIMIT, |l| l.0);
+        let bytes = read_body(req.into_body(), limit).await?;
         let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize(&mut deserializer) {
             Ok(value) => Ok(Self(value)),

@@ -23,6 +23,7 @@ use platform::shutdown::Shutdown;
 use proto::card::v1::card_service_client::CardServiceClient;
 use proto::merchant::v1::merchant_document_service_client::MerchantDocumentServiceClient;
 use proto::merchant::v1::merchant_service_client::MerchantServiceClient;
+use proto::merchant::v1::webhook_service_client::WebhookServiceClient;
 use proto::provider::v1::provider_callback_service_client::ProviderCallbackServiceClient;
 use proto::provider::v1::reconciliation_service_client::ReconciliationServiceClient;
 use proto::role::v1::role_service_client::RoleServiceClient;
@@ -147,6 +148,8 @@ pub struct AppState {
     pub transfers: TransferServiceClient<Channel>,
     pub merchants: MerchantServiceClient<Channel>,
     pub documents: MerchantDocumentServiceClient<Channel>,
+    /// Webhook endpoints and the events API (the merchant service).
+    pub webhooks: WebhookServiceClient<Channel>,
     pub transactions: TransactionServiceClient<Channel>,
     pub topup_stats: TopupStatsServiceClient<Channel>,
     pub withdraw_stats: WithdrawStatsServiceClient<Channel>,
@@ -160,7 +163,7 @@ pub fn router(state: AppState) -> Router {
     use routes::{
         adjustments, auth, balance_stats, cards, dashboard, dead_letters, merchant_documents,
         merchant_keys, merchants, movements, payments, provider_callbacks, reconciliation, roles,
-        saldo, stats, users,
+        saldo, stats, users, webhooks,
     };
     // Each area registers its routes with their OpenAPI operations once; the document is
     // assembled from them here and served as built.
@@ -174,6 +177,7 @@ pub fn router(state: AppState) -> Router {
         .merge(merchants::router())
         .merge(merchant_keys::router())
         .merge(merchant_documents::router())
+        .merge(webhooks::router())
         .merge(payments::router())
         .merge(stats::router())
         .merge(balance_stats::router())
@@ -249,6 +253,7 @@ pub fn router(state: AppState) -> Router {
             .into_response()
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::Extension(extract::BodyLimit(body_limit)))
         .layer(axum::middleware::from_fn(middleware::observe))
 }
 
@@ -290,7 +295,8 @@ impl Application {
             transfers: TransferServiceClient::new(transfer_channel.clone()),
             transfer_stats: TransferStatsServiceClient::new(transfer_channel),
             merchants: MerchantServiceClient::new(merchant_channel.clone()),
-            documents: MerchantDocumentServiceClient::new(merchant_channel),
+            documents: MerchantDocumentServiceClient::new(merchant_channel.clone()),
+            webhooks: WebhookServiceClient::new(merchant_channel),
             transactions: TransactionServiceClient::new(transaction_channel.clone()),
             payment_stats: PaymentStatsServiceClient::new(transaction_channel),
             config: Arc::new(config),

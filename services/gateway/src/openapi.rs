@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
     balance_stats, cards, dashboard, dead_letters, merchant_documents, merchant_keys,
-    merchant_views, merchants, money_views, movements, payments, stats, views,
+    merchant_views, merchants, money_views, movements, payments, stats, views, webhooks,
 };
 
 struct BearerAuth;
@@ -65,11 +65,16 @@ impl Modify for BearerAuth {
         balance_stats::BalanceComparisonView, dashboard::DashboardView,
         dead_letters::DeadLetterView, dead_letters::DeadLetterList,
         dead_letters::DeadLetterOutcome, dead_letters::ReplayRequest, dead_letters::PurgeRequest,
+        webhooks::WebhookEndpointView, webhooks::CreatedWebhookEndpointView,
+        webhooks::WebhookEndpointList, webhooks::EventView, webhooks::EventPage,
+        webhooks::AttemptView, webhooks::DeliveryView, webhooks::DeliveryList,
+        webhooks::EndpointBody, webhooks::UpdateEndpointBody, webhooks::RotateSecretBody,
+        webhooks::ResendBody,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "providers"), (name = "users"), (name = "roles"), (name = "cards"), (name = "saldo"),
         (name = "topups"), (name = "withdraws"), (name = "transfers"), (name = "merchants"),
         (name = "merchant documents"), (name = "payments"), (name = "statistics"),
-        (name = "events"))
+        (name = "events"), (name = "webhooks"))
 )]
 pub struct ApiDoc;

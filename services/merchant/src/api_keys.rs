@@ -39,7 +39,8 @@ pub fn hash_key(key: &str) -> Vec<u8> {
 }
 
 impl Merchants {
-    async fn owned_for_keys(
+    /// The merchant, if `caller` owns it or holds `permission`, and it is not trashed.
+    pub(crate) async fn owned_for_change(
         &self,
         conn: &mut PgConnection,
         caller: &Principal,
@@ -89,7 +90,7 @@ impl Merchants {
     ) -> Result<(ApiKeyRow, String), MerchantError> {
         let mut tx = self.pool.begin().await?;
         let merchant = self
-            .owned_for_keys(&mut tx, caller, merchant_id, MERCHANTS_WRITE)
+            .owned_for_change(&mut tx, caller, merchant_id, MERCHANTS_WRITE)
             .await?;
         let created = Self::insert_key(&mut tx, &merchant, None).await?;
         tx.commit().await?;
@@ -115,7 +116,7 @@ impl Merchants {
         }
         let mut tx = self.pool.begin().await?;
         let merchant = self
-            .owned_for_keys(&mut tx, caller, merchant_id, MERCHANTS_WRITE)
+            .owned_for_change(&mut tx, caller, merchant_id, MERCHANTS_WRITE)
             .await?;
         let old = repo::key_for_update(&mut *tx, key_id, merchant_id)
             .await?

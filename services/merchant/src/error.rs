@@ -44,6 +44,18 @@ pub enum MerchantError {
     /// Permanent delete of a merchant whose settlement account holds money.
     #[error("the merchant's settlement account still holds {0} minor units")]
     HasBalance(i64),
+    /// No such webhook endpoint on this merchant.
+    #[error("webhook endpoint not found")]
+    EndpointNotFound,
+    /// No such webhook event of this merchant (or older than 30 days).
+    #[error("event not found")]
+    EventNotFound,
+    /// A re-send to a disabled endpoint.
+    #[error("the webhook endpoint is disabled; enable it first")]
+    EndpointDisabled,
+    /// The merchant has as many endpoints as allowed.
+    #[error("a merchant may have at most {0} webhook endpoints")]
+    TooManyEndpoints(i64),
     /// Unknown API key.
     #[error("invalid API key")]
     InvalidKey,
@@ -71,16 +83,21 @@ impl DomainError for MerchantError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::Invalid(_) => ErrorKind::InvalidArgument,
-            Self::NotFound | Self::DocumentNotFound | Self::KeyNotFound | Self::UserNotFound => {
-                ErrorKind::NotFound
-            }
+            Self::NotFound
+            | Self::DocumentNotFound
+            | Self::KeyNotFound
+            | Self::UserNotFound
+            | Self::EndpointNotFound
+            | Self::EventNotFound => ErrorKind::NotFound,
             Self::NameTaken => ErrorKind::AlreadyExists,
             Self::InvalidTransition { .. }
             | Self::Trashed
             | Self::AlreadyReviewed(_)
             | Self::KeyNotActive(_)
             | Self::NotTrashed(_)
-            | Self::HasBalance(_) => ErrorKind::FailedPrecondition,
+            | Self::HasBalance(_)
+            | Self::EndpointDisabled
+            | Self::TooManyEndpoints(_) => ErrorKind::FailedPrecondition,
             Self::InvalidKey | Self::KeyRevoked | Self::KeyExpired => ErrorKind::Unauthenticated,
             Self::Auth(e) => e.kind(),
             Self::Upstream(..) => ErrorKind::Unavailable,
@@ -102,6 +119,10 @@ impl DomainError for MerchantError {
             Self::KeyNotActive(_) => "API_KEY_NOT_ACTIVE",
             Self::NotTrashed(_) => "NOT_TRASHED",
             Self::HasBalance(_) => "MERCHANT_HAS_BALANCE",
+            Self::EndpointNotFound => "WEBHOOK_ENDPOINT_NOT_FOUND",
+            Self::EventNotFound => "EVENT_NOT_FOUND",
+            Self::EndpointDisabled => "WEBHOOK_ENDPOINT_DISABLED",
+            Self::TooManyEndpoints(_) => "TOO_MANY_WEBHOOK_ENDPOINTS",
             Self::InvalidKey => "INVALID_API_KEY",
             Self::KeyRevoked => "API_KEY_REVOKED",
             Self::KeyExpired => "API_KEY_EXPIRED",

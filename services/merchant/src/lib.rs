@@ -9,6 +9,7 @@ pub mod error;
 pub mod grpc;
 pub mod repo;
 pub mod service;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 
@@ -18,6 +19,7 @@ use platform::process::Foundation;
 use platform::shutdown::Shutdown;
 use proto::merchant::v1::merchant_document_service_server::MerchantDocumentServiceServer;
 use proto::merchant::v1::merchant_service_server::MerchantServiceServer;
+use proto::merchant::v1::webhook_service_server::WebhookServiceServer;
 use proto::saldo::v1::saldo_service_client::SaldoServiceClient;
 use proto::user::v1::user_service_client::UserServiceClient;
 
@@ -50,6 +52,8 @@ pub struct Config {
     pub saldo_service_url: String,
     /// Settlement currencies merchants may choose (`MERCHANT_CURRENCIES`).
     pub currencies: Vec<String>,
+    /// Webhook endpoints, intake and delivery (`WEBHOOK_*`).
+    pub webhooks: webhooks::WebhookConfig,
 }
 
 impl Config {
@@ -73,6 +77,7 @@ impl Config {
                 .into_iter()
                 .map(|c| c.to_uppercase())
                 .collect(),
+            webhooks: webhooks::WebhookConfig::from_env()?,
         })
     }
 }
@@ -87,6 +92,9 @@ pub struct Application {
     base: Foundation,
     merchants: service::Merchants,
     relay: events::OutboxRelay,
+    webhooks: webhooks::endpoints::Webhooks,
+    intake: events::Consumer<webhooks::intake::Intake>,
+    deliverer: webhooks::delivery::Deliverer,
 }
 
 impl Application {
@@ -108,14 +116,37 @@ impl Application {
         );
         events::topics::ensure_best_effort(&common.kafka_brokers).await;
         let relay = events::OutboxRelay::new(
-            pool,
+            pool.clone(),
             events::outbox::producer(&common.kafka_brokers)?,
             SCHEMA,
         );
+        let hooks = &config.webhooks;
+        let secrets = webhooks::secrets::SecretBox::new(hooks.secrets_key.expose())?;
+        let webhooks = webhooks::endpoints::Webhooks::new(
+            merchants.clone(),
+            secrets.clone(),
+            hooks.allow_hosts.clone(),
+        );
+        let mut intake = events::ConsumerConfig::new(
+            &common.kafka_brokers,
+            &hooks.group,
+            &[
+                events::topics::TRANSACTION_EVENTS,
+                events::topics::MERCHANT_EVENTS,
+                events::topics::SALDO_EVENTS,
+            ],
+        );
+        // Events of different payments and accounts are independent (one lane per key).
+        intake.concurrency = 4;
+        let intake = events::Consumer::new(intake, pool.clone(), webhooks::intake::Intake)?;
+        let deliverer = webhooks::delivery::Deliverer::new(pool, secrets, hooks.clone())?;
         Ok(Self {
             base,
             merchants,
             relay,
+            webhooks,
+            intake,
+            deliverer,
         })
     }
 
@@ -133,15 +164,25 @@ impl Application {
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let documents = documents::Documents::new(self.merchants.clone());
         let routes = tonic::service::Routes::new(MerchantServiceServer::new(
-            grpc::MerchantHandlers::new(self.merchants),
+            grpc::MerchantHandlers::new(self.merchants.clone()),
         ))
         .add_service(MerchantDocumentServiceServer::new(
             grpc::DocumentHandlers::new(documents),
+        ))
+        .add_service(WebhookServiceServer::new(
+            webhooks::grpc::WebhookHandlers::new(self.webhooks, self.merchants),
         ));
-        let tasks = vec![platform::process::task(
-            "outbox relay",
-            self.relay.run(shutdown.clone()),
-        )];
+        let tasks = vec![
+            platform::process::task("outbox relay", self.relay.run(shutdown.clone())),
+            platform::process::fallible_task(
+                "webhook intake consumer",
+                self.intake.run(shutdown.clone()),
+            ),
+            platform::process::task(
+                "webhook delivery worker",
+                self.deliverer.run(shutdown.clone()),
+            ),
+        ];
         self.base
             .serve("merchant service", routes, tasks, shutdown)
             .await

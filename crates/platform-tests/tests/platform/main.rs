@@ -13,3 +13,4 @@ mod providers;
 mod replicas;
 mod seed;
 mod stats;
+mod webhooks;

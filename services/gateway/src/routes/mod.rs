@@ -23,6 +23,7 @@ pub mod saldo;
 pub mod stats;
 pub mod users;
 pub mod views;
+pub mod webhooks;
 
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};

@@ -176,6 +176,11 @@ impl Platform {
         }
     }
 
+    /// How many replicas of every service run.
+    pub fn replica_count(&self) -> usize {
+        self.replicas.len()
+    }
+
     /// Stops replica `index`'s every service at once (as a node lost), the others serving on.
     pub fn stop_replica(&self, index: usize) {
         self.replicas[index].trigger();
@@ -199,6 +204,7 @@ struct Groups {
     saldo_stats: String,
     payment_stats: String,
     email: String,
+    merchant_webhooks: String,
     movement_stats: [String; 3],
 }
 
@@ -210,6 +216,7 @@ impl Groups {
             saldo_stats: testkit::unique("saldo-stats"),
             payment_stats: testkit::unique("payment-stats"),
             email: testkit::unique("email"),
+            merchant_webhooks: testkit::unique("merchant-webhooks"),
             movement_stats: std::array::from_fn(|_| testkit::unique("movement-stats")),
         }
     }
@@ -329,6 +336,7 @@ async fn boot_replica(shared: &Shared, options: &Options) -> Replica {
         user_service_url: user_url.clone(),
         saldo_service_url: saldo_url.clone(),
         currencies: vec!["IDR".into(), "USD".into()],
+        webhooks: webhook_config(&groups.merchant_webhooks, options),
     })
     .await
     .unwrap();

@@ -12,6 +12,7 @@ pub mod boot;
 pub mod client;
 pub mod contract;
 pub mod fixtures;
+pub mod receiver;
 
 pub use boot::{Platform, common};
 pub use client::{email, token_in_mail};
@@ -66,6 +67,11 @@ pub struct Options {
     pub dead_letter_topic: Option<String>,
     /// Replicas of every service and of the gateway (`REPLICAS`, default 1).
     pub replicas: usize,
+    /// Failed webhook attempts in a row that disable an endpoint (tests of other things
+    /// never reach it).
+    pub webhook_disable_after_failures: u32,
+    /// Time a webhook receiver has to answer.
+    pub webhook_timeout: Duration,
 }
 
 impl Default for Options {
@@ -84,7 +90,25 @@ impl Default for Options {
                 .ok()
                 .and_then(|r| r.parse().ok())
                 .unwrap_or(1),
+            webhook_disable_after_failures: 10_000,
+            webhook_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+/// Webhook settings of a test platform: the test's receivers listen on 127.0.0.1 over plain
+/// HTTP (allowed for that host only), and retries come after a second or two, not hours.
+pub fn webhook_config(group: &str, options: &Options) -> merchant_service::webhooks::WebhookConfig {
+    merchant_service::webhooks::WebhookConfig {
+        group: group.to_owned(),
+        secrets_key: platform::Secret::new("webhook-secrets-key-of-the-test-platforms".to_owned()),
+        retry_schedule: merchant_service::webhooks::parse_schedule("0.5,1,1,1.5,2,2,2,2,2,2")
+            .unwrap(),
+        disable_after_failures: options.webhook_disable_after_failures,
+        disable_after: Duration::ZERO,
+        allow_hosts: vec!["127.0.0.1".to_owned()],
+        timeout: options.webhook_timeout,
+        poll_interval: Duration::from_millis(100),
     }
 }
 
