@@ -15,8 +15,10 @@
 //!
 //! A partition this consumer owns (or any partition, while it owns none) that has unread
 //! messages and whose committed offset has not moved for [`MonitorConfig::stall_after`] makes
-//! the consumer *stalled*: the process reports not ready (`/readyz`) with the reason, and logs
-//! it. If at that moment the loop is not busy with a message (it waits on the broker that has
+//! the consumer *stalled* — unless its lanes are busy and kept finishing messages within that
+//! time: then it is *behind* (saturated: a partition waits its turn), which is logged and shown
+//! (`"state": "behind"`) but leaves readiness alone; the lag metrics and alerts measure it. A
+//! stalled consumer's process reports not ready (`/readyz`) with the reason, and logs it. If at that moment the loop is not busy with a message (it waits on the broker that has
 //! messages for it), the session is broken — a lost assignment, a group that never resumed —
 //! and the monitor asks the loop to rebuild its Kafka consumer, which rejoins the group. An
 //! idle consumer whose lag cannot be measured for as long is rebuilt too (without touching
@@ -30,7 +32,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use platform::shutdown::Shutdown;
@@ -65,12 +67,15 @@ impl Default for MonitorConfig {
 pub(crate) struct LoopState {
     /// Per lane: Unix ms since which it has been handling one message (0: waiting).
     busy_since_ms: Vec<AtomicI64>,
+    /// Messages the lanes finished, all together.
+    finished: AtomicU64,
 }
 
 impl LoopState {
     pub(crate) fn new(lanes: usize) -> Self {
         Self {
             busy_since_ms: (0..lanes).map(|_| AtomicI64::new(0)).collect(),
+            finished: AtomicU64::new(0),
         }
     }
 
@@ -80,10 +85,12 @@ impl LoopState {
         }
     }
 
-    pub(crate) fn idle(&self, lane: usize) {
+    /// The lane finished `count` messages and waits for more.
+    pub(crate) fn idle(&self, lane: usize, count: u64) {
         if let Some(since) = self.busy_since_ms.get(lane) {
             since.store(0, Ordering::Relaxed);
         }
+        self.finished.fetch_add(count, Ordering::Relaxed);
     }
 
     /// How long the longest-running message in hand has been handled; `None` when every lane
@@ -147,6 +154,11 @@ impl Monitor {
         // Per partition: the last position seen and since when it has not moved.
         let mut seen: HashMap<(String, i32), (i64, Instant)> = HashMap::new();
         let mut last_rebuild_request = Instant::now();
+        // When the lanes last finished a message: a consumer that keeps finishing messages
+        // while a partition waits is behind (saturated), not stalled.
+        let mut progress = (self.state.finished.load(Ordering::Relaxed), Instant::now());
+        let mut was_behind = false;
+        let mut previous_finished = progress.0;
         let mut unmeasured_since: Option<Instant> = None;
         loop {
             tokio::select! {
@@ -211,6 +223,36 @@ impl Monitor {
             }
             self.export(&partitions);
             let busy_for = self.state.busy_for();
+            let finished = self.state.finished.load(Ordering::Relaxed);
+            if finished != progress.0 {
+                progress = (finished, now);
+            }
+            let recently_finished = finished.saturating_sub(previous_finished);
+            previous_finished = finished;
+            let progressing = now.duration_since(progress.1) < self.config.stall_after;
+            // Busy and finishing messages, one partition waiting its turn: behind, not stuck.
+            // Readiness stays; the lag metrics and alerts say how far behind.
+            let behind = match (stalled.take(), busy_for) {
+                (Some((what, _)), Some(_)) if progressing => Some(format!(
+                    "group {}: {what}, while the consumer keeps finishing messages \
+                         ({} in the last {} s): it is behind, not stalled",
+                    self.group,
+                    recently_finished,
+                    self.config.interval.as_secs()
+                )),
+                (other, _) => {
+                    stalled = other;
+                    None
+                }
+            };
+            if let Some(behind) = &behind {
+                if !was_behind {
+                    tracing::warn!(group = %self.group, reason = %behind, "consumer behind");
+                }
+                was_behind = true;
+            } else {
+                was_behind = false;
+            }
             let reason = stalled.as_ref().map(|(what, _)| match busy_for {
                 Some(busy) => format!(
                     "group {}: {what}; the handler has been on one message for {} s",
@@ -233,7 +275,7 @@ impl Monitor {
                 .set(if reason.is_some() { 1.0 } else { 0.0 });
             metrics::gauge!("kafka_consumer_lag_checked_seconds", "group" => self.group.clone())
                 .set(chrono::Utc::now().timestamp() as f64);
-            self.report(&partitions, reason, busy_for);
+            self.report(&partitions, reason, behind, busy_for);
         }
     }
 
@@ -262,6 +304,7 @@ impl Monitor {
         &self,
         partitions: &[PartitionLag],
         reason: Option<String>,
+        behind: Option<String>,
         busy_for: Option<Duration>,
     ) {
         let lag: i64 = partitions.iter().map(PartitionLag::lag).sum();
@@ -271,10 +314,11 @@ impl Monitor {
             .filter_map(|p| p.oldest_age)
             .max()
             .unwrap_or_default();
-        let state = match (&reason, lag) {
-            (Some(_), _) => "stalled",
-            (None, 0) => "caught up",
-            (None, _) => "consuming",
+        let state = match (&reason, &behind, lag) {
+            (Some(_), _, _) => "stalled",
+            (None, Some(_), _) => "behind",
+            (None, None, 0) => "caught up",
+            (None, None, _) => "consuming",
         };
         let detail = json!({
             "group": self.group,
@@ -284,6 +328,7 @@ impl Monitor {
             "lag_seconds": oldest.as_secs_f64(),
             "assigned_partitions": partitions.iter().filter(|p| p.assigned).count(),
             "handling_message_for_seconds": busy_for.map(|d| d.as_secs()),
+            "behind": behind,
             "partitions": partitions.iter().filter(|p| p.lag() > 0).map(|p| json!({
                 "topic": crate::topics::logical(&p.topic),
                 "partition": p.partition,

@@ -1,15 +1,17 @@
 //! The outbox relay and the idempotent consumer against real PostgreSQL and the broker:
 //! every event is applied exactly once, also across a consumer restart mid-stream and a relay
-//! that crashed after publishing but before marking rows sent.
+//! that crashed after publishing but before marking rows sent, and with batches.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use events::{Consumer, ConsumerConfig};
+use events::{Consumer, ConsumerConfig, Envelope, EventHandler, HandlerError};
 use platform::shutdown::Shutdown;
 use rdkafka::Message;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 mod common;
 
@@ -258,4 +260,86 @@ async fn a_shutdown_during_retries_leaves_the_event_to_be_delivered_again() {
     .await;
     second.trigger();
     running.await.unwrap().unwrap();
+}
+
+/// Fails (retryably) the first time it sees each of `fail_once`; records the transaction each
+/// event was applied in.
+#[derive(Clone)]
+struct Batched {
+    fail_once: Arc<Mutex<HashSet<i32>>>,
+}
+
+impl EventHandler for Batched {
+    async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> Result<(), HandlerError> {
+        let seq = event.data["seq"].as_i64().unwrap() as i32;
+        if self.fail_once.lock().unwrap().remove(&seq) {
+            return Err(HandlerError::Retryable(anyhow::anyhow!(
+                "seq {seq} fails once"
+            )));
+        }
+        sqlx::query("INSERT INTO effects (event_id, seq) VALUES ($1, $2)")
+            .bind(event.id)
+            .bind(seq)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("INSERT INTO applied_in (seq, tx) VALUES ($1, txid_current())")
+            .bind(seq)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Batches: a lane applies what it has queued in one transaction; an event failing inside a
+/// batch rolls the batch back and its events are applied one by one; in the end every event
+/// is applied once, each subject in order, in far fewer transactions than events.
+#[tokio::test]
+async fn batches_apply_every_event_once_in_order_in_few_transactions() {
+    let (pool, topic) = setup().await;
+    sqlx::raw_sql("CREATE TABLE applied_in (seq INT NOT NULL, tx BIGINT NOT NULL);")
+        .execute(&pool)
+        .await
+        .unwrap();
+    enqueue(&pool, &topic, 300).await;
+    while relay(&pool).relay_once().await.unwrap() > 0 {}
+    let group = testkit::unique("group");
+    let mut config = common::config(&testkit::kafka_brokers(), &topic, &group).batched(32);
+    config.concurrency = 2;
+    let handler = Batched {
+        fail_once: Arc::new(Mutex::new([77, 150, 299].into_iter().collect())),
+    };
+    let stop = Shutdown::new();
+    let running = tokio::spawn(
+        Consumer::new(config, pool.clone(), handler.clone())
+            .unwrap()
+            .run(stop.clone()),
+    );
+    testkit::eventually(Duration::from_secs(60), "all events consumed", || async {
+        (effect_counts(&pool).await.1 == 300).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.trigger();
+    running.await.unwrap().unwrap();
+    assert_eq!(effect_counts(&pool).await, (300, 300), "each event once");
+    assert!(
+        handler.fail_once.lock().unwrap().is_empty(),
+        "each failure happened"
+    );
+    for (subject, seqs) in common::applied_per_subject(&pool).await.iter().enumerate() {
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            seqs, &sorted,
+            "subject thing-{subject} applied out of order"
+        );
+    }
+    let (transactions,): (i64,) = sqlx::query_as("SELECT count(DISTINCT tx) FROM applied_in")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        transactions < 150,
+        "300 events in {transactions} transactions: batched"
+    );
 }

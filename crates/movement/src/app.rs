@@ -149,7 +149,8 @@ impl Application {
                 &common.kafka_brokers,
                 &config.stats_group,
                 &[kind.topic()],
-            ),
+            )
+            .batched(events::consumer::STATS_BATCH),
             base.pool.clone(),
             crate::stats::StatsEvents {
                 kind,

@@ -136,8 +136,10 @@ impl Application {
                 events::topics::SALDO_EVENTS,
             ],
         );
-        // Events of different payments and accounts are independent (one lane per key).
+        // Events of different payments and accounts are independent (one lane per key); the
+        // intake writes only to this schema, so a lane applies what it has queued at once.
         intake.concurrency = 4;
+        intake.batch_size = 32;
         let intake = events::Consumer::new(intake, pool.clone(), webhooks::intake::Intake)?;
         let deliverer = webhooks::delivery::Deliverer::new(pool, secrets, hooks.clone())?;
         Ok(Self {

@@ -121,7 +121,8 @@ impl Application {
                 &common.kafka_brokers,
                 &config.stats_group,
                 &[events::topics::SALDO_EVENTS],
-            ),
+            )
+            .batched(events::consumer::STATS_BATCH),
             pool.clone(),
             balance_stats::BalanceEvents {
                 time_zone: config.stats_time_zone.clone(),

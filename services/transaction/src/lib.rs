@@ -157,7 +157,8 @@ impl Application {
                 &common.kafka_brokers,
                 &config.stats_group,
                 &[events::topics::TRANSACTION_EVENTS],
-            ),
+            )
+            .batched(events::consumer::STATS_BATCH),
             base.pool.clone(),
             stats::PaymentStatsEvents {
                 time_zone: config.stats_time_zone.clone(),

@@ -55,8 +55,8 @@ async fn funded_card(p: &Platform, admin: &str, amount: i64) -> Card {
     card
 }
 
-/// A payment of `amount`; retried with its idempotency key while the platform answers 503
-/// (a replica just stopped), as a client should.
+/// A payment of `amount`; retried with its idempotency key while the platform answers 502,
+/// 503 or 504 (a replica just stopped mid-request), as a client should.
 async fn pay(p: &Platform, api_key: &str, card: &Card, amount: i64) -> String {
     let idempotency_key = key();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -64,7 +64,11 @@ async fn pay(p: &Platform, api_key: &str, card: &Card, amount: i64) -> String {
         let (status, payment, _) = p
             .pay(api_key, &idempotency_key, payment_body(card, amount))
             .await;
-        if status != StatusCode::SERVICE_UNAVAILABLE || tokio::time::Instant::now() > deadline {
+        let retry = matches!(
+            status,
+            StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+        );
+        if !retry || tokio::time::Instant::now() > deadline {
             assert_eq!(status, StatusCode::CREATED, "{payment}");
             return payment["id"].as_str().unwrap().to_owned();
         }
