@@ -377,23 +377,8 @@ impl<H: EventHandler> Consumer<H> {
             let mut tx = self.pool.begin().await?;
             let mut outcomes = Vec::with_capacity(envelopes.len());
             for envelope in &envelopes {
-                let inserted = sqlx::query(
-                    "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(&self.config.group)
-                .bind(envelope.id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if inserted == 1 {
-                    self.handler.handle(&mut tx, envelope).await?;
-                }
-                outcomes.push(if inserted == 1 {
-                    "processed"
-                } else {
-                    "duplicate"
-                });
+                let duplicate = self.record_and_handle(&mut tx, envelope).await?;
+                outcomes.push(if duplicate { "duplicate" } else { "processed" });
             }
             tx.commit().await?;
             Ok::<_, HandlerError>(outcomes)
@@ -512,20 +497,33 @@ impl<H: EventHandler> Consumer<H> {
     /// Applies the event once; returns whether it had already been processed.
     async fn apply(&self, envelope: &Envelope) -> Result<bool, HandlerError> {
         let mut tx = self.pool.begin().await?;
+        let duplicate = self.record_and_handle(&mut tx, envelope).await?;
+        if !duplicate {
+            tx.commit().await?;
+        }
+        Ok(duplicate)
+    }
+
+    /// In `conn`'s transaction: records the event as processed and applies its effect, or
+    /// returns true (and does nothing) when it had been processed before.
+    async fn record_and_handle(
+        &self,
+        conn: &mut PgConnection,
+        envelope: &Envelope,
+    ) -> Result<bool, HandlerError> {
         let inserted = sqlx::query(
             "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)
              ON CONFLICT DO NOTHING",
         )
         .bind(&self.config.group)
         .bind(envelope.id)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?
         .rows_affected();
         if inserted == 0 {
             return Ok(true);
         }
-        self.handler.handle(&mut tx, envelope).await?;
-        tx.commit().await?;
+        self.handler.handle(conn, envelope).await?;
         Ok(false)
     }
 

@@ -5,7 +5,6 @@
 use chrono::Utc;
 use events::payloads::merchant as ev;
 use events::{Envelope, topics};
-use platform::FieldViolation;
 use platform::auth::Principal;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -21,8 +20,6 @@ use crate::service::{
 /// Keys look like `mk_<48 hex chars>`; the prefix shown in lists is its first 11 characters.
 const KEY_PREFIX: &str = "mk_";
 const SHOWN_PREFIX_LEN: usize = 11;
-const DEFAULT_OVERLAP_SECS: u32 = 86_400;
-const MAX_OVERLAP_SECS: u32 = 604_800;
 
 /// A fresh key and its stored hash.
 fn generate_key() -> (String, Vec<u8>) {
@@ -106,14 +103,7 @@ impl Merchants {
         key_id: Uuid,
         overlap: Option<u32>,
     ) -> Result<(ApiKeyRow, String), MerchantError> {
-        let overlap = overlap.unwrap_or(DEFAULT_OVERLAP_SECS);
-        if overlap > MAX_OVERLAP_SECS {
-            return Err(FieldViolation::new(
-                "overlap_seconds",
-                format!("must be at most {MAX_OVERLAP_SECS} (7 days)"),
-            )
-            .into());
-        }
+        let overlap = crate::service::overlap_seconds(overlap)?;
         let mut tx = self.pool.begin().await?;
         let merchant = self
             .owned_for_change(&mut tx, caller, merchant_id, MERCHANTS_WRITE)

@@ -34,6 +34,22 @@ pub const MERCHANTS_DELETE: &str = "merchants.delete";
 pub const MERCHANTS_AUTHENTICATE: &str = "merchants.authenticate";
 
 pub(crate) const SOURCE: &str = "merchant-service";
+
+const DEFAULT_OVERLAP_SECS: u32 = 86_400;
+const MAX_OVERLAP_SECS: u32 = 604_800;
+
+/// A rotation's overlap (an API key's, a webhook secret's): how long the old one keeps
+/// working; default a day, at most 7 days, 0 = it ends now.
+pub(crate) fn overlap_seconds(requested: Option<u32>) -> Result<u32, FieldViolation> {
+    let overlap = requested.unwrap_or(DEFAULT_OVERLAP_SECS);
+    if overlap > MAX_OVERLAP_SECS {
+        return Err(FieldViolation::new(
+            "overlap_seconds",
+            format!("must be at most {MAX_OVERLAP_SECS} (7 days)"),
+        ));
+    }
+    Ok(overlap)
+}
 const CALL_DEADLINE: Duration = Duration::from_secs(5);
 
 platform::text_enum! {

@@ -16,8 +16,6 @@ use crate::service::{MERCHANTS_READ, MERCHANTS_WRITE, Merchants};
 
 /// Endpoints a merchant may have.
 const MAX_ENDPOINTS: i64 = 16;
-const DEFAULT_OVERLAP_SECS: u32 = 86_400;
-const MAX_OVERLAP_SECS: u32 = 604_800;
 
 /// An endpoint as stored (never its secret).
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -425,14 +423,7 @@ impl Webhooks {
         endpoint_id: Uuid,
         overlap: Option<u32>,
     ) -> Result<(EndpointRow, String), MerchantError> {
-        let overlap = overlap.unwrap_or(DEFAULT_OVERLAP_SECS);
-        if overlap > MAX_OVERLAP_SECS {
-            return Err(FieldViolation::new(
-                "overlap_seconds",
-                format!("must be at most {MAX_OVERLAP_SECS} (7 days)"),
-            )
-            .into());
-        }
+        let overlap = crate::service::overlap_seconds(overlap)?;
         let mut tx = self.merchants.pool.begin().await?;
         self.merchant(&mut tx, caller, merchant_id, MERCHANTS_WRITE)
             .await?;

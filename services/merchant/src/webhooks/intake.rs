@@ -1,7 +1,7 @@
 //! From platform events to webhook events: the consumer of the transaction, merchant and
 //! ledger topics that makes one event object per merchant-relevant platform event (its id is
-//! the platform event's id) and one delivery per enabled endpoint subscribed to its type.
-//! Both are written in the consumer's transaction, with the processed-event record, and
+//! the platform event's id) and one delivery per enabled endpoint subscribed to its type that
+//! existed when the event happened (however late this consumer sees it). Both are written in the consumer's transaction, with the processed-event record, and
 //! under unique keys: a message Kafka delivers twice makes nothing twice.
 //!
 //! The data merchants receive is theirs to see: a payment's amount, status, method and masked
@@ -169,6 +169,9 @@ impl EventHandler for Intake {
                  FROM e, webhook_endpoints w
                  WHERE w.merchant_id = $2 AND w.enabled
                    AND ($3 = ANY (w.event_types) OR '*' = ANY (w.event_types))
+                   -- what happened before the endpoint existed is not sent to it, however
+                   -- late this consumer sees it
+                   AND w.created_at <= $7
                  ORDER BY w.id
                  ON CONFLICT DO NOTHING RETURNING id)
              SELECT (SELECT count(*) FROM d) FROM e",
