@@ -229,7 +229,9 @@ stop_platform() {
 # DATABASE_NAME and fresh Kafka storage under STATE_DIR; everything stops when the script ends.
 start_fresh_platform() {
     mkdir -p "$STATE_DIR/logs"
-    rm -rf "$STATE_DIR/kafka" "$STATE_DIR/mail"
+    # A fresh database has no movements: the providers' records of an earlier run would all
+    # be reconciliation exceptions (missing on our side), so they start afresh too.
+    rm -rf "$STATE_DIR/kafka" "$STATE_DIR/mail" "$STATE_DIR/sandbox"
     PIDS=()
     trap stop_platform INT TERM EXIT
     ensure_postgres "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"

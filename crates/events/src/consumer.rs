@@ -64,6 +64,13 @@ pub trait EventHandler: Send + Sync + 'static {
     fn order_key<'a>(&self, event: &'a Envelope) -> &'a str {
         &event.subject
     }
+
+    /// Whether the event concerns this handler at all. One that does not is passed over
+    /// without a database transaction (no processed-event record: applying it would change
+    /// nothing, so doing it twice is harmless too). Default: every event.
+    fn accepts(&self, _event: &Envelope) -> bool {
+        true
+    }
 }
 
 /// Settings of one consumer.
@@ -370,9 +377,19 @@ impl<H: EventHandler> Consumer<H> {
     async fn apply_batch(&self, batch: &[Job]) -> bool {
         let envelopes: Option<Vec<&Envelope>> =
             batch.iter().map(|job| job.envelope.as_ref().ok()).collect();
-        let Some(envelopes) = envelopes else {
+        let Some(mut envelopes) = envelopes else {
             return false;
         };
+        envelopes.retain(|envelope| {
+            let wanted = self.handler.accepts(envelope);
+            if !wanted {
+                self.count(&envelope.event_type, "skipped");
+            }
+            wanted
+        });
+        if envelopes.is_empty() {
+            return true;
+        }
         let applied = async {
             let mut tx = self.pool.begin().await?;
             let mut outcomes = Vec::with_capacity(envelopes.len());
@@ -458,6 +475,10 @@ impl<H: EventHandler> Consumer<H> {
                 }
             };
             tracing::Span::current().record("event_type", envelope.event_type.as_str());
+            if !self.handler.accepts(&envelope) {
+                self.count(&envelope.event_type, "skipped");
+                return Outcome::Done;
+            }
             let mut backoff = self.config.initial_backoff;
             for attempt in 1..=self.config.max_attempts {
                 match self.apply(&envelope).await {

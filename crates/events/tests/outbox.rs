@@ -343,3 +343,64 @@ async fn batches_apply_every_event_once_in_order_in_few_transactions() {
         "300 events in {transactions} transactions: batched"
     );
 }
+
+/// Takes only events with an even `seq`.
+#[derive(Clone)]
+struct EvenOnly(Recorder);
+
+impl EventHandler for EvenOnly {
+    async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> Result<(), HandlerError> {
+        self.0.handle(conn, event).await
+    }
+
+    fn accepts(&self, event: &Envelope) -> bool {
+        event.data["seq"].as_i64().is_some_and(|seq| seq % 2 == 0)
+    }
+}
+
+/// Events a handler does not want cost no transaction and leave no processed-event record,
+/// one at a time and in batches alike; the consumer still moves past them.
+#[tokio::test]
+async fn events_a_handler_does_not_accept_are_passed_over_without_a_transaction() {
+    let (pool, topic) = setup().await;
+    enqueue(&pool, &topic, 40).await;
+    while relay(&pool).relay_once().await.unwrap() > 0 {}
+    for batch in [1, 16] {
+        let group = testkit::unique("group");
+        sqlx::raw_sql("TRUNCATE effects")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let config = common::config(&testkit::kafka_brokers(), &topic, &group).batched(batch);
+        let stop = Shutdown::new();
+        let running = tokio::spawn(
+            Consumer::new(
+                config,
+                pool.clone(),
+                EvenOnly(Recorder::new(Duration::ZERO)),
+            )
+            .unwrap()
+            .run(stop.clone()),
+        );
+        testkit::eventually(
+            Duration::from_secs(30),
+            "the even events applied",
+            || async { (effect_counts(&pool).await == (20, 20)).then_some(()) },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.trigger();
+        running.await.unwrap().unwrap();
+        assert_eq!(effect_counts(&pool).await, (20, 20), "batch {batch}");
+        let (recorded,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM processed_events WHERE consumer = $1")
+                .bind(&group)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            recorded, 20,
+            "batch {batch}: only the accepted events are recorded"
+        );
+    }
+}
