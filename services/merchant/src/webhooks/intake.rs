@@ -153,18 +153,10 @@ pub fn webhook_event(event: &Envelope) -> Result<Option<Made>, HandlerError> {
 pub struct Intake;
 
 impl EventHandler for Intake {
-    /// Every ledger event comes by; only a merchant account's concerns merchants.
+    /// Every ledger event comes by; only what [`webhook_event`] makes an event of concerns
+    /// merchants (one that cannot be read is taken, so that it is dead-lettered).
     fn accepts(&self, event: &Envelope) -> bool {
-        match event.event_type.as_str() {
-            saldo_ev::BALANCE_CHANGED => {
-                event.data.get("merchant_id").is_some_and(|m| !m.is_null())
-            }
-            "payment.succeeded" | "payment.failed" | "refund.succeeded" | "refund.failed" => true,
-            merchant_ev::STATUS_CHANGED
-            | merchant_ev::API_KEY_CREATED
-            | merchant_ev::API_KEY_REVOKED => true,
-            _ => false,
-        }
+        webhook_event(event).map_or(true, |made| made.is_some())
     }
 
     async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> Result<(), HandlerError> {
