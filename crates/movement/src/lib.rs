@@ -37,7 +37,7 @@ pub use lifecycle::{Recorded, Status};
 pub use movements::{Movement, Movements, NewMovement};
 pub use queries::Filter;
 pub use rules::{DEFAULT_METHODS, Rules};
-pub use upstream::{CardInfo, Outcome, Rejection, Side, Upstream};
+pub use upstream::{CardInfo, Fee, HoldSettled, Outcome, Rejection, Side, Upstream};
 
 /// What [`recorded!`] expands to needs, reachable from any crate that uses it.
 #[doc(hidden)]

@@ -211,13 +211,32 @@ impl Upstream {
         description: String,
         effective_at: Option<chrono::DateTime<Utc>>,
     ) -> Result<Outcome, MovementError> {
-        let side = |s: Side| saldo_pb::AccountRef {
-            target: Some(match s {
-                Side::Card(id) => Target::CardId(id.to_string()),
-                Side::System(purpose) => Target::System(purpose),
-                Side::Merchant(id) => Target::MerchantId(id.to_string()),
-            }),
-        };
+        self.post_with_fee(
+            posting_id,
+            kind,
+            debit,
+            credit,
+            amount,
+            None,
+            description,
+            effective_at,
+        )
+        .await
+    }
+
+    /// [`Self::post`] with a fee leg (see [`Fee`]): one posting, all legs or none.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn post_with_fee(
+        &self,
+        posting_id: Uuid,
+        kind: &str,
+        debit: Side,
+        credit: Side,
+        amount: Money,
+        fee: Option<Fee>,
+        description: String,
+        effective_at: Option<chrono::DateTime<Utc>>,
+    ) -> Result<Outcome, MovementError> {
         let request = platform::grpc::outgoing(
             saldo_pb::PostRequest {
                 posting_id: posting_id.to_string(),
@@ -228,35 +247,182 @@ impl Upstream {
                 currency: amount.currency().to_string(),
                 description,
                 effective_at: effective_at.map(platform::time::to_proto),
+                fee: fee.map(Fee::to_proto),
             },
             Some(&self.bearer()?),
             DEADLINE,
         );
         match self.saldo.clone().post(request).await {
-            Ok(posting) => {
-                let posting = posting.into_inner();
-                if posting.status == PostingStatus::Posted as i32 {
-                    Ok(Outcome::Posted)
-                } else {
-                    let rejection = Rejection::from_proto(posting.rejection).ok_or_else(|| {
-                        MovementError::Internal(anyhow::anyhow!(
-                            "the ledger rejected posting {posting_id} without a known reason \
-                             ({}, {:?})",
-                            posting.rejection,
-                            posting.rejection_reason
-                        ))
-                    })?;
-                    Ok(Outcome::Rejected(rejection))
-                }
-            }
-            Err(s)
-                if s.code() == tonic::Code::NotFound
-                    && platform::error::status_reason(&s).as_deref()
-                        == Some("ACCOUNT_NOT_FOUND") =>
-            {
-                Err(MovementError::AccountNotReady)
-            }
-            Err(s) => Err(MovementError::Upstream("saldo service", s)),
+            Ok(posting) => outcome(posting_id, &posting.into_inner()),
+            Err(s) => Err(account_not_ready(s)),
         }
     }
+
+    /// Places (or replays) hold `hold_id` on `card` for `credit`: the money stays on the card
+    /// but cannot be spent until the hold is captured or released.
+    pub async fn hold(
+        &self,
+        hold_id: Uuid,
+        card: Uuid,
+        credit: Side,
+        amount: Money,
+        description: String,
+    ) -> Result<Outcome, MovementError> {
+        let request = platform::grpc::outgoing(
+            saldo_pb::HoldRequest {
+                hold_id: hold_id.to_string(),
+                debit: Some(side(Side::Card(card))),
+                credit: Some(side(credit)),
+                amount: amount.minor(),
+                currency: amount.currency().to_string(),
+                description,
+            },
+            Some(&self.bearer()?),
+            DEADLINE,
+        );
+        match self.saldo.clone().hold(request).await {
+            Ok(hold) => {
+                let hold = hold.into_inner();
+                if hold.status == "rejected" {
+                    Ok(Outcome::Rejected(
+                        Rejection::from_code(&hold.rejection_reason).ok_or_else(|| {
+                            MovementError::Internal(anyhow::anyhow!(
+                                "the ledger rejected hold {hold_id} with {:?}",
+                                hold.rejection_reason
+                            ))
+                        })?,
+                    ))
+                } else {
+                    Ok(Outcome::Posted)
+                }
+            }
+            Err(s) => Err(account_not_ready(s)),
+        }
+    }
+
+    /// Captures (or replays the capture of) hold `hold_id` for `amount`, with an optional fee
+    /// leg; the rest of the hold is released. A hold that was released or captured otherwise
+    /// is [`HoldSettled`].
+    pub async fn capture(
+        &self,
+        hold_id: Uuid,
+        amount: i64,
+        fee: Option<Fee>,
+        description: String,
+    ) -> Result<Result<Outcome, HoldSettled>, MovementError> {
+        let request = platform::grpc::outgoing(
+            saldo_pb::CaptureHoldRequest {
+                hold_id: hold_id.to_string(),
+                amount,
+                fee: fee.map(Fee::to_proto),
+                description,
+            },
+            Some(&self.bearer()?),
+            DEADLINE,
+        );
+        match self.saldo.clone().capture_hold(request).await {
+            Ok(posting) => Ok(Ok(outcome(hold_id, &posting.into_inner())?)),
+            Err(s) => hold_settled(s).map(Err),
+        }
+    }
+
+    /// Releases (or replays the release of) hold `hold_id`; `reason` is voided, cancelled or
+    /// expired. A captured hold is [`HoldSettled`].
+    pub async fn release(
+        &self,
+        hold_id: Uuid,
+        reason: &str,
+    ) -> Result<Result<(), HoldSettled>, MovementError> {
+        let request = platform::grpc::outgoing(
+            saldo_pb::ReleaseHoldRequest {
+                hold_id: hold_id.to_string(),
+                reason: reason.to_owned(),
+            },
+            Some(&self.bearer()?),
+            DEADLINE,
+        );
+        match self.saldo.clone().release_hold(request).await {
+            Ok(_) => Ok(Ok(())),
+            Err(s) => hold_settled(s).map(Err),
+        }
+    }
+}
+
+/// A posting's fee leg: `amount > 0` is taken out of what the credited side receives,
+/// `amount < 0` paid back out of what the debited side pays (see the ledger's `Fee`).
+#[derive(Clone, Debug)]
+pub struct Fee {
+    pub account: Side,
+    pub amount: i64,
+}
+
+impl Fee {
+    /// The platform's fee revenue (system account `fees` in the posting's currency).
+    pub const REVENUE: &'static str = "fees";
+
+    /// A fee into (or, negative, out of) the platform's revenue account.
+    pub fn revenue(amount: i64) -> Option<Self> {
+        (amount != 0).then(|| Self {
+            account: Side::System(Self::REVENUE.to_owned()),
+            amount,
+        })
+    }
+
+    fn to_proto(self) -> saldo_pb::Fee {
+        saldo_pb::Fee {
+            account: Some(side(self.account)),
+            amount: self.amount,
+        }
+    }
+}
+
+/// The ledger settled the hold otherwise (its reason code, e.g. HOLD_RELEASED), or refused
+/// the capture's posting (CAPTURE_REJECTED: the card's account was closed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldSettled(pub String);
+
+fn side(s: Side) -> saldo_pb::AccountRef {
+    saldo_pb::AccountRef {
+        target: Some(match s {
+            Side::Card(id) => Target::CardId(id.to_string()),
+            Side::System(purpose) => Target::System(purpose),
+            Side::Merchant(id) => Target::MerchantId(id.to_string()),
+        }),
+    }
+}
+
+/// A posting as an outcome.
+fn outcome(posting_id: Uuid, posting: &saldo_pb::Posting) -> Result<Outcome, MovementError> {
+    if posting.status == PostingStatus::Posted as i32 {
+        return Ok(Outcome::Posted);
+    }
+    let rejection = Rejection::from_proto(posting.rejection).ok_or_else(|| {
+        MovementError::Internal(anyhow::anyhow!(
+            "the ledger rejected posting {posting_id} without a known reason ({}, {:?})",
+            posting.rejection,
+            posting.rejection_reason
+        ))
+    })?;
+    Ok(Outcome::Rejected(rejection))
+}
+
+/// An account the ledger does not have yet is [`MovementError::AccountNotReady`].
+fn account_not_ready(s: tonic::Status) -> MovementError {
+    if s.code() == tonic::Code::NotFound
+        && platform::error::status_reason(&s).as_deref() == Some("ACCOUNT_NOT_FOUND")
+    {
+        MovementError::AccountNotReady
+    } else {
+        MovementError::Upstream("saldo service", s)
+    }
+}
+
+/// FAILED_PRECONDITION of a hold call as [`HoldSettled`]; anything else an error.
+fn hold_settled(s: tonic::Status) -> Result<HoldSettled, MovementError> {
+    if s.code() == tonic::Code::FailedPrecondition
+        && let Some(reason) = platform::error::status_reason(&s)
+    {
+        return Ok(HoldSettled(reason));
+    }
+    Err(MovementError::Upstream("saldo service", s))
 }

@@ -192,6 +192,7 @@ impl Saldo {
                 currency: adjustment.currency.clone(),
                 description: adjustment.reason.chars().take(200).collect(),
                 effective_at: None,
+                fee: None,
             })
             .await?;
         let answered: AdjustmentRow = sqlx::query_as(&format!(

@@ -17,6 +17,18 @@ pub enum SaldoError {
     /// The posting id was used before for a different movement.
     #[error("posting id {0} was already used with different fields")]
     PostingIdReused(String),
+    /// No hold with this id.
+    #[error("hold not found")]
+    HoldNotFound,
+    /// The hold was captured, released or rejected: it cannot be captured (again) or released.
+    #[error("the hold is {0}")]
+    HoldNotHeld(String),
+    /// The hold id was used before for a different hold.
+    #[error("hold id {0} was already used with different fields")]
+    HoldIdReused(String),
+    /// The ledger refused the capture's posting (the reason code); the hold stays.
+    #[error("the capture was refused: {0}")]
+    CaptureRejected(String),
     /// An adjustment's idempotency key was used before with other fields.
     #[error("this Idempotency-Key was already used for a different adjustment")]
     IdempotencyKeyReused,
@@ -35,8 +47,11 @@ impl DomainError for SaldoError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::Invalid(_) => ErrorKind::InvalidArgument,
-            Self::AccountNotFound(_) | Self::PostingNotFound => ErrorKind::NotFound,
-            Self::PostingIdReused(_) => ErrorKind::AlreadyExists,
+            Self::AccountNotFound(_) | Self::PostingNotFound | Self::HoldNotFound => {
+                ErrorKind::NotFound
+            }
+            Self::PostingIdReused(_) | Self::HoldIdReused(_) => ErrorKind::AlreadyExists,
+            Self::HoldNotHeld(_) | Self::CaptureRejected(_) => ErrorKind::FailedPrecondition,
             Self::IdempotencyKeyReused => ErrorKind::FailedPrecondition,
             Self::Auth(e) => e.kind(),
             Self::Database(_) | Self::Internal(_) => ErrorKind::Internal,
@@ -49,6 +64,14 @@ impl DomainError for SaldoError {
             Self::AccountNotFound(_) => "ACCOUNT_NOT_FOUND",
             Self::PostingNotFound => "POSTING_NOT_FOUND",
             Self::PostingIdReused(_) => "POSTING_ID_REUSED",
+            Self::HoldNotFound => "HOLD_NOT_FOUND",
+            Self::HoldNotHeld(status) => match status.as_str() {
+                "captured" => "HOLD_CAPTURED",
+                "released" => "HOLD_RELEASED",
+                _ => "HOLD_REJECTED",
+            },
+            Self::HoldIdReused(_) => "HOLD_ID_REUSED",
+            Self::CaptureRejected(_) => "CAPTURE_REJECTED",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::Auth(e) => e.reason(),
             Self::Database(_) | Self::Internal(_) => "INTERNAL",

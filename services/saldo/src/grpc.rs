@@ -7,7 +7,8 @@ use tonic::{Request, Response, Status};
 
 use crate::adjustments::{AdjustmentRequest, AdjustmentRow};
 use crate::error::SaldoError;
-use crate::ledger::{AccountRef, KINDS, PostingRequest, PostingRow};
+use crate::holds::{CaptureRequest, HoldRequest, HoldRow, RELEASE_REASONS};
+use crate::ledger::{AccountRef, FeeLeg, KINDS, PostingRequest, PostingRow};
 use crate::service::{AccountFilter, AccountRow, LineRow, Saldo, StatementOf};
 
 /// Implements `SaldoService`.
@@ -64,19 +65,22 @@ fn posting_request(
     }
     let debit = account_ref("debit", r.debit.as_ref()).map_err(|v| violations.push(v));
     let credit = account_ref("credit", r.credit.as_ref()).map_err(|v| violations.push(v));
-    if r.amount <= 0 {
-        violations.push(FieldViolation::new("amount", "must be positive"));
-    }
-    if r.currency.len() != 3 || !r.currency.chars().all(|c| c.is_ascii_uppercase()) {
-        violations.push(FieldViolation::new("currency", "must be an ISO 4217 code"));
-    }
-    if r.description.len() > 200 {
-        violations.push(FieldViolation::new("description", "at most 200 characters"));
-    }
-    match (id, debit, credit) {
-        (Ok(id), Ok(debit), Ok(credit)) if violations.is_empty() => {
+    check_money(r.amount, &r.currency, &r.description, &mut violations);
+    let fee = fee_leg(r.fee.as_ref(), r.amount).map_err(|v| violations.push(v));
+    match (id, debit, credit, fee) {
+        (Ok(id), Ok(debit), Ok(credit), Ok(fee)) if violations.is_empty() => {
             if debit == credit {
                 return Err(FieldViolation::new("credit", "must differ from debit").into());
+            }
+            if fee
+                .as_ref()
+                .is_some_and(|f| f.account == debit || f.account == credit)
+            {
+                return Err(FieldViolation::new(
+                    "fee.account",
+                    "must differ from debit and credit",
+                )
+                .into());
             }
             Ok(PostingRequest {
                 id,
@@ -87,9 +91,102 @@ fn posting_request(
                 currency: r.currency,
                 description: r.description,
                 effective_at,
+                fee,
             })
         }
         _ => Err(SaldoError::Invalid(violations)),
+    }
+}
+
+fn check_money(amount: i64, currency: &str, description: &str, v: &mut Vec<FieldViolation>) {
+    if amount <= 0 {
+        v.push(FieldViolation::new("amount", "must be positive"));
+    }
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+        v.push(FieldViolation::new("currency", "must be an ISO 4217 code"));
+    }
+    if description.len() > 200 {
+        v.push(FieldViolation::new("description", "at most 200 characters"));
+    }
+}
+
+/// The optional fee leg of a posting of `amount`.
+fn fee_leg(fee: Option<&pb::Fee>, amount: i64) -> Result<Option<FeeLeg>, FieldViolation> {
+    let Some(fee) = fee else {
+        return Ok(None);
+    };
+    let account = account_ref("fee.account", fee.account.as_ref())?;
+    if fee.amount == 0 || fee.amount.unsigned_abs() > amount.unsigned_abs() {
+        return Err(FieldViolation::new(
+            "fee.amount",
+            "must be non-zero and at most the posting's amount in size",
+        ));
+    }
+    Ok(Some(FeeLeg {
+        account,
+        amount: fee.amount,
+    }))
+}
+
+fn hold_request(r: pb::HoldRequest) -> Result<HoldRequest, SaldoError> {
+    let mut violations = Vec::new();
+    let id = parse_uuid("hold_id", &r.hold_id).map_err(|v| violations.push(v));
+    let debit = match account_ref("debit", r.debit.as_ref()) {
+        Ok(AccountRef::Card(card)) => Some(AccountRef::Card(card)),
+        Ok(_) => {
+            violations.push(FieldViolation::new("debit", "must be a card"));
+            None
+        }
+        Err(v) => {
+            violations.push(v);
+            None
+        }
+    };
+    let credit = account_ref("credit", r.credit.as_ref()).map_err(|v| violations.push(v));
+    check_money(r.amount, &r.currency, &r.description, &mut violations);
+    match (id, debit, credit) {
+        (Ok(id), Some(debit), Ok(credit)) if violations.is_empty() => Ok(HoldRequest {
+            id,
+            debit,
+            credit,
+            amount: r.amount,
+            currency: r.currency,
+            description: r.description,
+        }),
+        _ => Err(SaldoError::Invalid(violations)),
+    }
+}
+
+fn capture_request(r: pb::CaptureHoldRequest) -> Result<CaptureRequest, SaldoError> {
+    let mut violations = Vec::new();
+    let hold_id = parse_uuid("hold_id", &r.hold_id).map_err(|v| violations.push(v));
+    check_money(r.amount, "XXX", &r.description, &mut violations);
+    let fee = fee_leg(r.fee.as_ref(), r.amount).map_err(|v| violations.push(v));
+    match (hold_id, fee) {
+        (Ok(hold_id), Ok(fee)) if violations.is_empty() => Ok(CaptureRequest {
+            hold_id,
+            amount: r.amount,
+            fee,
+            description: r.description,
+        }),
+        _ => Err(SaldoError::Invalid(violations)),
+    }
+}
+
+fn hold_to_proto(h: HoldRow) -> pb::HoldRecord {
+    pb::HoldRecord {
+        id: h.id.to_string(),
+        status: h.status,
+        rejection_reason: h.rejection_reason.unwrap_or_default(),
+        debit_account_id: h.debit_account_id.to_string(),
+        credit_account_id: h.credit_account_id.to_string(),
+        amount: h.amount,
+        currency: h.currency,
+        description: h.description,
+        captured_amount: h.captured_amount.unwrap_or_default(),
+        release_reason: h.release_reason.unwrap_or_default(),
+        created_at: Some(platform::time::to_proto(h.created_at)),
+        settled_at: h.settled_at.map(platform::time::to_proto),
     }
 }
 
@@ -116,6 +213,9 @@ fn posting_to_proto(p: PostingRow) -> pb::Posting {
         debit_balance_after: p.debit_balance_after.unwrap_or_default(),
         credit_balance_after: p.credit_balance_after.unwrap_or_default(),
         created_at: Some(platform::time::to_proto(p.created_at)),
+        fee_account_id: p.fee_account_id.map(|id| id.to_string()).unwrap_or_default(),
+        fee_amount: p.fee_amount.unwrap_or_default(),
+        fee_balance_after: p.fee_balance_after.unwrap_or_default(),
     }
 }
 
@@ -138,6 +238,8 @@ fn account_to_proto(a: AccountRow) -> pb::Account {
         code: a.code.unwrap_or_default(),
         currency: a.currency,
         balance: a.balance,
+        held: a.held,
+        available: a.balance - a.held,
         open: a.is_open,
         created_at: Some(platform::time::to_proto(a.created_at)),
         updated_at: Some(platform::time::to_proto(a.updated_at)),
@@ -154,6 +256,8 @@ fn line_to_proto(l: LineRow) -> pb::StatementLine {
         description: l.description,
         counterparty_account_id: l.counterparty.map(|id| id.to_string()).unwrap_or_default(),
         created_at: Some(platform::time::to_proto(l.created_at)),
+        gross: l.gross,
+        fee: l.gross - l.amount,
     }
 }
 
@@ -251,11 +355,13 @@ impl pb::saldo_service_server::SaldoService for Handlers {
         let page = Page::from_proto(r.page.as_ref()).map_err(SaldoError::from)?;
         let (from, to) = platform::time::range_from_proto(r.from.as_ref(), r.to.as_ref())
             .map_err(SaldoError::from)?;
-        let (account, lines, total) = self.saldo.statement(&caller, owner, from, to, page).await?;
+        let (account, lines, total, holds) =
+            self.saldo.statement(&caller, owner, from, to, page).await?;
         Ok(Response::new(pb::StatementResponse {
             account: Some(account_to_proto(account)),
             lines: lines.into_iter().map(line_to_proto).collect(),
             page_info: Some(page.info(total)),
+            holds: holds.into_iter().map(hold_to_proto).collect(),
         }))
     }
 
@@ -282,7 +388,49 @@ impl pb::saldo_service_server::SaldoService for Handlers {
                 })
                 .collect(),
             negative_card_balances: u64::try_from(report.negative_card_balances).unwrap_or(0),
+            held_mismatches: u64::try_from(report.held_mismatches).unwrap_or(0),
         }))
+    }
+
+    async fn hold(
+        &self,
+        request: Request<pb::HoldRequest>,
+    ) -> Result<Response<pb::HoldRecord>, Status> {
+        let caller = self.caller(&request).await?;
+        let hold = hold_request(request.into_inner())?;
+        Ok(Response::new(hold_to_proto(
+            self.saldo.hold(&caller, &hold).await?,
+        )))
+    }
+
+    async fn capture_hold(
+        &self,
+        request: Request<pb::CaptureHoldRequest>,
+    ) -> Result<Response<pb::Posting>, Status> {
+        let caller = self.caller(&request).await?;
+        let capture = capture_request(request.into_inner())?;
+        Ok(Response::new(posting_to_proto(
+            self.saldo.capture(&caller, &capture).await?,
+        )))
+    }
+
+    async fn release_hold(
+        &self,
+        request: Request<pb::ReleaseHoldRequest>,
+    ) -> Result<Response<pb::HoldRecord>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let id = parse_uuid("hold_id", &r.hold_id).map_err(SaldoError::from)?;
+        if !RELEASE_REASONS.contains(&r.reason.as_str()) {
+            return Err(SaldoError::from(FieldViolation::new(
+                "reason",
+                format!("must be one of {}", RELEASE_REASONS.join(", ")),
+            ))
+            .into());
+        }
+        Ok(Response::new(hold_to_proto(
+            self.saldo.release(&caller, id, &r.reason).await?,
+        )))
     }
 
     async fn adjust(

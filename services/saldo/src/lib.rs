@@ -7,6 +7,7 @@ pub mod balance_stats;
 pub mod consumer;
 pub mod error;
 pub mod grpc;
+pub mod holds;
 pub mod ledger;
 pub mod repo;
 pub mod service;

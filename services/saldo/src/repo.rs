@@ -7,6 +7,7 @@ use platform::pagination::Page;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::holds::{HoldRow, SELECT_HOLD};
 use crate::ledger::{PostingRow, SELECT_POSTING};
 use crate::service::AccountFilter;
 
@@ -21,13 +22,14 @@ pub struct AccountRow {
     pub code: Option<String>,
     pub currency: String,
     pub balance: i64,
+    pub held: i64,
     pub is_open: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const ACCOUNT_COLUMNS: &str = "id, kind, card_id, merchant_id, owner_user_id, code, currency,
-        balance, is_open, created_at, updated_at";
+        balance, held, is_open, created_at, updated_at";
 
 /// A statement line.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -40,6 +42,8 @@ pub struct LineRow {
     pub description: String,
     pub counterparty: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+    /// The posting's amount with the line's sign; `gross - amount` is the fee of the line.
+    pub gross: i64,
 }
 
 pub async fn posting(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<PostingRow>> {
@@ -106,7 +110,10 @@ pub async fn statement(
         select = "SELECT l.id, l.posting_id, p.kind, l.amount, l.balance_after, p.description,
              CASE WHEN p.debit_account_id = l.account_id THEN p.credit_account_id
                   ELSE p.debit_account_id END AS counterparty,
-             l.created_at",
+             l.created_at,
+             CASE WHEN l.account_id = p.debit_account_id THEN -p.amount
+                  WHEN l.account_id = p.credit_account_id THEN p.amount
+                  ELSE l.amount END AS gross",
         from_where = "FROM journal_lines l JOIN postings p ON p.id = l.posting_id
              WHERE l.account_id = $1
                AND ($2::timestamptz IS NULL OR l.created_at >= $2)
@@ -115,6 +122,18 @@ pub async fn statement(
         page = page,
         binds = [account_id, from, to],
     ))
+}
+
+/// An account's live holds, newest first: a card's own, or those a capture would pay a
+/// merchant's account.
+pub async fn live_holds(pool: &PgPool, account_id: Uuid) -> sqlx::Result<Vec<HoldRow>> {
+    sqlx::query_as(&format!(
+        "{SELECT_HOLD} WHERE status = 'held' AND (debit_account_id = $1 OR credit_account_id = $1)
+         ORDER BY created_at DESC LIMIT 100"
+    ))
+    .bind(account_id)
+    .fetch_all(pool)
+    .await
 }
 
 /// The outcome of [`reconcile`].
@@ -127,6 +146,8 @@ pub struct Reconciliation {
     pub unbalanced_postings: i64,
     pub mismatches: Vec<(Uuid, i64, i64)>,
     pub negative_card_balances: i64,
+    /// Accounts whose `held` is not the sum of their live holds.
+    pub held_mismatches: i64,
 }
 
 impl Reconciliation {
@@ -136,6 +157,7 @@ impl Reconciliation {
             && self.unbalanced_postings == 0
             && self.mismatches.is_empty()
             && self.negative_card_balances == 0
+            && self.held_mismatches == 0
     }
 }
 
@@ -156,12 +178,13 @@ pub async fn reconcile(pool: &PgPool) -> sqlx::Result<Reconciliation> {
     )
     .fetch_one(&mut *tx)
     .await?;
-    // A posted posting has exactly two lines summing to zero; a rejected one has none.
+    // A posted posting has two or three lines (a fee leg) summing to zero — at least two, as
+    // only a leg that comes to zero writes none; a rejected one has none.
     let unbalanced_postings: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM postings p
          LEFT JOIN (SELECT posting_id, sum(amount) AS total, count(*) AS lines
                     FROM journal_lines GROUP BY posting_id) l ON l.posting_id = p.id
-         WHERE (p.status = 'posted' AND (l.lines IS DISTINCT FROM 2 OR l.total <> 0))
+         WHERE (p.status = 'posted' AND (l.lines IS NULL OR l.lines < 2 OR l.total <> 0))
             OR (p.status = 'rejected' AND l.lines IS NOT NULL)",
     )
     .fetch_one(&mut *tx)
@@ -176,8 +199,18 @@ pub async fn reconcile(pool: &PgPool) -> sqlx::Result<Reconciliation> {
     )
     .fetch_all(&mut *tx)
     .await?;
+    let held_mismatches: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM accounts a
+         LEFT JOIN (SELECT debit_account_id, sum(amount) AS total FROM holds
+                    WHERE status = 'held' GROUP BY debit_account_id) h
+                ON h.debit_account_id = a.id
+         WHERE a.held <> COALESCE(h.total, 0)",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     tx.commit().await?;
     let report = Reconciliation {
+        held_mismatches,
         journal_sum,
         postings,
         journal_lines,

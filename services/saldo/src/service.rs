@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::SaldoError;
+use crate::holds::{CaptureRequest, HoldRequest, HoldRow};
 use crate::ledger::{Ledger, PostingRequest, PostingRow};
 use crate::repo;
 pub use crate::repo::{AccountRow, LineRow, Reconciliation};
@@ -59,6 +60,34 @@ impl Saldo {
     ) -> Result<PostingRow, SaldoError> {
         caller.require(SALDO_POST)?;
         self.ledger.post(request).await
+    }
+
+    pub async fn hold(
+        &self,
+        caller: &Principal,
+        request: &HoldRequest,
+    ) -> Result<HoldRow, SaldoError> {
+        caller.require(SALDO_POST)?;
+        self.ledger.hold(request).await
+    }
+
+    pub async fn capture(
+        &self,
+        caller: &Principal,
+        request: &CaptureRequest,
+    ) -> Result<PostingRow, SaldoError> {
+        caller.require(SALDO_POST)?;
+        self.ledger.capture(request).await
+    }
+
+    pub async fn release(
+        &self,
+        caller: &Principal,
+        hold_id: Uuid,
+        reason: &str,
+    ) -> Result<HoldRow, SaldoError> {
+        caller.require(SALDO_POST)?;
+        self.ledger.release(hold_id, reason).await
     }
 
     pub async fn posting(&self, caller: &Principal, id: Uuid) -> Result<PostingRow, SaldoError> {
@@ -122,7 +151,7 @@ impl Saldo {
         Ok(repo::accounts(&self.pool, &filter, page).await?)
     }
 
-    /// The card account's journal lines in `[from, to)`, newest first.
+    /// The account's journal lines in `[from, to)`, newest first, and its live holds.
     pub async fn statement(
         &self,
         caller: &Principal,
@@ -130,13 +159,14 @@ impl Saldo {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
         page: Page,
-    ) -> Result<(AccountRow, Vec<LineRow>, i64), SaldoError> {
+    ) -> Result<(AccountRow, Vec<LineRow>, i64, Vec<HoldRow>), SaldoError> {
         let account = match owner {
             StatementOf::Card(id) => self.card_account(caller, id).await?,
             StatementOf::Merchant(id) => self.merchant_account(caller, id).await?,
         };
         let (lines, total) = repo::statement(&self.pool, account.id, from, to, page).await?;
-        Ok((account, lines, total))
+        let holds = repo::live_holds(&self.pool, account.id).await?;
+        Ok((account, lines, total, holds))
     }
 
     pub async fn reconcile(&self, caller: &Principal) -> Result<Reconciliation, SaldoError> {

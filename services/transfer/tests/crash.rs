@@ -234,6 +234,7 @@ async fn world() -> World {
                 currency: "IDR".into(),
                 description: "test funding".into(),
                 effective_at: None,
+                fee: None,
             },
             &poster,
         ))
