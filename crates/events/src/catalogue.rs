@@ -328,6 +328,27 @@ pub fn all() -> Vec<EventSpec> {
             "A payment was refused (failure_reason says why)."
         ),
         spec!(
+            transaction::PAYMENT_AUTHORIZED,
+            TRANSACTION_EVENTS,
+            "payment id",
+            of::<transaction::Payment>,
+            "A manual-capture payment was authorized: its amount is held on the card until it is captured, voided, cancelled or expires (expires_at)."
+        ),
+        spec!(
+            transaction::PAYMENT_CAPTURED,
+            TRANSACTION_EVENTS,
+            "payment id",
+            of::<transaction::Payment>,
+            "An authorization was captured: captured_amount moved from the card to the merchant (less fee_amount), the rest of the hold was released."
+        ),
+        spec!(
+            transaction::PAYMENT_VOIDED,
+            TRANSACTION_EVENTS,
+            "payment id",
+            of::<transaction::Payment>,
+            "An authorization was released without a capture: state is voided (by the merchant), cancelled (by the customer) or expired."
+        ),
+        spec!(
             "refund.succeeded",
             TRANSACTION_EVENTS,
             "payment id",

@@ -470,9 +470,36 @@ pub mod transaction {
         pub description: String,
         /// When it was requested.
         pub created_at: DateTime<Utc>,
-        /// When it completed.
+        /// When it completed (was authorized, for an authorization).
         pub completed_at: DateTime<Utc>,
+        /// automatic (captured when created) or manual (authorized, then captured or
+        /// voided); absent in events before two-phase payments = automatic.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub capture_method: Option<String>,
+        /// Where the payment is: pending, authorized, succeeded, failed, voided, cancelled,
+        /// expired.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub state: Option<String>,
+        /// What moved to the merchant (the whole amount of an automatic payment, the captured
+        /// part of an authorization; 0 while authorized or when voided).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub captured_amount: Option<i64>,
+        /// The platform's fee, booked in the same posting (the merchant receives
+        /// captured_amount - fee_amount).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub fee_amount: Option<i64>,
+        /// An authorization's deadline: released by the expiry job unless captured before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub expires_at: Option<DateTime<Utc>>,
     }
+
+    /// `payment.authorized`: a manual-capture payment's money is held on the card.
+    pub const PAYMENT_AUTHORIZED: &str = "payment.authorized";
+    /// `payment.captured`: an authorization was captured, in full or in part.
+    pub const PAYMENT_CAPTURED: &str = "payment.captured";
+    /// `payment.voided`: an authorization was released (state: voided by the merchant,
+    /// cancelled by the customer, or expired).
+    pub const PAYMENT_VOIDED: &str = "payment.voided";
 
     /// Data of a refund's completion event.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -501,6 +528,10 @@ pub mod transaction {
         pub currency: String,
         /// Why the merchant refunded.
         pub reason: String,
+        /// The share of the payment's fee this refund returned from the platform's revenue
+        /// (the merchant paid amount - fee_returned).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub fee_returned: Option<i64>,
         /// When it was requested.
         pub created_at: DateTime<Utc>,
         /// When it completed.

@@ -42,7 +42,7 @@ fn every_event_type_is_listed_once_and_its_schema_compiles() {
             spec.name()
         );
     }
-    assert_eq!(seen.len(), 48);
+    assert_eq!(seen.len(), 51);
 }
 
 fn validator(spec: &EventSpec) -> jsonschema::Validator {

@@ -247,7 +247,7 @@ impl Upstream {
                 currency: amount.currency().to_string(),
                 description,
                 effective_at: effective_at.map(platform::time::to_proto),
-                fee: fee.map(Fee::to_proto),
+                fee: fee.map(Fee::into_proto),
             },
             Some(&self.bearer()?),
             DEADLINE,
@@ -314,7 +314,7 @@ impl Upstream {
             saldo_pb::CaptureHoldRequest {
                 hold_id: hold_id.to_string(),
                 amount,
-                fee: fee.map(Fee::to_proto),
+                fee: fee.map(Fee::into_proto),
                 description,
             },
             Some(&self.bearer()?),
@@ -368,7 +368,7 @@ impl Fee {
         })
     }
 
-    fn to_proto(self) -> saldo_pb::Fee {
+    fn into_proto(self) -> saldo_pb::Fee {
         saldo_pb::Fee {
             account: Some(side(self.account)),
             amount: self.amount,

@@ -245,6 +245,7 @@ pub(super) async fn apply(c: &Clients, op: Op) -> anyhow::Result<()> {
                     amount,
                     method: method.into(),
                     description: "demo order".into(),
+                    capture_method: String::new(),
                     effective_at: ts(at),
                 })?)
                 .await?

@@ -187,17 +187,20 @@ impl EmailEvents {
                 )
                 .await?
             }
-            "payment.succeeded" | "payment.failed" => {
+            // An authorization emails its customer when it is captured (for what was
+            // captured), not when the money is only held.
+            "payment.succeeded" | "payment.failed" | "payment.captured" => {
                 let p: transaction::Payment = data(event)?;
                 if backdated(event, p.completed_at) {
                     return Ok(None);
                 }
+                let charged = p.captured_amount.filter(|c| *c > 0).unwrap_or(p.amount);
                 self.to_user(
                     p.user_id,
                     "payment",
                     json!({
                         "succeeded": p.status == "succeeded",
-                        "amount": format_amount(p.amount, &p.currency),
+                        "amount": format_amount(charged, &p.currency),
                         "card": p.masked_card_number,
                         "merchant": p.merchant_name,
                         "method": p.method,

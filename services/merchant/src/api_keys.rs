@@ -12,6 +12,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::MerchantError;
+use crate::pricing::PlanRow;
 use crate::repo;
 use crate::service::{
     ApiKeyRow, KeyStatus, MERCHANTS_AUTHENTICATE, MERCHANTS_WRITE, MerchantRow, Merchants, SOURCE,
@@ -166,7 +167,7 @@ impl Merchants {
         &self,
         caller: &Principal,
         key: &str,
-    ) -> Result<(MerchantRow, Uuid), MerchantError> {
+    ) -> Result<(MerchantRow, Uuid, Option<PlanRow>), MerchantError> {
         caller.require(MERCHANTS_AUTHENTICATE)?;
         if !key.starts_with(KEY_PREFIX) || key.len() != KEY_PREFIX.len() + 48 {
             return Err(MerchantError::InvalidKey);
@@ -185,6 +186,8 @@ impl Merchants {
         if merchant.deleted_at.is_some() {
             return Err(MerchantError::InvalidKey);
         }
-        Ok((merchant, key_id))
+        // on the same connection: a second one per request starves the pool under load
+        let plan = crate::pricing::plan_of(&mut conn, merchant_id, &merchant.currency).await?;
+        Ok((merchant, key_id, plan))
     }
 }

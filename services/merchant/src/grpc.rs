@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::documents::{DocumentRow, DocumentStatus, Documents};
 use crate::error::MerchantError;
+use crate::pricing::{NewPlan, PlanRow};
 use crate::service::{
     ApiKeyRow, KeyStatus, MerchantChange, MerchantFilter, MerchantRow, MerchantStatus, Merchants,
     NewMerchant,
@@ -343,14 +344,57 @@ impl pb::merchant_service_server::MerchantService for MerchantHandlers {
         request: Request<pb::AuthenticateApiKeyRequest>,
     ) -> Result<Response<pb::ApiKeyIdentity>, Status> {
         let caller = self.caller(&request).await?;
-        let (merchant, key_id) = self
+        let (merchant, key_id, plan) = self
             .merchants
             .authenticate_key(&caller, request.get_ref().api_key.trim())
             .await?;
         Ok(Response::new(pb::ApiKeyIdentity {
             merchant: Some(merchant_to_proto(merchant)),
             key_id: key_id.to_string(),
+            pricing: plan.map(plan_to_proto),
         }))
+    }
+
+    async fn set_pricing_plan(
+        &self,
+        request: Request<pb::SetPricingPlanRequest>,
+    ) -> Result<Response<pb::PricingPlan>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let id = parse_uuid("merchant_id", &r.merchant_id)?;
+        let plan = NewPlan {
+            currency: r.currency,
+            percent_bps: r.percent_bps,
+            fixed_fee: r.fixed_fee,
+            refund_fee: r.refund_fee,
+        };
+        Ok(Response::new(plan_to_proto(
+            self.merchants.set_pricing(&caller, id, plan).await?,
+        )))
+    }
+
+    async fn list_pricing_plans(
+        &self,
+        request: Request<pb::MerchantIdRequest>,
+    ) -> Result<Response<pb::ListPricingPlansResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = parse_uuid("id", &request.get_ref().id)?;
+        let plans = self.merchants.pricing(&caller, id).await?;
+        Ok(Response::new(pb::ListPricingPlansResponse {
+            plans: plans.into_iter().map(plan_to_proto).collect(),
+        }))
+    }
+}
+
+fn plan_to_proto(p: PlanRow) -> pb::PricingPlan {
+    pb::PricingPlan {
+        merchant_id: p.merchant_id.to_string(),
+        currency: p.currency,
+        percent_bps: p.percent_bps,
+        fixed_fee: p.fixed_fee,
+        refund_fee: p.refund_fee.as_str().to_owned(),
+        updated_by: p.updated_by,
+        updated_at: Some(platform::time::to_proto(p.updated_at)),
     }
 }
 

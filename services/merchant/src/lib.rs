@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod documents;
 pub mod error;
 pub mod grpc;
+pub mod pricing;
 pub mod repo;
 pub mod service;
 pub mod webhooks;

@@ -213,7 +213,10 @@ fn posting_to_proto(p: PostingRow) -> pb::Posting {
         debit_balance_after: p.debit_balance_after.unwrap_or_default(),
         credit_balance_after: p.credit_balance_after.unwrap_or_default(),
         created_at: Some(platform::time::to_proto(p.created_at)),
-        fee_account_id: p.fee_account_id.map(|id| id.to_string()).unwrap_or_default(),
+        fee_account_id: p
+            .fee_account_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
         fee_amount: p.fee_amount.unwrap_or_default(),
         fee_balance_after: p.fee_balance_after.unwrap_or_default(),
     }

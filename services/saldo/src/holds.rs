@@ -112,7 +112,11 @@ impl Ledger {
              SELECT (SELECT count(*) FROM h), (SELECT count(*) FROM a)",
         )
         .bind(request.id)
-        .bind(if rejection.is_some() { "rejected" } else { "held" })
+        .bind(if rejection.is_some() {
+            "rejected"
+        } else {
+            "held"
+        })
         .bind(rejection.map(|r| r.code()))
         .bind(request.debit.stored())
         .bind(request.credit.stored())
@@ -143,7 +147,11 @@ impl Ledger {
             )));
         }
         tx.commit().await?;
-        let status = if rejection.is_some() { "rejected" } else { "held" };
+        let status = if rejection.is_some() {
+            "rejected"
+        } else {
+            "held"
+        };
         metrics::counter!("ledger_holds_total", "status" => status).increment(1);
         tracing::info!(hold_id = %request.id, amount = request.amount, status, "hold");
         self.load_hold(request.id).await

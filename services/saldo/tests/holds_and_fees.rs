@@ -149,7 +149,11 @@ async fn a_fee_is_a_third_leg_of_the_same_posting_and_a_refund_returns_it() {
     .fetch_all(&b.pool)
     .await
     .unwrap();
-    assert_eq!(lines, vec![-100_000, 4_900, 95_100], "one posting, three lines");
+    assert_eq!(
+        lines,
+        vec![-100_000, 4_900, 95_100],
+        "one posting, three lines"
+    );
     // A replay changes nothing; the same id with another fee is a reuse.
     b.ledger.post(&payment).await.unwrap();
     let mut other_fee = payment.clone();

@@ -38,6 +38,15 @@ pub enum TransactionError {
     /// The refund would take back more than was paid.
     #[error("only {remaining} of {amount} minor units remain refundable")]
     RefundExceedsPayment { amount: i64, remaining: i64 },
+    /// Capture, void and cancel need an authorized payment (the state it is in).
+    #[error("payment is {0}; only an authorized payment can be captured, voided or cancelled")]
+    NotAuthorized(String),
+    /// A capture of more than was authorized.
+    #[error("at most {authorized} minor units can be captured")]
+    CaptureExceedsAuthorization { authorized: i64 },
+    /// The merchant's fee would take the whole amount.
+    #[error("the amount must exceed the merchant's fee of {fee} minor units")]
+    AmountBelowFee { fee: i64 },
     /// The API key belongs to another merchant than the payment's.
     #[error("payment not found")]
     PaymentNotFound,
@@ -79,7 +88,10 @@ impl DomainError for TransactionError {
             Self::CardLocked(_) | Self::ApiKeyThrottled(_) => ErrorKind::ResourceExhausted,
             Self::CurrencyMismatch { .. }
             | Self::NotRefundable(_)
-            | Self::RefundExceedsPayment { .. } => ErrorKind::FailedPrecondition,
+            | Self::RefundExceedsPayment { .. }
+            | Self::NotAuthorized(_)
+            | Self::CaptureExceedsAuthorization { .. }
+            | Self::AmountBelowFee { .. } => ErrorKind::FailedPrecondition,
             Self::PaymentNotFound | Self::RefundNotFound => ErrorKind::NotFound,
         }
     }
@@ -99,6 +111,9 @@ impl DomainError for TransactionError {
             Self::CurrencyMismatch { .. } => "CURRENCY_MISMATCH",
             Self::NotRefundable(_) => "PAYMENT_NOT_REFUNDABLE",
             Self::RefundExceedsPayment { .. } => "REFUND_EXCEEDS_PAYMENT",
+            Self::NotAuthorized(_) => "PAYMENT_NOT_AUTHORIZED",
+            Self::CaptureExceedsAuthorization { .. } => "CAPTURE_EXCEEDS_AUTHORIZATION",
+            Self::AmountBelowFee { .. } => "AMOUNT_BELOW_FEE",
             Self::PaymentNotFound => "PAYMENT_NOT_FOUND",
             Self::RefundNotFound => "REFUND_NOT_FOUND",
         }
@@ -111,6 +126,14 @@ impl DomainError for TransactionError {
             Self::RefundExceedsPayment { remaining, .. } => vec![FieldViolation::new(
                 "amount",
                 format!("must be at most {remaining}"),
+            )],
+            Self::CaptureExceedsAuthorization { authorized } => vec![FieldViolation::new(
+                "amount",
+                format!("must be at most the authorized {authorized}"),
+            )],
+            Self::AmountBelowFee { fee } => vec![FieldViolation::new(
+                "amount",
+                format!("must exceed the fee of {fee}"),
             )],
             _ => Vec::new(),
         }

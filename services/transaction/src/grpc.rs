@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::error::TransactionError;
+use crate::payments::authorization::{NewCapture, Release};
 use crate::payments::{NewPayment, NewRefund, PaymentFilter, PaymentRow, Payments, RefundRow};
 
 fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, TransactionError> {
@@ -17,6 +18,7 @@ fn optional_uuid(field: &str, raw: &str) -> Result<Option<Uuid>, TransactionErro
 }
 
 fn payment_to_proto(p: PaymentRow) -> pb::Payment {
+    let (state, captured) = (p.state().to_owned(), p.captured_amount());
     pb::Payment {
         id: p.id.to_string(),
         merchant_id: p.merchant_id.to_string(),
@@ -34,6 +36,13 @@ fn payment_to_proto(p: PaymentRow) -> pb::Payment {
         refunded_amount: p.refunded_amount,
         created_at: Some(platform::time::to_proto(p.created_at)),
         completed_at: platform::time::to_proto_opt(p.completed_at),
+        state,
+        captured_amount: captured,
+        net_amount: captured - p.fee_amount,
+        fee_amount: p.fee_amount,
+        capture_method: p.capture_method,
+        expires_at: platform::time::to_proto_opt(p.expires_at),
+        settled_at: platform::time::to_proto_opt(p.settled_at),
     }
 }
 
@@ -51,6 +60,7 @@ fn refund_to_proto(r: RefundRow) -> pb::Refund {
         failure_reason: r.failure_reason.unwrap_or_default(),
         created_at: Some(platform::time::to_proto(r.created_at)),
         completed_at: platform::time::to_proto_opt(r.completed_at),
+        fee_returned: r.fee_returned,
     }
 }
 
@@ -87,6 +97,23 @@ impl Handlers {
     }
 }
 
+impl Handlers {
+    async fn release(
+        &self,
+        request: Request<pb::PaymentActionRequest>,
+        how: Release,
+    ) -> Result<Response<pb::Payment>, Status> {
+        let caller = self
+            .payments
+            .caller(&request, &request.get_ref().api_key)
+            .await?;
+        let id = parse_uuid("payment_id", &request.get_ref().payment_id)?;
+        Ok(Response::new(payment_to_proto(
+            self.payments.release_payment(&caller, id, how).await?,
+        )))
+    }
+}
+
 #[tonic::async_trait]
 impl pb::transaction_service_server::TransactionService for Handlers {
     async fn create_payment(
@@ -109,10 +136,54 @@ impl pb::transaction_service_server::TransactionService for Handlers {
             method: r.method.trim().to_lowercase(),
             description: r.description.trim().to_owned(),
             effective_at,
+            capture: match r.capture_method.trim() {
+                "" | "automatic" => true,
+                "manual" => false,
+                _ => {
+                    return Err(TransactionError::from(platform::FieldViolation::new(
+                        "capture_method",
+                        "must be automatic or manual",
+                    ))
+                    .into());
+                }
+            },
         };
         Ok(Response::new(payment_to_proto(
             self.payments.create_payment(&caller, input).await?,
         )))
+    }
+
+    async fn capture_payment(
+        &self,
+        request: Request<pb::CapturePaymentRequest>,
+    ) -> Result<Response<pb::Payment>, Status> {
+        let caller = self
+            .payments
+            .caller(&request, &request.get_ref().api_key)
+            .await?;
+        let r = request.into_inner();
+        let input = NewCapture {
+            payment_id: parse_uuid("payment_id", &r.payment_id)?,
+            amount: (r.amount != 0).then_some(r.amount),
+            idempotency_key: r.idempotency_key,
+        };
+        Ok(Response::new(payment_to_proto(
+            self.payments.capture_payment(&caller, input).await?,
+        )))
+    }
+
+    async fn void_payment(
+        &self,
+        request: Request<pb::PaymentActionRequest>,
+    ) -> Result<Response<pb::Payment>, Status> {
+        self.release(request, Release::Void).await
+    }
+
+    async fn cancel_payment(
+        &self,
+        request: Request<pb::PaymentActionRequest>,
+    ) -> Result<Response<pb::Payment>, Status> {
+        self.release(request, Release::Cancel).await
     }
 
     async fn get_payment(

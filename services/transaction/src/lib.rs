@@ -69,6 +69,9 @@ pub struct Config {
     pub recovery_interval: Duration,
     /// `RECOVERY_GRACE_SECS`.
     pub recovery_grace: Duration,
+    /// `PAYMENT_AUTHORIZATION_TTL_SECS` (default 7 days): how long an authorization holds
+    /// the money before the expiry job (run with recovery) releases it.
+    pub authorization_ttl: Duration,
     /// `STATS_TIMEZONE` (default UTC): the calendar of the statistics.
     pub stats_time_zone: String,
     /// `STATS_EVENTS_GROUP` (default `transaction-service.stats`).
@@ -99,6 +102,10 @@ impl Config {
             rules: movement::Rules::from_env(payments::RULES_PREFIX)?,
             recovery_interval: platform::config::seconds("RECOVERY_INTERVAL_SECS", 5)?,
             recovery_grace: platform::config::seconds("RECOVERY_GRACE_SECS", 15)?,
+            authorization_ttl: platform::config::seconds(
+                "PAYMENT_AUTHORIZATION_TTL_SECS",
+                7 * 86_400,
+            )?,
             stats_time_zone: platform::config::optional("STATS_TIMEZONE", "UTC"),
             stats_group: platform::config::optional(
                 "STATS_EVENTS_GROUP",
@@ -172,6 +179,7 @@ impl Application {
             merchants,
             token(),
             config.rules.clone(),
+            config.authorization_ttl,
         );
         events::topics::ensure_best_effort(&common.kafka_brokers).await;
         let relay = events::OutboxRelay::new(

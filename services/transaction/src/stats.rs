@@ -15,7 +15,9 @@ use stats::{Contribution, Scope};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-/// Keeps `stats_monthly` from `payment.succeeded` / `payment.failed` (refunds are not counted).
+/// Keeps `stats_monthly` from `payment.succeeded` / `payment.failed` and captured
+/// authorizations (`payment.captured`, counted as succeeded with the captured amount);
+/// refunds, authorizations not captured and their releases are not counted.
 #[derive(Clone)]
 pub struct PaymentStatsEvents {
     pub time_zone: String,
@@ -25,7 +27,7 @@ impl EventHandler for PaymentStatsEvents {
     async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> Result<(), HandlerError> {
         if !matches!(
             event.event_type.as_str(),
-            "payment.succeeded" | "payment.failed"
+            "payment.succeeded" | "payment.failed" | "payment.captured"
         ) {
             return Ok(());
         }
@@ -35,9 +37,10 @@ impl EventHandler for PaymentStatsEvents {
         let contribution = Contribution {
             id: p.id,
             at: p.created_at,
+            // a captured authorization counts what was captured
             status: p.status,
             method: p.method,
-            amount: p.amount,
+            amount: p.captured_amount.filter(|c| *c > 0).unwrap_or(p.amount),
             scopes: vec![
                 Scope::Card(p.card_id),
                 Scope::Merchant(p.merchant_id),
@@ -55,10 +58,14 @@ pub async fn rebuild(pool: &PgPool, time_zone: &str) -> anyhow::Result<u64> {
         pool,
         time_zone,
         stats::Source {
-            select: "SELECT id, created_at AS at, status, method, amount, card_id AS card,
+            select: "SELECT id, created_at AS at, status, method,
+                            COALESCE(capture_amount, amount) AS amount, card_id AS card,
                             NULL::uuid AS to_card, merchant_id AS merchant,
                             api_key_id AS api_key
-                     FROM payments WHERE status <> 'pending'",
+                     FROM payments
+                     WHERE status = 'failed'
+                        OR (status = 'succeeded' AND (capture_method = 'automatic'
+                                                      OR authorization_state = 'captured'))",
         },
     )
     .await

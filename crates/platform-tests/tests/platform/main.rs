@@ -5,6 +5,7 @@
 mod harness;
 
 mod attacks;
+mod authorizations;
 mod emails;
 mod identity;
 mod merchants;

@@ -206,11 +206,27 @@ pub struct PaymentView {
     pub currency: String,
     pub method: String,
     pub description: String,
-    /// `pending`, `succeeded` or `failed`.
+    /// `pending`, `succeeded` or `failed`; an authorization (`capture_method` manual) is
+    /// `authorized` until it is captured (`succeeded`), `voided` (by the merchant),
+    /// `cancelled` (by the customer) or `expired` (`capturing` / `releasing` while the ledger
+    /// is being asked).
     pub status: String,
     pub failure_reason: Option<String>,
     /// Sum of succeeded refunds.
     pub refunded_amount: i64,
+    /// `automatic` or `manual`.
+    pub capture_method: String,
+    /// What moved to the merchant before the fee: the amount of a succeeded automatic
+    /// payment, the captured part of an authorization.
+    pub captured_amount: i64,
+    /// The platform's fee, booked in the payment's own posting.
+    pub fee_amount: i64,
+    /// captured_amount - fee_amount: what the merchant received.
+    pub net_amount: i64,
+    /// An authorization's deadline: released by the expiry job unless captured before.
+    pub expires_at: Option<String>,
+    /// When an authorization was captured or released.
+    pub settled_at: Option<String>,
     pub created_at: Option<String>,
     pub completed_at: Option<String>,
 }
@@ -229,9 +245,19 @@ impl From<proto::transaction::v1::Payment> for PaymentView {
             currency: p.currency,
             method: p.method,
             description: p.description,
-            status: status_name(p.status),
+            status: if p.state.is_empty() {
+                status_name(p.status)
+            } else {
+                p.state
+            },
             failure_reason: non_empty(p.failure_reason),
             refunded_amount: p.refunded_amount,
+            capture_method: p.capture_method,
+            captured_amount: p.captured_amount,
+            fee_amount: p.fee_amount,
+            net_amount: p.net_amount,
+            expires_at: rfc3339(p.expires_at),
+            settled_at: rfc3339(p.settled_at),
             created_at: rfc3339(p.created_at),
             completed_at: rfc3339(p.completed_at),
         }
@@ -259,6 +285,9 @@ pub struct RefundView {
     /// `pending`, `succeeded` or `failed`.
     pub status: String,
     pub failure_reason: Option<String>,
+    /// The share of the payment's fee the refund returned (by the merchant's plan); the
+    /// merchant paid amount - fee_returned.
+    pub fee_returned: i64,
     pub created_at: Option<String>,
     pub completed_at: Option<String>,
 }
@@ -276,6 +305,7 @@ impl From<proto::transaction::v1::Refund> for RefundView {
             reason: r.reason,
             status: status_name(r.status),
             failure_reason: non_empty(r.failure_reason),
+            fee_returned: r.fee_returned,
             created_at: rfc3339(r.created_at),
             completed_at: rfc3339(r.completed_at),
         }

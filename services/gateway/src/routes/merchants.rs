@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use proto::merchant::v1 as pb;
 use proto::saldo::v1 as saldo_pb;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -236,6 +236,103 @@ pub async fn set_status(
     ))
 }
 
+/// A pricing plan to set.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PricingBody {
+    /// ISO 4217; the merchant's settlement currency is the one its payments use.
+    pub currency: String,
+    /// Basis points of each payment's amount (290 = 2.9 %), 0-10000; rounded half up.
+    pub percent_bps: i32,
+    /// Minor units per payment.
+    pub fixed_fee: i64,
+    /// `proportional` (default: a refund returns its share of the fee) or `none`.
+    pub refund_fee: Option<String>,
+}
+
+/// What a merchant pays per payment in one currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PricingView {
+    pub merchant_id: String,
+    pub currency: String,
+    pub percent_bps: i32,
+    pub fixed_fee: i64,
+    pub refund_fee: String,
+    pub updated_by: String,
+    pub updated_at: Option<String>,
+}
+
+impl From<pb::PricingPlan> for PricingView {
+    fn from(p: pb::PricingPlan) -> Self {
+        Self {
+            merchant_id: p.merchant_id,
+            currency: p.currency,
+            percent_bps: p.percent_bps,
+            fixed_fee: p.fixed_fee,
+            refund_fee: p.refund_fee,
+            updated_by: p.updated_by,
+            updated_at: super::views::rfc3339(p.updated_at),
+        }
+    }
+}
+
+/// A merchant's pricing plans, by currency (none: no fees).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PricingList {
+    pub items: Vec<PricingView>,
+}
+
+#[utoipa::path(put, path = "/api/v1/merchants/{id}/pricing", tag = "merchants", params(("id" = String, Path)),
+    request_body = PricingBody,
+    responses((status = 200, body = PricingView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn set_pricing(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PricingBody>,
+) -> Result<Json<PricingView>, ApiError> {
+    let request = state.request(
+        pb::SetPricingPlanRequest {
+            merchant_id: id,
+            currency: body.currency,
+            percent_bps: body.percent_bps,
+            fixed_fee: body.fixed_fee,
+            refund_fee: body.refund_fee.unwrap_or_else(|| "proportional".to_owned()),
+        },
+        Some(&caller),
+    );
+    Ok(Json(
+        state
+            .merchants
+            .clone()
+            .set_pricing_plan(request)
+            .await?
+            .into_inner()
+            .into(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/merchants/{id}/pricing", tag = "merchants", params(("id" = String, Path)),
+    responses((status = 200, body = PricingList), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn pricing(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<PricingList>, ApiError> {
+    let request = state.request(pb::MerchantIdRequest { id }, Some(&caller));
+    let plans = state
+        .merchants
+        .clone()
+        .list_pricing_plans(request)
+        .await?
+        .into_inner()
+        .plans;
+    Ok(Json(PricingList {
+        items: plans.into_iter().map(Into::into).collect(),
+    }))
+}
+
 #[utoipa::path(delete, path = "/api/v1/merchants/{id}", tag = "merchants", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete(
@@ -361,4 +458,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(balance))
         // /merchants/{id}/statement
         .routes(routes!(statement))
+        // /merchants/{id}/pricing
+        .routes(routes!(pricing, set_pricing))
 }

@@ -92,6 +92,10 @@ pub struct AccountView {
     pub currency: String,
     /// Minor units.
     pub balance: i64,
+    /// Reserved by live authorizations (holds).
+    pub held: i64,
+    /// balance - held: what can be spent.
+    pub available: i64,
     pub open: bool,
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
@@ -114,6 +118,8 @@ impl From<proto::saldo::v1::Account> for AccountView {
             code: non_empty(a.code),
             currency: a.currency,
             balance: a.balance,
+            held: a.held,
+            available: a.available,
             open: a.open,
             created_at: rfc3339(a.created_at),
             updated_at: rfc3339(a.updated_at),
@@ -141,14 +147,37 @@ pub struct StatementLineView {
     pub description: String,
     pub counterparty_account_id: String,
     pub created_at: Option<String>,
+    /// The posting's amount with this line's sign (a payment of 100 000 on a merchant's
+    /// statement: gross 100 000, fee 4 900, amount 95 100).
+    pub gross: i64,
+    /// gross - amount: the fee the platform took (negative: a fee a refund returned).
+    pub fee: i64,
 }
 
-/// An account statement, newest line first.
+/// A live hold: money reserved by an authorization.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HoldView {
+    /// The hold (= the payment id).
+    pub id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub description: String,
+    /// The card whose money is held.
+    pub debit_account_id: String,
+    /// The merchant a capture pays.
+    pub credit_account_id: String,
+    pub created_at: Option<String>,
+}
+
+/// An account statement, newest line first, with the account's live holds.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatementView {
     pub account: Option<AccountView>,
     pub items: Vec<StatementLineView>,
     pub page: PageView,
+    /// On a card: authorizations holding its money; on a merchant: authorizations a capture
+    /// would pay it.
+    pub holds: Vec<HoldView>,
 }
 
 impl From<proto::saldo::v1::StatementResponse> for StatementView {
@@ -167,9 +196,24 @@ impl From<proto::saldo::v1::StatementResponse> for StatementView {
                     description: l.description,
                     counterparty_account_id: l.counterparty_account_id,
                     created_at: rfc3339(l.created_at),
+                    gross: l.gross,
+                    fee: l.fee,
                 })
                 .collect(),
             page: s.page_info.into(),
+            holds: s
+                .holds
+                .into_iter()
+                .map(|h| HoldView {
+                    id: h.id,
+                    amount: h.amount,
+                    currency: h.currency,
+                    description: h.description,
+                    debit_account_id: h.debit_account_id,
+                    credit_account_id: h.credit_account_id,
+                    created_at: rfc3339(h.created_at),
+                })
+                .collect(),
         }
     }
 }
@@ -184,10 +228,17 @@ pub struct PostingView {
     pub rejection_reason: Option<String>,
     pub debit_account_id: String,
     pub credit_account_id: String,
+    /// The gross amount: what the debited account pays before a returned fee, and the
+    /// credited one receives before a taken fee.
     pub amount: i64,
     pub currency: String,
     pub description: String,
     pub created_at: Option<String>,
+    /// The third leg, when there is one: the fee account and its signed share (positive:
+    /// taken out of what the credited account receives; negative: returned, paying part of
+    /// what the debited account pays).
+    pub fee_account_id: Option<String>,
+    pub fee_amount: i64,
 }
 
 impl From<proto::saldo::v1::Posting> for PostingView {
@@ -209,6 +260,8 @@ impl From<proto::saldo::v1::Posting> for PostingView {
             currency: p.currency,
             description: p.description,
             created_at: rfc3339(p.created_at),
+            fee_account_id: non_empty(p.fee_account_id),
+            fee_amount: p.fee_amount,
         }
     }
 }
@@ -235,6 +288,8 @@ pub struct ReconcileView {
     pub unbalanced_postings: u64,
     /// Card accounts below zero (must be 0).
     pub negative_card_balances: u64,
+    /// Accounts whose held amount is not the sum of their live holds (must be 0).
+    pub held_mismatches: u64,
     pub mismatches: Vec<MismatchView>,
 }
 
@@ -248,6 +303,7 @@ impl From<proto::saldo::v1::ReconcileReport> for ReconcileView {
             accounts: r.accounts,
             unbalanced_postings: r.unbalanced_postings,
             negative_card_balances: r.negative_card_balances,
+            held_mismatches: r.held_mismatches,
             mismatches: r
                 .mismatches
                 .into_iter()

@@ -1,6 +1,8 @@
 //! `/api/v1/payments/*`: merchant payments and refunds. A merchant calls with `X-Api-Key`
 //! (and an `Idempotency-Key` to create); a user with an access token reads the payments of
-//! their cards or merchants, and an admin reads all and may refund. Payments are immutable:
+//! their cards or merchants, and an admin reads all and may refund. A payment created with
+//! `"capture": false` is an authorization: the merchant captures (`/capture`, in full or in
+//! part) or voids (`/void`) it, the customer cancels it (`/cancel`), or it expires. Captured
 //! money goes back only through refunds.
 
 use axum::Json;
@@ -17,7 +19,9 @@ use super::movements::status_filter;
 use super::page_request;
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, IdempotencyKey, PaymentCaller, timestamp_param};
+use crate::extract::{
+    ApiJson, ApiQuery, IdempotencyKey, OptionalApiJson, PaymentCaller, timestamp_param,
+};
 
 /// Body of a payment.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -34,6 +38,19 @@ pub struct PaymentBody {
     pub method: String,
     /// Shown to the customer (at most 255 characters).
     pub description: Option<String>,
+    /// Default true: charge the card now. false: only authorize — the amount is held on the
+    /// card until the merchant captures it (`POST /payments/{id}/capture`), voids it, the
+    /// customer cancels it, or it expires (PAYMENT_AUTHORIZATION_TTL_SECS, default 7 days).
+    pub capture: Option<bool>,
+}
+
+/// Body of a capture.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureBody {
+    /// Minor units, at most the authorized amount; absent = all of it. The rest of the hold
+    /// is released.
+    pub amount: Option<i64>,
 }
 
 /// Body of a refund.
@@ -101,6 +118,12 @@ pub async fn create_payment(
             amount: body.amount,
             method: body.method,
             description: body.description.unwrap_or_default(),
+            capture_method: if body.capture.unwrap_or(true) {
+                "automatic"
+            } else {
+                "manual"
+            }
+            .to_owned(),
             // backdating is for import tools over gRPC, not for HTTP callers
             effective_at: None,
         },
@@ -134,6 +157,79 @@ pub async fn get_payment(
             .into_inner()
             .into(),
     ))
+}
+
+#[utoipa::path(post, path = "/api/v1/payments/{id}/capture", tag = "payments",
+    params(("id" = String, Path), ("X-Api-Key" = String, Header, description = "the merchant's API key"),
+        ("Idempotency-Key" = String, Header, description = "unique per capture; a retry answers with the same capture")),
+    request_body = CaptureBody,
+    responses((status = 200, body = PaymentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn capture_payment(
+    State(state): State<AppState>,
+    caller: PaymentCaller,
+    Path(payment_id): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
+    OptionalApiJson(body): OptionalApiJson<CaptureBody>,
+) -> Result<Json<PaymentView>, ApiError> {
+    if body.amount.is_some_and(|a| a <= 0) {
+        return Err(ApiError::invalid_field(
+            "amount",
+            "must be a positive number of minor units (or absent: the whole authorization)",
+        ));
+    }
+    let request = state.request(
+        pb::CapturePaymentRequest {
+            api_key: caller.api_key(),
+            idempotency_key: key,
+            payment_id,
+            amount: body.amount.unwrap_or(0),
+        },
+        caller.user(),
+    );
+    let payment = state.transactions.clone().capture_payment(request).await?;
+    Ok(Json(payment.into_inner().into()))
+}
+
+#[utoipa::path(post, path = "/api/v1/payments/{id}/void", tag = "payments",
+    params(("id" = String, Path), ("X-Api-Key" = String, Header, description = "the merchant's API key")),
+    responses((status = 200, body = PaymentView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn void_payment(
+    State(state): State<AppState>,
+    caller: PaymentCaller,
+    Path(payment_id): Path<String>,
+) -> Result<Json<PaymentView>, ApiError> {
+    let request = state.request(
+        pb::PaymentActionRequest {
+            api_key: caller.api_key(),
+            payment_id,
+        },
+        caller.user(),
+    );
+    let payment = state.transactions.clone().void_payment(request).await?;
+    Ok(Json(payment.into_inner().into()))
+}
+
+#[utoipa::path(post, path = "/api/v1/payments/{id}/cancel", tag = "payments",
+    params(("id" = String, Path)),
+    responses((status = 200, body = PaymentView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn cancel_payment(
+    State(state): State<AppState>,
+    caller: PaymentCaller,
+    Path(payment_id): Path<String>,
+) -> Result<Json<PaymentView>, ApiError> {
+    let request = state.request(
+        pb::PaymentActionRequest {
+            api_key: caller.api_key(),
+            payment_id,
+        },
+        caller.user(),
+    );
+    let payment = state.transactions.clone().cancel_payment(request).await?;
+    Ok(Json(payment.into_inner().into()))
 }
 
 async fn payments_page(
@@ -322,6 +418,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_payment))
         // /payments/{id}/refunds
         .routes(routes!(payment_refunds, create_refund))
+        // /payments/{id}/capture, /void, /cancel
+        .routes(routes!(capture_payment))
+        .routes(routes!(void_payment))
+        .routes(routes!(cancel_payment))
         // /refunds
         .routes(routes!(list_refunds))
         // /refunds/{id}

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-fn rfc3339(ts: Option<prost_types::Timestamp>) -> Option<String> {
+pub(crate) fn rfc3339(ts: Option<prost_types::Timestamp>) -> Option<String> {
     ts.as_ref()
         .and_then(platform::time::from_proto)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))

@@ -40,8 +40,16 @@ fn data<T: serde::de::DeserializeOwned>(event: &Envelope) -> Result<T, HandlerEr
 pub fn webhook_event(event: &Envelope) -> Result<Option<Made>, HandlerError> {
     let t = event.event_type.as_str();
     let made = match t {
-        "payment.succeeded" | "payment.failed" => {
+        "payment.succeeded" | "payment.failed" | "payment.authorized" | "payment.captured"
+        | "payment.voided" => {
             let p: tx_ev::Payment = data(event)?;
+            // A payment's `status` is where it is now (authorized, succeeded, voided, …);
+            // events from before two-phase payments have no state: their status is it.
+            let status = p.state.clone().unwrap_or_else(|| p.status.clone());
+            let captured =
+                p.captured_amount
+                    .unwrap_or(if status == "succeeded" { p.amount } else { 0 });
+            let fee = p.fee_amount.unwrap_or(0);
             Made {
                 merchant_id: p.merchant_id,
                 event_type: t.to_owned(),
@@ -49,9 +57,13 @@ pub fn webhook_event(event: &Envelope) -> Result<Option<Made>, HandlerError> {
                 data: json!({
                     "object": "payment",
                     "id": p.id,
-                    "status": p.status,
+                    "status": status,
+                    "capture_method": p.capture_method.as_deref().unwrap_or("automatic"),
                     "failure_reason": p.failure_reason,
                     "amount": p.amount,
+                    "captured_amount": captured,
+                    "fee_amount": fee,
+                    "net_amount": captured - fee,
                     "currency": p.currency,
                     "method": p.method,
                     "description": p.description,
@@ -59,8 +71,14 @@ pub fn webhook_event(event: &Envelope) -> Result<Option<Made>, HandlerError> {
                     "api_key_id": p.api_key_id,
                     "created_at": p.created_at,
                     "completed_at": p.completed_at,
+                    "expires_at": p.expires_at,
                 }),
-                created_at: p.completed_at,
+                // a settlement's time is the event's; a completion's the payment's
+                created_at: if matches!(t, "payment.captured" | "payment.voided") {
+                    event.occurred_at
+                } else {
+                    p.completed_at
+                },
             }
         }
         "refund.succeeded" | "refund.failed" => {
@@ -77,6 +95,7 @@ pub fn webhook_event(event: &Envelope) -> Result<Option<Made>, HandlerError> {
                     "status": r.status,
                     "failure_reason": r.failure_reason,
                     "amount": r.amount,
+                    "fee_returned": r.fee_returned.unwrap_or(0),
                     "currency": r.currency,
                     "reason": r.reason,
                     "masked_card_number": r.masked_card_number,

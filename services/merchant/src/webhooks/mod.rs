@@ -32,6 +32,9 @@ pub const API_VERSION: &str = "2026-12-01";
 pub const EVENT_TYPES: &[&str] = &[
     "payment.succeeded",
     "payment.failed",
+    "payment.authorized",
+    "payment.captured",
+    "payment.voided",
     "refund.succeeded",
     "refund.failed",
     "settlement.balance_changed",

@@ -17,6 +17,7 @@
 //! [`movement::lifecycle`]'s; this module holds the records and who is asking,
 //! [`payment`], [`refund`], [`queries`] and [`recovery`] the rest, [`repo`] their SQL.
 
+pub mod authorization;
 mod payment;
 mod queries;
 mod recovery;
@@ -68,6 +69,112 @@ pub struct PaymentRow {
     pub completed_at: Option<DateTime<Utc>>,
     pub backdated: bool,
     pub refunded_amount: i64,
+    /// automatic or manual (an authorization; see migration 0004 for its states).
+    pub capture_method: String,
+    pub authorization_state: Option<String>,
+    pub release_reason: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub capture_amount: Option<i64>,
+    pub capture_key: Option<String>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub settled_at: Option<DateTime<Utc>>,
+    /// The merchant's plan when the payment was made.
+    pub fee_percent_bps: i32,
+    pub fee_fixed: i64,
+    pub fee_refund: String,
+    /// The fee booked with the payment's posting (0 until an authorization is captured).
+    pub fee_amount: i64,
+}
+
+impl PaymentRow {
+    pub fn is_authorization(&self) -> bool {
+        self.capture_method == "manual"
+    }
+
+    /// Where the payment is: pending, failed, succeeded (an automatic payment, or a captured
+    /// authorization), authorized, capturing, releasing, voided, cancelled or expired.
+    pub fn state(&self) -> &str {
+        match (self.status, self.authorization_state.as_deref()) {
+            (Status::Pending, _) => "pending",
+            (Status::Failed, _) => "failed",
+            (Status::Succeeded, _) if !self.is_authorization() => "succeeded",
+            (Status::Succeeded, None) => "authorized",
+            (Status::Succeeded, Some("captured")) => "succeeded",
+            (Status::Succeeded, Some("released")) => {
+                self.release_reason.as_deref().unwrap_or("voided")
+            }
+            (Status::Succeeded, Some(transient)) => transient,
+        }
+    }
+
+    /// What moved to the merchant (before the fee): all of a succeeded automatic payment,
+    /// the captured part of an authorization.
+    pub fn captured_amount(&self) -> i64 {
+        match self.state() {
+            "succeeded" => self.capture_amount.unwrap_or(self.amount),
+            _ => 0,
+        }
+    }
+
+    pub fn pricing(&self) -> Pricing {
+        Pricing {
+            percent_bps: self.fee_percent_bps,
+            fixed: self.fee_fixed,
+            refund_fee: self.fee_refund.clone(),
+        }
+    }
+}
+
+/// A merchant's pricing plan as the merchant service sent it (no plan: no fee).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pricing {
+    /// Basis points of the amount (290 = 2.9 %).
+    pub percent_bps: i32,
+    /// Minor units per payment.
+    pub fixed: i64,
+    /// proportional or none.
+    pub refund_fee: String,
+}
+
+impl Default for Pricing {
+    fn default() -> Self {
+        Self {
+            percent_bps: 0,
+            fixed: 0,
+            refund_fee: "proportional".to_owned(),
+        }
+    }
+}
+
+impl Pricing {
+    /// The fee of a payment of `amount`: the percentage rounded half up to a minor unit,
+    /// plus the fixed fee (100 000 at 2.9 % + 2 000 = 4 900).
+    pub fn fee(&self, amount: i64) -> i64 {
+        let percent = (i128::from(amount) * i128::from(self.percent_bps) + 5_000) / 10_000;
+        i64::try_from(percent)
+            .unwrap_or(i64::MAX)
+            .saturating_add(self.fixed)
+    }
+
+    /// The share of `fee` a refund returns: with `already` of `captured` refunded before
+    /// (whose refunds returned `fee_returned`), a refund of `amount` returns what brings
+    /// the returned total to the fee's share of everything refunded, rounded down — so all
+    /// refunds together return exactly the fee. `none` plans return nothing.
+    pub fn fee_returned(
+        &self,
+        fee: i64,
+        captured: i64,
+        already: i64,
+        fee_returned: i64,
+        amount: i64,
+    ) -> i64 {
+        if self.refund_fee != "proportional" || fee == 0 || captured <= 0 {
+            return 0;
+        }
+        let share = i128::from(fee) * i128::from(already + amount) / i128::from(captured);
+        let owed = i64::try_from(share).unwrap_or(fee).min(fee) - fee_returned;
+        owed.clamp(0, amount)
+    }
 }
 
 /// The settings prefix of payments' limits and methods (`PAYMENT_MIN_AMOUNT`, …).
@@ -93,6 +200,8 @@ pub struct RefundRow {
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
     pub backdated: bool,
+    /// The share of the payment's fee this refund returns (the merchant pays the rest).
+    pub fee_returned: i64,
 }
 
 movement::recorded!(
@@ -103,14 +212,17 @@ movement::recorded!(
      t.description, t.status, t.failure_reason, t.created_at, t.completed_at, t.backdated,
      COALESCE((SELECT sum(r.amount) FROM refunds r
                WHERE r.payment_id = t.id AND r.status = 'succeeded'), 0)::bigint
-         AS refunded_amount"
+         AS refunded_amount,
+     t.capture_method, t.authorization_state, t.release_reason, t.expires_at,
+     t.capture_amount, t.capture_key, t.claimed_at, t.settled_at, t.fee_percent_bps, t.fee_fixed,
+     t.fee_refund, t.fee_amount"
 );
 movement::recorded!(
     RefundRow,
     "refunds",
     "t.id, t.payment_id, t.requested_by, t.idempotency_key, t.fingerprint, t.merchant_id,
      t.card_id, t.user_id, t.masked_card_number, t.amount, t.currency, t.reason, t.status,
-     t.failure_reason, t.created_at, t.completed_at, t.backdated"
+     t.failure_reason, t.created_at, t.completed_at, t.backdated, t.fee_returned"
 );
 
 /// Whether the caller may read a merchant (its owner, or `merchants.read`): the merchant
@@ -150,6 +262,11 @@ pub(super) struct RefundTarget {
     id: Uuid,
     status: Status,
     amount: i64,
+    capture_method: String,
+    authorization_state: Option<String>,
+    capture_amount: Option<i64>,
+    fee_amount: i64,
+    fee_refund: String,
     merchant_id: Uuid,
     card_id: Uuid,
     masked_card_number: String,
@@ -168,6 +285,8 @@ pub struct NewPayment {
     pub description: String,
     /// Imports and demo data (`saldo.backdate`): when it happened; `None` = now.
     pub effective_at: Option<DateTime<Utc>>,
+    /// false: only authorize (hold the amount on the card) until captured.
+    pub capture: bool,
 }
 
 /// A refund request.
@@ -190,6 +309,7 @@ pub enum Caller {
         status: MerchantStatus,
         currency: String,
         key_id: Uuid,
+        pricing: Pricing,
     },
     User {
         principal: Principal,
@@ -222,9 +342,12 @@ pub struct Payments {
     merchants: MerchantServiceClient<Channel>,
     token: Arc<ServiceToken>,
     rules: Arc<movement::Rules>,
+    /// How long an authorization holds the money before the expiry job releases it.
+    authorization_ttl: chrono::Duration,
 }
 
 impl Payments {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         pool: PgPool,
         authenticator: Authenticator,
@@ -233,6 +356,7 @@ impl Payments {
         merchants: MerchantServiceClient<Channel>,
         token: ServiceToken,
         rules: movement::Rules,
+        authorization_ttl: Duration,
     ) -> Self {
         Self {
             pool,
@@ -242,6 +366,8 @@ impl Payments {
             merchants,
             token: Arc::new(token),
             rules: Arc::new(rules),
+            authorization_ttl: chrono::Duration::from_std(authorization_ttl)
+                .unwrap_or(chrono::Duration::days(7)),
         }
     }
 
@@ -295,6 +421,14 @@ impl Payments {
                     status,
                     currency: merchant.currency,
                     key_id: parse(&identity.key_id)?,
+                    pricing: identity
+                        .pricing
+                        .map(|p| Pricing {
+                            percent_bps: p.percent_bps,
+                            fixed: p.fixed_fee,
+                            refund_fee: p.refund_fee,
+                        })
+                        .unwrap_or_default(),
                 })
             }
             Err(s) if s.code() == tonic::Code::Unauthenticated => {

@@ -1,12 +1,15 @@
 //! Creating a payment: the merchant's key, the customer's consent (the CVV), then the shared
-//! lifecycle — record `pending`, post card → merchant under the payment id, complete.
+//! lifecycle — record `pending`, post card → merchant under the payment id (with the
+//! merchant's fee as a third leg into the platform's revenue), complete. An authorization
+//! (`capture: false`) places a ledger hold under the payment id instead; [`super::authorization`]
+//! captures, voids, cancels and expires it.
 
 use chrono::{DateTime, Utc};
 use events::Envelope;
 use events::payloads::transaction as ev;
 use movement::lifecycle::{self, Recorded};
 use movement::rules::check_card_number;
-use movement::{MovementError, Outcome, Side};
+use movement::{Fee, MovementError, Outcome, Side, Status};
 use platform::FieldViolation;
 use platform::card_data::{CardNumber, Cvv};
 use platform::money::Money;
@@ -31,6 +34,12 @@ impl Payments {
         }
         self.rules.check_method(&request.method, &mut violations);
         self.rules.check_amount(request.amount, &mut violations);
+        if !request.capture && request.effective_at.is_some() {
+            violations.push(FieldViolation::new(
+                "capture",
+                "an imported (backdated) payment is captured: authorizations happen now",
+            ));
+        }
         if request.description.chars().count() > 255 {
             violations.push(FieldViolation::new(
                 "description",
@@ -87,6 +96,7 @@ impl Payments {
             status,
             currency,
             key_id,
+            pricing,
         } = caller
         else {
             return Err(TransactionError::ApiKey {
@@ -108,11 +118,25 @@ impl Payments {
             &request.amount.to_string(),
             &request.method,
             &request.description,
+            if request.capture {
+                "capture"
+            } else {
+                "authorize"
+            },
         ]);
         if let Some(existing) =
             lifecycle::by_key(&self.pool, &requested_by, &request.idempotency_key).await?
         {
             return Ok(lifecycle::replay("payment", existing, &fingerprint)?);
+        }
+        // An automatic payment's fee is booked with it; an authorization's at capture.
+        let fee = if request.capture {
+            pricing.fee(request.amount)
+        } else {
+            0
+        };
+        if fee >= request.amount {
+            return Err(TransactionError::AmountBelowFee { fee });
         }
         let card = self
             .verify_cvv(&request.card_number, &request.cvv, *key_id)
@@ -140,6 +164,9 @@ impl Payments {
                 method: &request.method,
                 description: &request.description,
                 effective_at: request.effective_at,
+                expires_at: (!request.capture).then(|| Utc::now() + self.authorization_ttl),
+                pricing,
+                fee_amount: fee,
             },
         )
         .await?;
@@ -168,15 +195,30 @@ impl Payments {
         Ok(lifecycle::respond("payment", payment)?)
     }
 
+    /// Posts a payment card → merchant with its fee, or places an authorization's hold.
     pub(super) async fn post_payment(&self, p: &PaymentRow) -> Result<Outcome, MovementError> {
+        let description = format!("payment to {}", p.merchant_name);
+        if p.is_authorization() {
+            return self
+                .upstream
+                .hold(
+                    p.id,
+                    p.card_id,
+                    Side::Merchant(p.merchant_id),
+                    money(p.amount, &p.currency)?,
+                    description,
+                )
+                .await;
+        }
         self.upstream
-            .post(
+            .post_with_fee(
                 p.id,
                 "payment",
                 Side::Card(p.card_id),
                 Side::Merchant(p.merchant_id),
                 money(p.amount, &p.currency)?,
-                format!("payment to {}", p.merchant_name),
+                Fee::revenue(p.fee_amount),
+                description,
                 p.backdated.then_some(p.created_at),
             )
             .await
@@ -189,24 +231,15 @@ impl Payments {
     ) -> Result<PaymentRow, TransactionError> {
         let completed_at = lifecycle::completion_time(pending);
         let (status, reason) = lifecycle::outcome_status(outcome);
-        let data = ev::Payment {
-            id: pending.id,
-            status: status.as_str().to_owned(),
-            failure_reason: reason.map(str::to_owned),
-            merchant_id: pending.merchant_id,
-            merchant_name: pending.merchant_name.clone(),
-            api_key_id: pending.api_key_id,
-            card_id: pending.card_id,
-            user_id: pending.user_id,
-            masked_card_number: pending.masked_card_number.clone(),
-            amount: pending.amount,
-            currency: pending.currency.clone(),
-            method: pending.method.clone(),
-            description: pending.description.clone(),
-            created_at: pending.created_at,
-            completed_at,
+        let mut done = pending.clone();
+        done.status = status;
+        done.failure_reason = reason.map(str::to_owned);
+        done.completed_at = Some(completed_at);
+        let event_type = match (status, pending.is_authorization()) {
+            (Status::Succeeded, true) => ev::PAYMENT_AUTHORIZED.to_owned(),
+            (status, _) => ev::event_type("payment", status == Status::Succeeded),
         };
-        let event = envelope("payment", status, pending.id, &data)?;
+        let event = payment_event(&event_type, &done)?;
         self.complete("payment", pending, outcome, completed_at, &event)
             .await
     }
@@ -245,8 +278,39 @@ pub(super) fn money(amount: i64, currency: &str) -> Result<Money, MovementError>
     Money::positive(amount, currency).map_err(|e| MovementError::Internal(e.into()))
 }
 
-/// The completion event of a payment or refund (`<kind>.succeeded` / `<kind>.failed`),
-/// keyed by `subject` (the payment, so its history stays in order on one partition).
+/// A payment's event of `event_type` as the payment is in `p`, keyed by the payment so its
+/// history stays in order on one partition.
+pub(super) fn payment_event(
+    event_type: &str,
+    p: &PaymentRow,
+) -> Result<Envelope, TransactionError> {
+    let data = ev::Payment {
+        id: p.id,
+        status: p.status.as_str().to_owned(),
+        failure_reason: p.failure_reason.clone(),
+        merchant_id: p.merchant_id,
+        merchant_name: p.merchant_name.clone(),
+        api_key_id: p.api_key_id,
+        card_id: p.card_id,
+        user_id: p.user_id,
+        masked_card_number: p.masked_card_number.clone(),
+        amount: p.amount,
+        currency: p.currency.clone(),
+        method: p.method.clone(),
+        description: p.description.clone(),
+        created_at: p.created_at,
+        completed_at: p.completed_at.unwrap_or(p.created_at),
+        capture_method: Some(p.capture_method.clone()),
+        state: Some(p.state().to_owned()),
+        captured_amount: Some(p.captured_amount()),
+        fee_amount: Some(p.fee_amount),
+        expires_at: p.expires_at,
+    };
+    Envelope::new(SOURCE, event_type, p.id, &data).map_err(TransactionError::internal)
+}
+
+/// The completion event of a refund (`refund.succeeded` / `refund.failed`), keyed by
+/// `subject` (the payment, so its history stays in order on one partition).
 pub(super) fn envelope<T: serde::Serialize>(
     kind: &str,
     status: movement::Status,

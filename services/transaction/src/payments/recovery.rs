@@ -1,5 +1,7 @@
 //! Finishing payments and refunds a crash or a timeout left pending: each is re-posted under
-//! its own id (the ledger answers with what it did) and completed with that answer.
+//! its own id (the ledger answers with what it did) and completed with that answer. The same
+//! loop is the authorizations' expiry job and finishes their claimed captures and releases
+//! ([`super::authorization`]).
 
 use std::time::Duration;
 
@@ -9,7 +11,8 @@ use super::{PaymentRow, Payments, RefundRow};
 use crate::error::TransactionError;
 
 impl Payments {
-    /// Completes payments and refunds left pending longer than `grace`; returns how many.
+    /// Completes payments and refunds left pending longer than `grace`, expires
+    /// authorizations past their deadline; returns how many.
     pub async fn recover_once(&self, grace: Duration) -> Result<usize, TransactionError> {
         let mut completed = 0;
         let payments: Vec<PaymentRow> = lifecycle::pending_before(&self.pool, grace, 100).await?;
@@ -28,6 +31,7 @@ impl Payments {
                 completed += 1;
             }
         }
+        completed += self.settle_authorizations(grace).await?;
         if completed > 0 {
             metrics::counter!("movement_recovered_total", "kind" => "payment")
                 .increment(completed as u64);

@@ -5,13 +5,13 @@
 
 use movement::MovementError;
 use movement::lifecycle::{self, Status};
-use movement::{Outcome, Side};
+use movement::{Fee, Outcome, Side};
 use platform::FieldViolation;
 use platform::money::Money;
 use proto::merchant::v1::MerchantStatus;
 
 use super::payment::{envelope, money};
-use super::{Caller, NewRefund, PAYMENTS_WRITE, Payments, RefundRow, RefundTarget, repo};
+use super::{Caller, NewRefund, PAYMENTS_WRITE, Payments, Pricing, RefundRow, RefundTarget, repo};
 use crate::error::TransactionError;
 use events::payloads::transaction as ev;
 
@@ -79,6 +79,11 @@ impl Payments {
             id: payment_id,
             status,
             amount,
+            capture_method,
+            authorization_state,
+            capture_amount,
+            fee_amount,
+            fee_refund,
             merchant_id,
             card_id,
             masked_card_number: masked,
@@ -92,18 +97,43 @@ impl Payments {
         {
             return Err(TransactionError::PaymentNotFound);
         }
-        if status != Status::Succeeded {
-            return Err(TransactionError::NotRefundable(status.as_str().to_owned()));
-        }
-        let reserved = repo::reserved_for_refunds(&mut *tx, payment_id).await?;
-        let paid = Money::new(amount, &currency).map_err(TransactionError::internal)?;
+        // Only money that moved can go back: a succeeded payment, or what was captured of an
+        // authorization.
+        let captured = match (
+            status,
+            capture_method.as_str(),
+            authorization_state.as_deref(),
+        ) {
+            (Status::Succeeded, "automatic", _) => amount,
+            (Status::Succeeded, _, Some("captured")) => capture_amount.unwrap_or(0),
+            (Status::Succeeded, _, None) => {
+                return Err(TransactionError::NotRefundable("authorized".to_owned()));
+            }
+            (Status::Succeeded, _, Some(state)) => {
+                return Err(TransactionError::NotRefundable(state.to_owned()));
+            }
+            (status, _, _) => {
+                return Err(TransactionError::NotRefundable(status.as_str().to_owned()));
+            }
+        };
+        let (reserved, fee_reserved) = repo::reserved_for_refunds(&mut *tx, payment_id).await?;
+        let paid = Money::new(captured, &currency).map_err(TransactionError::internal)?;
         let remaining = Money::new(reserved, &currency)
             .and_then(|reserved| paid.checked_sub(reserved))
             .map_err(TransactionError::internal)?
             .minor();
         if request.amount > remaining {
-            return Err(TransactionError::RefundExceedsPayment { amount, remaining });
+            return Err(TransactionError::RefundExceedsPayment {
+                amount: captured,
+                remaining,
+            });
         }
+        let plan = Pricing {
+            refund_fee: fee_refund,
+            ..Pricing::default()
+        };
+        let fee_returned =
+            plan.fee_returned(fee_amount, captured, reserved, fee_reserved, request.amount);
         let inserted = repo::insert_refund(
             &mut *tx,
             &repo::NewRefundRow {
@@ -119,6 +149,7 @@ impl Payments {
                 currency: &currency,
                 reason: request.reason.trim(),
                 effective_at: request.effective_at,
+                fee_returned,
             },
         )
         .await?;
@@ -140,13 +171,16 @@ impl Payments {
     }
 
     pub(super) async fn post_refund(&self, r: &RefundRow) -> Result<Outcome, MovementError> {
+        // The merchant pays the refund less the fee it returns; the platform's revenue the
+        // returned fee.
         self.upstream
-            .post(
+            .post_with_fee(
                 r.id,
                 "refund",
                 Side::Merchant(r.merchant_id),
                 Side::Card(r.card_id),
                 money(r.amount, &r.currency)?,
+                Fee::revenue(-r.fee_returned),
                 format!("refund of payment {}", r.payment_id),
                 r.backdated.then_some(r.created_at),
             )
@@ -174,6 +208,7 @@ impl Payments {
             amount: pending.amount,
             currency: pending.currency.clone(),
             reason: pending.reason.clone(),
+            fee_returned: Some(pending.fee_returned),
             created_at: pending.created_at,
             completed_at,
         };

@@ -9,7 +9,7 @@ use platform::pagination::Page;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use super::{PaymentFilter, PaymentRow, RefundRow, RefundTarget};
+use super::{PaymentFilter, PaymentRow, Pricing, RefundRow, RefundTarget};
 
 /// A payment to record as pending.
 pub struct NewPaymentRow<'a> {
@@ -24,6 +24,12 @@ pub struct NewPaymentRow<'a> {
     pub method: &'a str,
     pub description: &'a str,
     pub effective_at: Option<DateTime<Utc>>,
+    /// An authorization's deadline (`None`: captured when created).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The merchant's plan now, kept with the payment.
+    pub pricing: &'a Pricing,
+    /// The fee booked with an automatic payment's posting.
+    pub fee_amount: i64,
 }
 
 /// Records a pending payment; `None` when the caller's key is already taken.
@@ -36,9 +42,12 @@ pub async fn insert_payment(
              INSERT INTO payments (id, requested_by, idempotency_key, fingerprint,
                  merchant_id, merchant_name, api_key_id, card_id, user_id,
                  masked_card_number, amount, currency, method, description, created_at,
-                 backdated)
+                 backdated, capture_method, expires_at, fee_percent_bps, fee_fixed, fee_refund,
+                 fee_amount)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                 COALESCE($15, now()), $15 IS NOT NULL)
+                 COALESCE($15, now()), $15 IS NOT NULL,
+                 CASE WHEN $16::timestamptz IS NULL THEN 'automatic' ELSE 'manual' END,
+                 $16, $17, $18, $19, $20)
              ON CONFLICT (requested_by, idempotency_key) DO NOTHING
              RETURNING *)
          SELECT {} FROM t",
@@ -59,6 +68,11 @@ pub async fn insert_payment(
     .bind(p.method)
     .bind(p.description)
     .bind(p.effective_at)
+    .bind(p.expires_at)
+    .bind(p.pricing.percent_bps)
+    .bind(p.pricing.fixed)
+    .bind(&p.pricing.refund_fee)
+    .bind(p.fee_amount)
     .fetch_optional(db)
     .await
 }
@@ -70,7 +84,8 @@ pub async fn payment_for_refund(
     payment_id: Uuid,
 ) -> sqlx::Result<Option<RefundTarget>> {
     sqlx::query_as(
-        "SELECT id, status, amount, merchant_id, card_id, masked_card_number, currency, user_id
+        "SELECT id, status, amount, capture_method, authorization_state, capture_amount,
+             fee_amount, fee_refund, merchant_id, card_id, masked_card_number, currency, user_id
          FROM payments WHERE id = $1 FOR UPDATE",
     )
     .bind(payment_id)
@@ -78,11 +93,14 @@ pub async fn payment_for_refund(
     .await
 }
 
-/// The amount of a payment its pending and succeeded refunds take.
-pub async fn reserved_for_refunds(db: impl PgExecutor<'_>, payment_id: Uuid) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(sum(amount), 0)::bigint FROM refunds
-         WHERE payment_id = $1 AND status IN ('pending', 'succeeded')",
+/// The amount of a payment its pending and succeeded refunds take, and the fee they return.
+pub async fn reserved_for_refunds(
+    db: impl PgExecutor<'_>,
+    payment_id: Uuid,
+) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT COALESCE(sum(amount), 0)::bigint, COALESCE(sum(fee_returned), 0)::bigint
+         FROM refunds WHERE payment_id = $1 AND status IN ('pending', 'succeeded')",
     )
     .bind(payment_id)
     .fetch_one(db)
@@ -103,6 +121,7 @@ pub struct NewRefundRow<'a> {
     pub currency: &'a str,
     pub reason: &'a str,
     pub effective_at: Option<DateTime<Utc>>,
+    pub fee_returned: i64,
 }
 
 /// Records a pending refund; `None` when the caller's key is already taken.
@@ -113,9 +132,9 @@ pub async fn insert_refund(
     sqlx::query_as(&format!(
         "INSERT INTO refunds AS t (id, payment_id, requested_by, idempotency_key, fingerprint,
              merchant_id, card_id, user_id, masked_card_number, amount, currency, reason,
-             created_at, backdated)
+             created_at, backdated, fee_returned)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-             COALESCE($13, now()), $13 IS NOT NULL)
+             COALESCE($13, now()), $13 IS NOT NULL, $14)
          ON CONFLICT (requested_by, idempotency_key) DO NOTHING
          RETURNING {}",
         RefundRow::COLUMNS
@@ -133,6 +152,7 @@ pub async fn insert_refund(
     .bind(r.currency)
     .bind(r.reason)
     .bind(r.effective_at)
+    .bind(r.fee_returned)
     .fetch_optional(db)
     .await
 }

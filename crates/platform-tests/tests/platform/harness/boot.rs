@@ -357,6 +357,7 @@ async fn boot_replica(shared: &Shared, options: &Options) -> Replica {
         },
         recovery_interval: Duration::from_millis(500),
         recovery_grace: Duration::from_secs(2),
+        authorization_ttl: options.authorization_ttl,
         stats_time_zone: "UTC".into(),
         stats_group: groups.payment_stats.clone(),
     })

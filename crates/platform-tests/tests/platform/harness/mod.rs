@@ -16,7 +16,7 @@ pub mod receiver;
 
 pub use boot::{Platform, common};
 pub use client::{email, token_in_mail};
-pub use fixtures::Card;
+pub use fixtures::{Card, Merchant};
 
 use std::time::Duration;
 
@@ -72,6 +72,8 @@ pub struct Options {
     pub webhook_disable_after_failures: u32,
     /// Time a webhook receiver has to answer.
     pub webhook_timeout: Duration,
+    /// How long an authorization holds money before the expiry job releases it.
+    pub authorization_ttl: Duration,
 }
 
 impl Default for Options {
@@ -92,6 +94,7 @@ impl Default for Options {
                 .unwrap_or(1),
             webhook_disable_after_failures: 10_000,
             webhook_timeout: Duration::from_secs(5),
+            authorization_ttl: Duration::from_secs(7 * 86_400),
         }
     }
 }
