@@ -17,6 +17,10 @@ pub const METHODS: &[&str] = include!(concat!(env!("OUT_DIR"), "/methods.rs"));
 pub const INTERNAL_METHODS: &[&str] = &[
     // Ledger postings: only the movement and payment services move money.
     "/payments.saldo.v1.SaldoService/Post",
+    // Holds (authorizations): only the transaction service places, captures and releases them.
+    "/payments.saldo.v1.SaldoService/Hold",
+    "/payments.saldo.v1.SaldoService/CaptureHold",
+    "/payments.saldo.v1.SaldoService/ReleaseHold",
     // CVV checks: only the transaction service, which counts failures per card and key.
     "/payments.card.v1.CardService/VerifyCvv",
     // API-key authentication: the gateway and the transaction service resolve keys.

@@ -563,3 +563,60 @@ async fn held_money_cannot_be_spent_by_a_concurrent_transfer() {
     }
     p.assert_books_balance(&admin).await;
 }
+
+/// A crash after a capture or a void claimed an authorization and before the ledger answered
+/// leaves the claim (the state below is exactly that: the claim written, the ledger's hold
+/// untouched). Recovery finishes both — the capture moves the money once, the void releases
+/// it — and a retry of the capture with its key answers with the same capture.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recovery_finishes_captures_and_voids_a_crash_left_claimed() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, owner) = p.customer(&admin).await;
+    let (customer, card) = funded(&p, &admin, 100_000).await;
+    let merchant = p.active_merchant(&admin, &owner, "IDR").await;
+    let captured = authorize(&p, &merchant, &card, 40_000).await;
+    let captured = captured["id"].as_str().unwrap().to_owned();
+    let voided = authorize(&p, &merchant, &card, 30_000).await;
+    let voided = voided["id"].as_str().unwrap().to_owned();
+    let db = sqlx::PgPool::connect(&p.database_url).await.unwrap();
+    sqlx::query(
+        "UPDATE transaction_svc.payments SET authorization_state = 'capturing',
+             capture_amount = 25000, capture_key = 'crashed-capture', fee_amount = 0,
+             claimed_at = now() - interval '1 minute'
+         WHERE id = $1::uuid",
+    )
+    .bind(&captured)
+    .execute(&db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE transaction_svc.payments SET authorization_state = 'releasing',
+             release_reason = 'voided', claimed_at = now() - interval '1 minute'
+         WHERE id = $1::uuid",
+    )
+    .bind(&voided)
+    .execute(&db)
+    .await
+    .unwrap();
+    for (id, state) in [(&captured, "succeeded"), (&voided, "voided")] {
+        testkit::eventually(Duration::from_secs(20), "recovery", || async {
+            let (_, now) = p.get(&format!("/payments/{id}"), Some(&customer)).await;
+            (now["status"] == state).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(
+        card_account(&p, &customer, &card).await,
+        (75_000, 0, 75_000)
+    );
+    assert_eq!(p.merchant_balance(&owner, &merchant.id).await, 25_000);
+    let (status, again) = capture(&p, &merchant, &captured, "crashed-capture", Some(25_000)).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["captured_amount"], 25_000);
+    assert_eq!(
+        card_account(&p, &customer, &card).await,
+        (75_000, 0, 75_000)
+    );
+    p.assert_books_balance(&admin).await;
+}
