@@ -7,7 +7,8 @@
 #    (new customers and cards, funded through the API) -> our maximum throughput;
 # 3. once the outboxes have drained to Kafka, open loop at half that throughput -> latency
 #    percentiles at half load (and at a quarter);
-# 4. prints each service's resident memory, stops the services;
+# 4. waits until every consumer group is at zero lag (from the services' own watchdogs) and
+#    prints how long that took; prints each service's resident memory, stops the services;
 # 5. pgbench runs deploy/local/bench/transfer.sql (the SQL of one transfer) with the same
 #    concurrency -> the ceiling; prints our throughput as a fraction of it.
 # Stop `make run` first: the services use their standard ports.
@@ -74,6 +75,14 @@ say "open loop at a quarter, for the shape of the latency curve: $QUARTER transf
 ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" "$BIN/bench" transfers --base "$API" --customers "$CUSTOMERS" --rate "$QUARTER" \
     --duration "$SECONDS_PER_RUN" | tee -a "$RESULTS"
 P99_QUARTER="$(grep '^RESULT' "$RESULTS" | tail -1 | sed -E 's/.*p99_ms=([0-9.]+).*/\1/')"
+LOAD_DONE=$SECONDS
+say "waiting for every consumer group to reach zero lag"
+if python3 "$ROOT/deploy/local/soak_sample.py" settle "$DATABASE_URL" 600; then
+    ZERO_LAG="every consumer at zero lag $((SECONDS - LOAD_DONE)) s after the last run"
+else
+    ZERO_LAG="consumers NOT at zero lag 600 s after the last run"
+fi
+say "$ZERO_LAG"
 
 say "resident memory and CPU time of each process after the runs"
 cpu_seconds() { # pid -> CPU seconds used so far
@@ -118,5 +127,6 @@ cat <<SUMMARY
   fraction of the ceiling     $(awk -v a="$MAX_TPS" -v b="$CEILING" 'BEGIN { printf "%.2f", a / b }')   (target >= 0.5)
   p99 at half load ($HALF/s)   $P99_HALF ms   (target < 25 ms)
   p99 at quarter load ($QUARTER/s) $P99_QUARTER ms
+  event consumers             $ZERO_LAG
   ledger                      $RECONCILE
 SUMMARY
