@@ -25,16 +25,6 @@ fn body(card: &Card, amount: i64, capture: bool) -> Value {
            "description": "order 42", "capture": capture})
 }
 
-/// A customer (token) and their card holding `amount`.
-async fn funded(p: &Platform, admin: &str, amount: i64) -> (String, Card) {
-    let (_, customer) = p.customer(admin).await;
-    let card = p.card(&customer, "IDR").await;
-    let (status, topup) = p.topup(&customer, &card.number, amount).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{topup}");
-    assert_eq!(topup["status"], "succeeded");
-    (customer, card)
-}
-
 async fn authorize(p: &Platform, merchant: &Merchant, card: &Card, amount: i64) -> Value {
     let (status, payment, _) = p
         .pay(&merchant.key, &key(), body(card, amount, false))
@@ -120,7 +110,7 @@ async fn a_fee_is_the_third_leg_of_the_payments_posting_and_refunds_return_it_in
     let p = Platform::start().await;
     let admin = p.admin_token().await;
     let (_, owner) = p.customer(&admin).await;
-    let (customer, card) = funded(&p, &admin, 150_000).await;
+    let (customer, card) = p.funded_card(&admin, 150_000).await;
     let merchant = p.active_merchant(&admin, &owner, "IDR").await;
     let pricing = format!("/merchants/{}/pricing", merchant.id);
     let plan = json!({"currency": "IDR", "percent_bps": 290, "fixed_fee": 2_000});
@@ -229,7 +219,7 @@ async fn authorize_capture_part_and_refund_with_every_event_delivered_once() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
     let (_, owner) = p.customer(&admin).await;
-    let (customer, card) = funded(&p, &admin, 100_000).await;
+    let (customer, card) = p.funded_card(&admin, 100_000).await;
     let merchant = p.active_merchant(&admin, &owner, "IDR").await;
     let hook = Receiver::start().await;
     let (status, endpoint) = p
@@ -368,7 +358,7 @@ async fn a_void_or_a_customers_cancel_releases_the_hold_and_nothing_moves() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
     let (_, owner) = p.customer(&admin).await;
-    let (customer, card) = funded(&p, &admin, 100_000).await;
+    let (customer, card) = p.funded_card(&admin, 100_000).await;
     let merchant = p.active_merchant(&admin, &owner, "IDR").await;
 
     let voided = authorize(&p, &merchant, &card, 40_000).await;
@@ -437,7 +427,7 @@ async fn an_authorization_expires_and_its_money_is_available_again() {
     .await;
     let admin = p.admin_token().await;
     let (_, owner) = p.customer(&admin).await;
-    let (customer, card) = funded(&p, &admin, 100_000).await;
+    let (customer, card) = p.funded_card(&admin, 100_000).await;
     let merchant = p.active_merchant(&admin, &owner, "IDR").await;
     let payment = authorize(&p, &merchant, &card, 70_000).await;
     let id = payment["id"].as_str().unwrap().to_owned();
@@ -477,7 +467,7 @@ async fn concurrent_captures_and_voids_of_one_authorization_settle_it_once() {
     let (_, owner) = p.customer(&admin).await;
     let merchant = p.active_merchant(&admin, &owner, "IDR").await;
     for round in 0..3_i64 {
-        let (customer, card) = funded(&p, &admin, 100_000).await;
+        let (customer, card) = p.funded_card(&admin, 100_000).await;
         let before = p.merchant_balance(&owner, &merchant.id).await;
         let payment = authorize(&p, &merchant, &card, 50_000).await;
         let id = payment["id"].as_str().unwrap().to_owned();
@@ -529,7 +519,7 @@ async fn held_money_cannot_be_spent_by_a_concurrent_transfer() {
     let (_, payee) = p.customer(&admin).await;
     let payee_card = p.card(&payee, "IDR").await;
     for _ in 0..3 {
-        let (customer, card) = funded(&p, &admin, 100_000).await;
+        let (customer, card) = p.funded_card(&admin, 100_000).await;
         let payment_key = key();
         let ((held, payment, _), (moved, transfer)) = tokio::join!(
             p.pay(&merchant.key, &payment_key, body(&card, 70_000, false)),
@@ -573,7 +563,7 @@ async fn recovery_finishes_captures_and_voids_a_crash_left_claimed() {
     let p = Platform::start().await;
     let admin = p.admin_token().await;
     let (_, owner) = p.customer(&admin).await;
-    let (customer, card) = funded(&p, &admin, 100_000).await;
+    let (customer, card) = p.funded_card(&admin, 100_000).await;
     let merchant = p.active_merchant(&admin, &owner, "IDR").await;
     let captured = authorize(&p, &merchant, &card, 40_000).await;
     let captured = captured["id"].as_str().unwrap().to_owned();

@@ -45,16 +45,6 @@ async fn register(
     (body["endpoint"].clone(), secret)
 }
 
-/// A customer's card holding `amount`.
-async fn funded_card(p: &Platform, admin: &str, amount: i64) -> Card {
-    let (_, customer) = p.customer(admin).await;
-    let card = p.card(&customer, "IDR").await;
-    let (status, topup) = p.topup(&customer, &card.number, amount).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{topup}");
-    assert_eq!(topup["status"], "succeeded");
-    card
-}
-
 /// A payment of `amount`; retried with its idempotency key while the platform answers 502,
 /// 503 or 504 (a replica just stopped mid-request), as a client should.
 async fn pay(p: &Platform, api_key: &str, card: &Card, amount: i64) -> String {
@@ -92,7 +82,7 @@ async fn a_merchant_gets_every_event_once_signed_in_order_and_can_list_and_resen
     let p = Platform::start().await;
     let admin = p.admin_token().await;
     let (_, owner) = p.customer(&admin).await;
-    let card = funded_card(&p, &admin, 500_000).await;
+    let card = p.funded_card(&admin, 500_000).await.1;
     let merchant = p.active_merchant(&admin, &owner, "IDR").await;
     let hooks = format!("/merchants/{}/webhook-endpoints", merchant.id);
     let hook = Receiver::start().await;
@@ -339,7 +329,7 @@ async fn failed_and_unreachable_receivers_get_every_event_later_in_order_and_nev
     .await;
     let admin = p.admin_token().await;
     let (_, owner) = p.customer(&admin).await;
-    let card = funded_card(&p, &admin, 1_000_000).await;
+    let card = p.funded_card(&admin, 1_000_000).await.1;
     let merchant = p.active_merchant(&admin, &owner, "IDR").await;
     let hook = Receiver::start().await;
     let (_, secret) = register(
@@ -445,7 +435,7 @@ async fn an_endpoint_failing_for_long_is_disabled_its_owner_told_and_it_resumes_
     .await;
     let admin = p.admin_token().await;
     let (_, owner, owner_email) = p.customer_with_email(&admin).await;
-    let card = funded_card(&p, &admin, 100_000).await;
+    let card = p.funded_card(&admin, 100_000).await.1;
     let merchant = p.active_merchant(&admin, &owner, "IDR").await;
     let hook = Receiver::start().await;
     let (endpoint, secret) =
@@ -518,7 +508,7 @@ async fn secrets_rotate_with_an_overlap_and_urls_cannot_reach_the_platforms_netw
     let p = Platform::start().await;
     let admin = p.admin_token().await;
     let (_, owner) = p.customer(&admin).await;
-    let card = funded_card(&p, &admin, 100_000).await;
+    let card = p.funded_card(&admin, 100_000).await.1;
     let merchant = p.active_merchant(&admin, &owner, "IDR").await;
     let hooks = format!("/merchants/{}/webhook-endpoints", merchant.id);
     for url in [

@@ -200,15 +200,7 @@ pub async fn void_payment(
     caller: PaymentCaller,
     Path(payment_id): Path<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
-    let request = state.request(
-        pb::PaymentActionRequest {
-            api_key: caller.api_key(),
-            payment_id,
-        },
-        caller.user(),
-    );
-    let payment = state.transactions.clone().void_payment(request).await?;
-    Ok(Json(payment.into_inner().into()))
+    release(&state, &caller, payment_id, Release::Void).await
 }
 
 #[utoipa::path(post, path = "/api/v1/payments/{id}/cancel", tag = "payments",
@@ -221,6 +213,21 @@ pub async fn cancel_payment(
     caller: PaymentCaller,
     Path(payment_id): Path<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
+    release(&state, &caller, payment_id, Release::Cancel).await
+}
+
+/// How an authorization is released without a capture.
+enum Release {
+    Void,
+    Cancel,
+}
+
+async fn release(
+    state: &AppState,
+    caller: &PaymentCaller,
+    payment_id: String,
+    how: Release,
+) -> Result<Json<PaymentView>, ApiError> {
     let request = state.request(
         pb::PaymentActionRequest {
             api_key: caller.api_key(),
@@ -228,7 +235,11 @@ pub async fn cancel_payment(
         },
         caller.user(),
     );
-    let payment = state.transactions.clone().cancel_payment(request).await?;
+    let mut transactions = state.transactions.clone();
+    let payment = match how {
+        Release::Void => transactions.void_payment(request).await?,
+        Release::Cancel => transactions.cancel_payment(request).await?,
+    };
     Ok(Json(payment.into_inner().into()))
 }
 

@@ -154,6 +154,17 @@ impl Platform {
         .await
     }
 
+    /// A new customer (their token) and a card of theirs holding `amount`, topped up through
+    /// a provider.
+    pub async fn funded_card(&self, admin: &str, amount: i64) -> (String, Card) {
+        let (_, customer) = self.customer(admin).await;
+        let card = self.card(&customer, "IDR").await;
+        let (status, topup) = self.topup(&customer, &card.number, amount).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{topup}");
+        assert_eq!(topup["status"], "succeeded");
+        (customer, card)
+    }
+
     /// The merchant's settlement balance.
     pub async fn merchant_balance(&self, token: &str, merchant_id: &str) -> i64 {
         let (status, body) = self
