@@ -65,7 +65,7 @@ fn posting_request(
     }
     let debit = account_ref("debit", r.debit.as_ref()).map_err(|v| violations.push(v));
     let credit = account_ref("credit", r.credit.as_ref()).map_err(|v| violations.push(v));
-    check_money(r.amount, &r.currency, &r.description, &mut violations);
+    check_money(r.amount, Some(&r.currency), &r.description, &mut violations);
     let fee = fee_leg(r.fee.as_ref(), r.amount).map_err(|v| violations.push(v));
     match (id, debit, credit, fee) {
         (Ok(id), Ok(debit), Ok(credit), Ok(fee)) if violations.is_empty() => {
@@ -98,11 +98,17 @@ fn posting_request(
     }
 }
 
-fn check_money(amount: i64, currency: &str, description: &str, v: &mut Vec<FieldViolation>) {
+/// Amount, currency (absent: the hold's, for a capture) and description of a request.
+fn check_money(
+    amount: i64,
+    currency: Option<&str>,
+    description: &str,
+    v: &mut Vec<FieldViolation>,
+) {
     if amount <= 0 {
         v.push(FieldViolation::new("amount", "must be positive"));
     }
-    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+    if currency.is_some_and(|c| c.len() != 3 || !c.chars().all(|c| c.is_ascii_uppercase())) {
         v.push(FieldViolation::new("currency", "must be an ISO 4217 code"));
     }
     if description.len() > 200 {
@@ -143,7 +149,7 @@ fn hold_request(r: pb::HoldRequest) -> Result<HoldRequest, SaldoError> {
         }
     };
     let credit = account_ref("credit", r.credit.as_ref()).map_err(|v| violations.push(v));
-    check_money(r.amount, &r.currency, &r.description, &mut violations);
+    check_money(r.amount, Some(&r.currency), &r.description, &mut violations);
     match (id, debit, credit) {
         (Ok(id), Some(debit), Ok(credit)) if violations.is_empty() => Ok(HoldRequest {
             id,
@@ -160,7 +166,7 @@ fn hold_request(r: pb::HoldRequest) -> Result<HoldRequest, SaldoError> {
 fn capture_request(r: pb::CaptureHoldRequest) -> Result<CaptureRequest, SaldoError> {
     let mut violations = Vec::new();
     let hold_id = parse_uuid("hold_id", &r.hold_id).map_err(|v| violations.push(v));
-    check_money(r.amount, "XXX", &r.description, &mut violations);
+    check_money(r.amount, None, &r.description, &mut violations);
     let fee = fee_leg(r.fee.as_ref(), r.amount).map_err(|v| violations.push(v));
     match (hold_id, fee) {
         (Ok(hold_id), Ok(fee)) if violations.is_empty() => Ok(CaptureRequest {

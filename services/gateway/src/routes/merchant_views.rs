@@ -3,17 +3,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::views::PageView;
-
-fn rfc3339(ts: Option<prost_types::Timestamp>) -> Option<String> {
-    ts.as_ref()
-        .and_then(platform::time::from_proto)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-}
-
-fn non_empty(s: String) -> Option<String> {
-    (!s.is_empty()).then_some(s)
-}
+use super::views::{PageView, non_empty, rfc3339};
 
 /// A merchant.
 #[derive(Debug, Serialize, ToSchema)]

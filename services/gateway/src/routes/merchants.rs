@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use super::cards::StatementQuery;
 use super::merchant_views::{MerchantPage, MerchantView};
 use super::money_views::{AccountView, StatementView};
-use super::views::BulkView;
+use super::views::{BulkView, rfc3339};
 use super::{Lifecycle, page_request};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -271,7 +271,7 @@ impl From<pb::PricingPlan> for PricingView {
             fixed_fee: p.fixed_fee,
             refund_fee: p.refund_fee,
             updated_by: p.updated_by,
-            updated_at: super::views::rfc3339(p.updated_at),
+            updated_at: rfc3339(p.updated_at),
         }
     }
 }

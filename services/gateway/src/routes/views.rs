@@ -3,10 +3,16 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// A protobuf timestamp as RFC 3339 with milliseconds (`None` stays `None`).
 pub(crate) fn rfc3339(ts: Option<prost_types::Timestamp>) -> Option<String> {
     ts.as_ref()
         .and_then(platform::time::from_proto)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// An empty protobuf string as an absent JSON field.
+pub(crate) fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
 }
 
 /// A user account.
