@@ -77,6 +77,11 @@ pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
         .context("creating Kafka producer")
 }
 
+/// The broker did not acknowledge a message (timed out, refused, or the producer gave up).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Undelivered(String);
+
 /// One unsent outbox row.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct OutboxRow {
@@ -100,6 +105,7 @@ pub struct OutboxRow {
 #[derive(Clone)]
 pub struct OutboxRelay {
     pool: PgPool,
+    brokers: String,
     producer: FutureProducer,
     schema: String,
     batch_size: i64,
@@ -115,19 +121,20 @@ impl std::fmt::Debug for OutboxRelay {
 }
 
 impl OutboxRelay {
-    /// A relay for the outbox in `schema` (the pool's search path).
-    pub fn new(pool: PgPool, producer: FutureProducer, schema: &str) -> Self {
-        Self {
+    /// A relay for the outbox in `schema` (the pool's search path), publishing to `brokers`.
+    pub fn new(pool: PgPool, brokers: &str, schema: &str) -> anyhow::Result<Self> {
+        Ok(Self {
             pool,
-            producer,
+            brokers: brokers.to_owned(),
+            producer: producer(brokers)?,
             schema: schema.to_owned(),
             batch_size: 200,
             poll_interval: Duration::from_secs(1),
-        }
+        })
     }
 
     /// Publishes until `shutdown` fires: immediately when notified, otherwise every second.
-    pub async fn run(self, shutdown: Shutdown) {
+    pub async fn run(mut self, shutdown: Shutdown) {
         let mut listener = match PgListener::connect_with(&self.pool).await {
             Ok(mut listener) => match listener.listen(&format!("outbox_{}", self.schema)).await {
                 Ok(()) => Some(listener),
@@ -161,6 +168,9 @@ impl OutboxRelay {
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(error = format!("{e:#}"), failures, "outbox relay failed");
+                    if e.is::<Undelivered>() {
+                        self.renew_producer();
+                    }
                     let backoff = Duration::from_millis(200 * 2u64.pow(failures.min(6)));
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -196,6 +206,26 @@ impl OutboxRelay {
                     _ = shutdown.wait() => {}
                 },
             }
+        }
+    }
+
+    /// Replaces the producer after a batch the broker did not acknowledge. An idempotent
+    /// producer whose messages timed out in flight must drain those requests and bump its
+    /// epoch before it sends again; after a broker froze past `message.timeout.ms`, the old
+    /// producer went on timing out every batch for more than a minute after the broker
+    /// answered again (seen once in four test runs). A new one starts with a fresh producer id
+    /// and no requests in flight; the batch is sent again either way (at least once, which
+    /// consumers deduplicate).
+    fn renew_producer(&mut self) {
+        match producer(&self.brokers) {
+            Ok(fresh) => {
+                let old = std::mem::replace(&mut self.producer, fresh);
+                // Dropping a producer purges and briefly flushes it: not on a runtime thread.
+                tokio::task::spawn_blocking(move || drop(old));
+                metrics::counter!("outbox_producer_renewals_total", "schema" => self.schema.clone())
+                    .increment(1);
+            }
+            Err(e) => tracing::warn!(error = %e, "a new Kafka producer could not be created"),
         }
     }
 
@@ -284,8 +314,14 @@ impl OutboxRelay {
                     metrics::counter!("outbox_published_total", "topic" => row.topic.clone(), "type" => row.event_type.clone())
                         .increment(1);
                 }
-                Ok(Err((e, _))) => anyhow::bail!("publishing outbox row {}: {e}", row.id),
-                Err(_) => anyhow::bail!("publishing outbox row {}: delivery cancelled", row.id),
+                Ok(Err((e, _))) => {
+                    return Err(anyhow::Error::new(Undelivered(e.to_string())))
+                        .context(format!("publishing outbox row {}", row.id));
+                }
+                Err(_) => {
+                    return Err(anyhow::Error::new(Undelivered("delivery cancelled".into())))
+                        .context(format!("publishing outbox row {}", row.id));
+                }
             }
         }
         Ok(())

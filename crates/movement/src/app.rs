@@ -139,11 +139,8 @@ impl Application {
             (None, _) => {}
         }
         events::topics::ensure_best_effort(&common.kafka_brokers).await;
-        let relay = events::OutboxRelay::new(
-            base.pool.clone(),
-            events::outbox::producer(&common.kafka_brokers)?,
-            schema.name,
-        );
+        let relay =
+            events::OutboxRelay::new(base.pool.clone(), &common.kafka_brokers, schema.name)?;
         let stats_consumer = events::Consumer::new(
             events::ConsumerConfig::new(
                 &common.kafka_brokers,

@@ -126,12 +126,16 @@ where
     use proto::common::v1::MovementStatus;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let (mut reason, mut code) = (String::new(), String::new());
+    // From 25 ms doubling to 400 ms: a provider decides most in well under a second, and the
+    // large seed has dozens pending at once (polling each every 25 ms was thousands of reads/s).
+    let mut pause = std::time::Duration::from_millis(25);
     while status == MovementStatus::Pending as i32 {
         anyhow::ensure!(
             std::time::Instant::now() < deadline,
             "{what} {id} still pending at its provider after 120 s"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(400));
         (status, reason, code) = fetch().await?;
     }
     anyhow::ensure!(

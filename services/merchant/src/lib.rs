@@ -116,11 +116,7 @@ impl Application {
             UserServiceClient::new(platform::grpc::channel(&config.user_service_url)?),
         );
         events::topics::ensure_best_effort(&common.kafka_brokers).await;
-        let relay = events::OutboxRelay::new(
-            pool.clone(),
-            events::outbox::producer(&common.kafka_brokers)?,
-            SCHEMA,
-        );
+        let relay = events::OutboxRelay::new(pool.clone(), &common.kafka_brokers, SCHEMA)?;
         let hooks = &config.webhooks;
         let secrets = webhooks::secrets::SecretBox::new(hooks.secrets_key.expose())?;
         let webhooks = webhooks::endpoints::Webhooks::new(

@@ -96,11 +96,7 @@ impl Application {
             users,
         );
         events::topics::ensure_best_effort(&common.kafka_brokers).await;
-        let relay = events::OutboxRelay::new(
-            pool.clone(),
-            events::outbox::producer(&common.kafka_brokers)?,
-            SCHEMA,
-        );
+        let relay = events::OutboxRelay::new(pool.clone(), &common.kafka_brokers, SCHEMA)?;
         let consumer = events::Consumer::new(
             events::ConsumerConfig::new(
                 &common.kafka_brokers,

@@ -103,11 +103,7 @@ impl Application {
         let authenticator = Authenticator::new(&common.jwt, Some(redis));
         let saldo = service::Saldo::new(pool.clone(), authenticator.clone());
         events::topics::ensure_best_effort(&common.kafka_brokers).await;
-        let relay = events::OutboxRelay::new(
-            pool.clone(),
-            events::outbox::producer(&common.kafka_brokers)?,
-            SCHEMA,
-        );
+        let relay = events::OutboxRelay::new(pool.clone(), &common.kafka_brokers, SCHEMA)?;
         let consumer = events::Consumer::new(
             events::ConsumerConfig::new(
                 &common.kafka_brokers,

@@ -182,11 +182,7 @@ impl Application {
             config.authorization_ttl,
         );
         events::topics::ensure_best_effort(&common.kafka_brokers).await;
-        let relay = events::OutboxRelay::new(
-            base.pool.clone(),
-            events::outbox::producer(&common.kafka_brokers)?,
-            SCHEMA,
-        );
+        let relay = events::OutboxRelay::new(base.pool.clone(), &common.kafka_brokers, SCHEMA)?;
         Ok(Self {
             config,
             base,

@@ -147,11 +147,7 @@ impl Application {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         events::topics::ensure_best_effort(&common.kafka_brokers).await;
-        let relay = events::OutboxRelay::new(
-            pool,
-            events::outbox::producer(&common.kafka_brokers)?,
-            SCHEMA,
-        );
+        let relay = events::OutboxRelay::new(pool, &common.kafka_brokers, SCHEMA)?;
         Ok(Self { base, users, relay })
     }
 

@@ -95,11 +95,7 @@ pub async fn effect_counts(pool: &PgPool) -> (i64, i64) {
 }
 
 pub fn relay(pool: &PgPool, brokers: &str) -> OutboxRelay {
-    OutboxRelay::new(
-        pool.clone(),
-        events::outbox::producer(brokers).unwrap(),
-        SCHEMA,
-    )
+    OutboxRelay::new(pool.clone(), brokers, SCHEMA).unwrap()
 }
 
 pub fn consumer(

@@ -66,6 +66,21 @@ async fn pay(p: &Platform, api_key: &str, card: &Card, amount: i64) -> String {
     }
 }
 
+/// An event's deliveries once the latest has its result: the receiver has the request a
+/// moment before the delivery worker records the answer.
+async fn recorded_deliveries(p: &Platform, owner: &str, events: &str, event_id: &str) -> Value {
+    let path = format!("{events}/{event_id}/deliveries");
+    testkit::eventually(
+        Duration::from_secs(10),
+        "the delivery's result recorded",
+        || async {
+            let (_, deliveries) = p.get(&path, Some(owner)).await;
+            (deliveries["items"][0]["status"] != "pending").then_some(deliveries)
+        },
+    )
+    .await
+}
+
 fn position(received: &[Received], event_type: &str, object_id: &str) -> usize {
     received
         .iter()
@@ -246,12 +261,7 @@ async fn a_merchant_gets_every_event_once_signed_in_order_and_can_list_and_resen
         one["data"], paid.event["data"],
         "what was sent is what is listed"
     );
-    let (_, deliveries) = p
-        .get(
-            &format!("{events}/{}/deliveries", paid.event_id()),
-            Some(&owner),
-        )
-        .await;
+    let deliveries = recorded_deliveries(&p, &owner, &events, paid.event_id()).await;
     let delivery = &deliveries["items"][0];
     assert_eq!(delivery["status"], "succeeded", "{deliveries}");
     assert_eq!(delivery["attempts"], 1);
@@ -349,12 +359,7 @@ async fn failed_and_unreachable_receivers_get_every_event_later_in_order_and_nev
     let accepted = hook.wait_for_accepted(1, wait).await;
     assert_eq!(accepted[0].event["data"]["id"], first.as_str());
     assert_eq!(hook.received().len(), 2, "one failure, one success");
-    let (_, deliveries) = p
-        .get(
-            &format!("{events}/{}/deliveries", accepted[0].event_id()),
-            Some(&owner),
-        )
-        .await;
+    let deliveries = recorded_deliveries(&p, &owner, &events, accepted[0].event_id()).await;
     let log = &deliveries["items"][0]["attempt_log"];
     assert_eq!(log[0]["status_code"], 500, "{deliveries}");
     assert_eq!(log[0]["succeeded"], false);
