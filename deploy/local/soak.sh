@@ -80,8 +80,13 @@ if ! wait "$SEED"; then
 fi
 LOAD_END=$((SECONDS - T0))
 say "load over after ${LOAD_END}s; waiting for zero lag"
-python3 "$ROOT/deploy/local/soak_sample.py" settle "$DATABASE_URL" 600
-SETTLED=$((SECONDS - T0))
+# Not at zero after 10 minutes: the report still shows where every group stands.
+if python3 "$ROOT/deploy/local/soak_sample.py" settle "$DATABASE_URL" 600; then
+    SETTLED=$((SECONDS - T0))
+else
+    SETTLED=-1
+    say "lag did not return to zero within 600 s of the load's end (see the final lags)"
+fi
 kill "$SAMPLER" 2>/dev/null || true
 wait "$SAMPLER" 2>/dev/null || true
 

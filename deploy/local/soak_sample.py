@@ -110,8 +110,10 @@ def report(path, load_end, settled, restart_at):
         sys.exit("too few samples")
     first, last = samples[0], samples[-1]
     span = last["t"] - first["t"] or 1
+    zero = (f"zero lag at {settled} s ({int(settled) - int(load_end)} s after the load)"
+            if int(settled) >= 0 else "lag NOT back to zero 600 s after the load")
     print(f"\nsoak: {span:.0f} s sampled, load over at {load_end} s, broker restarted at {restart_at} s, "
-          f"zero lag at {settled} s ({int(settled) - int(load_end)} s after the load)\n")
+          f"{zero}\n")
     print(f"{'topic':<32} {'published':>10} {'avg/s':>8} {'peak/s':>8}")
     for topic in sorted(last["published"]):
         counts = [s["published"].get(topic, 0) for s in samples]
