@@ -31,6 +31,20 @@ fn backdated(event: &Envelope, completed_at: DateTime<Utc>) -> bool {
     imported
 }
 
+/// Whether `event` is a backdated import by its envelope alone (the `completed_at` of a money
+/// event's data), without decoding it: the consumer passes those over without a database
+/// transaction (see [`EmailEvents`]'s `accepts`). A demo or history import announces a
+/// million of them; taking each in its own transaction, the email consumer skipped about
+/// 20 a second on two busy cores.
+pub(crate) fn backdated_import(event: &Envelope) -> bool {
+    event
+        .data
+        .get("completed_at")
+        .and_then(Value::as_str)
+        .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+        .is_some_and(|at| backdated(event, at.with_timezone(&Utc)))
+}
+
 fn data<T: serde::de::DeserializeOwned>(event: &Envelope) -> Result<T, HandlerError> {
     event.data_as().map_err(|e| {
         metrics::counter!("emails_dead_lettered_total", "reason" => "malformed").increment(1);

@@ -184,6 +184,11 @@ impl EventHandler for EmailEvents {
             .unwrap_or(&event.subject)
     }
 
+    /// Backdated imports mail nobody: passed over without a transaction.
+    fn accepts(&self, event: &Envelope) -> bool {
+        !crate::compose::backdated_import(event)
+    }
+
     async fn handle(&self, _conn: &mut PgConnection, event: &Envelope) -> Result<(), HandlerError> {
         match self.compose(event).await? {
             Some(email) => self.deliver(event, email).await,

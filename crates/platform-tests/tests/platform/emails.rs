@@ -1,5 +1,5 @@
 //! The email service against a real SMTP server (aiosmtpd): each lifecycle event mails the
-//! right person with the right subject and content; an SMTP outage is retried and ends in
+//! right person with the right subject and content, and a backdated import nobody; an SMTP outage is retried and ends in
 //! exactly one delivery; malformed events go to the dead-letter topic without stopping the
 //! consumer.
 
@@ -28,6 +28,57 @@ pub(crate) fn assert_no_duplicates(p: &Platform) {
     }
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "events mailed more than once: {twice:?}");
+}
+
+/// A backdated import (history, the demo seed's) mails nobody — the consumer passes it over
+/// without a transaction — while the live transfer made after it is mailed as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backdated_import_mails_nobody_and_a_live_transfer_after_it_is_mailed() {
+    let p = Platform::start().await;
+    let admin = p.admin_token().await;
+    let (_, customer, address) = p.customer_with_email(&admin).await;
+    let card = p.card(&customer, "IDR").await;
+    let (_, friend) = p.customer(&admin).await;
+    let friend_card = p.card(&friend, "IDR").await;
+    let (status, topup) = p.topup(&customer, &card.number, 50_000).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{topup}");
+    p.smtp
+        .wait_for(&address, "Subject: Top-up of IDR 500.00 succeeded", WAIT)
+        .await
+        .unwrap();
+
+    let forty_days_ago = chrono::Utc::now() - chrono::Duration::days(40);
+    crate::stats::import_transfer(&p, &card.number, &friend_card.number, 1_200, forty_days_ago)
+        .await
+        .unwrap();
+    p.transfer(&customer, &card.number, &friend_card.number, 3_400)
+        .await;
+    p.smtp
+        .wait_for(&address, "Subject: Transfer of IDR 34.00 succeeded", WAIT)
+        .await
+        .unwrap();
+    // Both were announced together; give the import's event time to be (not) mailed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        p.smtp.find(&address, "Transfer of IDR 12.00").is_empty(),
+        "a backdated import was mailed"
+    );
+    assert_eq!(p.smtp.find(&address, "Subject: Transfer of").len(), 1);
+    assert_no_duplicates(&p);
+    // Passed over, not taken in a transaction: no processed-event record of the import's
+    // event, while the live transfer's has one.
+    let db = sqlx::PgPool::connect(&p.database_url).await.unwrap();
+    let recorded = |amount: i64| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM email_svc.processed_events e
+             JOIN transfer_svc.outbox o ON o.event_id = e.event_id
+             WHERE (o.payload -> 'data' ->> 'amount')::bigint = $1",
+        )
+        .bind(amount)
+        .fetch_one(&db)
+    };
+    assert_eq!(recorded(1_200).await.unwrap(), 0);
+    assert!(recorded(3_400).await.unwrap() >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

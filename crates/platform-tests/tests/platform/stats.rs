@@ -587,7 +587,8 @@ async fn import_withdraw(
         .map(drop)
 }
 
-async fn import_transfer(
+/// A transfer imported with its own past time (`effective_at`), as the demo seed does.
+pub(crate) async fn import_transfer(
     p: &Platform,
     from: &str,
     to: &str,
