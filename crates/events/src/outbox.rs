@@ -309,20 +309,17 @@ impl OutboxRelay {
             }
         }
         for (row, delivery) in deliveries {
-            match delivery.await {
+            let failure = match delivery.await {
                 Ok(Ok(_)) => {
                     metrics::counter!("outbox_published_total", "topic" => row.topic.clone(), "type" => row.event_type.clone())
                         .increment(1);
+                    continue;
                 }
-                Ok(Err((e, _))) => {
-                    return Err(anyhow::Error::new(Undelivered(e.to_string())))
-                        .context(format!("publishing outbox row {}", row.id));
-                }
-                Err(_) => {
-                    return Err(anyhow::Error::new(Undelivered("delivery cancelled".into())))
-                        .context(format!("publishing outbox row {}", row.id));
-                }
-            }
+                Ok(Err((e, _))) => e.to_string(),
+                Err(_) => "delivery cancelled".to_owned(),
+            };
+            return Err(anyhow::Error::new(Undelivered(failure)))
+                .context(format!("publishing outbox row {}", row.id));
         }
         Ok(())
     }
