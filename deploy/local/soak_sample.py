@@ -3,6 +3,7 @@
   soak_sample.py sample DATABASE_URL OUT.jsonl KAFKA_PID_FILE   every 5 s, until killed
   soak_sample.py settle DATABASE_URL TIMEOUT_SECONDS            until outboxes and lag are empty
   soak_sample.py report OUT.jsonl LOAD_END SETTLED RESTART_AT   the figures
+  soak_sample.py books DATABASE_URL                             what the events built, checked
 
 A sample: events published per topic (sent outbox rows of every schema), unsent outbox rows,
 events consumed per group (`events_consumed_total` of every admin port), lag per group (its
@@ -136,6 +137,55 @@ def report(path, load_end, settled, restart_at):
           f"peak unsent outbox rows {max(s['unsent'] for s in samples)}")
 
 
+# What the consumers built from events, against the rows the events came from: each check's
+# two sides must be equal. Counted-row tables have one row per source row (primary keys), so
+# equal counts mean every row was counted once: none lost, none doubled.
+BOOKS = [
+    ("every card has its ledger account (saldo-service.card-events)",
+     "SELECT count(*) FROM card_svc.cards",
+     "SELECT count(*) FROM saldo_svc.accounts WHERE kind = 'card'"),
+    ("every user has a role (role-service.user-events)",
+     "SELECT count(*) FROM user_svc.users",
+     "SELECT count(DISTINCT user_id) FROM role_svc.user_roles"),
+    *[(f"every completed {name} counted once ({schema}.stats_counted)",
+       f"SELECT count(*) FROM {schema}.{table} WHERE status <> 'pending'",
+       f"SELECT count(*) FROM {schema}.stats_counted")
+      for name, schema, table in [("top-up", "topup_svc", "movements"),
+                                  ("withdrawal", "withdraw_svc", "movements"),
+                                  ("transfer", "transfer_svc", "movements"),
+                                  ("payment", "transaction_svc", "payments")]],
+    ("every journal line of a card or merchant counted once (saldo_svc.balance_counted)",
+     "SELECT count(*) FROM saldo_svc.journal_lines l JOIN saldo_svc.accounts a "
+     "ON a.id = l.account_id WHERE a.kind <> 'system'",
+     "SELECT count(*) FROM saldo_svc.balance_counted"),
+    ("card balances = the sum of the daily balance statistics",
+     "SELECT coalesce(sum(balance), 0) FROM saldo_svc.accounts WHERE kind = 'card'",
+     "SELECT coalesce(sum(delta), 0) FROM saldo_svc.balance_daily WHERE scope = 'card'"),
+    ("merchant balances = the sum of the daily balance statistics",
+     "SELECT coalesce(sum(balance), 0) FROM saldo_svc.accounts WHERE kind = 'merchant'",
+     "SELECT coalesce(sum(delta), 0) FROM saldo_svc.balance_daily WHERE scope = 'merchant'"),
+    ("every user got their account email (email-service.account)",
+     "SELECT count(*) FROM user_svc.users",
+     "SELECT count(DISTINCT recipient) FROM email_svc.deliveries "
+     "WHERE template IN ('account_created', 'verify_email') AND status = 'sent'"),
+    ("every email claimed was sent (none failed, unknown or stuck sending)",
+     "SELECT count(*) FROM email_svc.deliveries",
+     "SELECT count(*) FROM email_svc.deliveries WHERE status = 'sent'"),
+]
+
+
+def books(url):
+    failed = 0
+    print("\nwhat the events built:")
+    for what, source, built in BOOKS:
+        a, b = psql(url, source).strip(), psql(url, built).strip()
+        ok = a == b
+        failed += not ok
+        print(f"  {'ok  ' if ok else 'FAIL'} {what}: {a}{' = ' if ok else ' vs '}{b}")
+    if failed:
+        sys.exit(f"{failed} check(s) failed")
+
+
 if __name__ == "__main__":
     command = sys.argv[1]
     if command == "sample":
@@ -144,5 +194,7 @@ if __name__ == "__main__":
         settle(sys.argv[2], int(sys.argv[3]))
     elif command == "report":
         report(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+    elif command == "books":
+        books(sys.argv[2])
     else:
         sys.exit(__doc__)

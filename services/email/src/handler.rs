@@ -48,7 +48,8 @@ pub struct Email {
 /// The email service's event handler.
 #[derive(Clone)]
 pub struct EmailEvents {
-    pub(crate) pool: PgPool,
+    /// The delivery log's own pool, apart from the consumers' (see [`EmailEvents::new`]).
+    pub(crate) log: PgPool,
     pub(crate) templates: Arc<Templates>,
     pub(crate) mailer: Mailer,
     pub(crate) users: UserServiceClient<Channel>,
@@ -73,8 +74,17 @@ pub fn format_amount(minor: i64, currency: &str) -> String {
 }
 
 impl EmailEvents {
+    /// `log` is the pool of the delivery log, and must not be the pool the consumers take
+    /// their transactions from: the handler writes the log (claim, sent, failed) while its
+    /// consumer lane holds a transaction. With one pool, lanes holding every connection each
+    /// waited for one more until the pool's timeout, over and over (16 lanes on 10
+    /// connections: in a slice of the large seed, account emails drained at ≈ 2/s and waited
+    /// up to 11 minutes, the log full of `pool timed out while waiting for an open
+    /// connection`).
+    /// The log's connections are held for one statement at a time and never while waiting
+    /// for another, so any size makes progress.
     pub fn new(
-        pool: PgPool,
+        log: PgPool,
         templates: Templates,
         mailer: Mailer,
         users: UserServiceClient<Channel>,
@@ -82,7 +92,7 @@ impl EmailEvents {
         settings: Settings,
     ) -> Self {
         Self {
-            pool,
+            log,
             templates: Arc::new(templates),
             mailer,
             users,
@@ -100,7 +110,7 @@ impl EmailEvents {
         trace_id: Option<&str>,
     ) -> Result<Option<i32>, HandlerError> {
         let claimed = repo::claim(
-            &self.pool,
+            &self.log,
             &repo::Claim {
                 event_id: event.id,
                 event_type: &event.event_type,
@@ -111,7 +121,7 @@ impl EmailEvents {
             },
         )
         .await?;
-        if claimed.is_none() && repo::mark_interrupted(&self.pool, event.id).await? {
+        if claimed.is_none() && repo::mark_interrupted(&self.log, event.id).await? {
             tracing::warn!(event_id = %event.id,
                 "email may or may not have been sent before a crash; not resending");
         }
@@ -148,13 +158,13 @@ impl EmailEvents {
             .await
         {
             Ok(message_id) => {
-                repo::mark_sent(&self.pool, event.id, &message_id).await?;
+                repo::mark_sent(&self.log, event.id, &message_id).await?;
                 metrics::counter!("emails_sent_total", "template" => email.template).increment(1);
                 tracing::info!(event_id = %event.id, template = email.template, attempt, "email sent");
                 Ok(())
             }
             Err(e) => {
-                repo::mark_failed(&self.pool, event.id, &e.to_string()).await?;
+                repo::mark_failed(&self.log, event.id, &e.to_string()).await?;
                 metrics::counter!("emails_failed_total", "template" => email.template).increment(1);
                 match e {
                     SendError::Transient(_) if attempt < self.settings.max_attempts => {

@@ -52,6 +52,10 @@ pub const TOPICS: &[&str] = &[
     events::topics::MERCHANT_EVENTS,
 ];
 
+/// Connections of the delivery log's own pool (see [`handler::EmailEvents::new`]): each is
+/// held for one statement, so a few serve every lane.
+pub const DELIVERY_LOG_CONNECTIONS: u32 = 4;
+
 /// Settings of the email service.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -132,8 +136,14 @@ impl Application {
         let common = &config.common;
         let templates = templates::Templates::load(config.templates_dir.as_deref())?;
         let base = Foundation::prepare(common, &DATABASE).await?;
+        let log = platform::db::connect(
+            common.database_url.expose(),
+            SCHEMA,
+            DELIVERY_LOG_CONNECTIONS,
+        )
+        .await?;
         let handler = handler::EmailEvents::new(
-            base.pool.clone(),
+            log,
             templates,
             mailer::Mailer::new(&config.smtp)?,
             UserServiceClient::new(platform::grpc::channel(&config.user_service_url)?),
