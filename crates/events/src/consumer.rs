@@ -11,7 +11,7 @@
 //! Longer than most files on purpose: the consume → effect → record → commit loop, its retries
 //! and its dead-lettering are one state machine; split, the exactly-once argument is lost.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,9 +65,10 @@ pub trait EventHandler: Send + Sync + 'static {
         &event.subject
     }
 
-    /// Whether the event concerns this handler at all. One that does not is passed over
-    /// without a database transaction (no processed-event record: applying it would change
-    /// nothing, so doing it twice is harmless too). Default: every event.
+    /// Whether the event concerns this handler at all. One that does not is passed over as it
+    /// is received, without a lane or a database transaction (no processed-event record:
+    /// applying it would change nothing, so doing it twice is harmless too). Default: every
+    /// event.
     fn accepts(&self, _event: &Envelope) -> bool {
         true
     }
@@ -165,8 +166,11 @@ struct Finished {
     outcome: Outcome,
 }
 
-/// Queued messages per lane before the loop waits (keeps memory and redelivery small).
+/// Queued messages per lane (keeps memory and redelivery small).
 const LANE_QUEUE: usize = 16;
+
+/// Messages that may wait for full lanes, per lane, before the loop stops receiving.
+const HELD_PER_LANE: usize = 16;
 
 impl<H: EventHandler> Consumer<H> {
     /// A consumer that applies `handler` inside transactions on `pool`.
@@ -278,15 +282,36 @@ impl<H: EventHandler> Consumer<H> {
         }
         drop(finished_tx);
         let mut offsets = Offsets::default();
-        let end = loop {
+        // Messages whose lane's queue is full wait here, in order per lane, so that one busy
+        // lane (a hot key, a slow recipient) does not stop the others: the loop stops taking
+        // messages from the broker only when HELD_PER_LANE per lane wait in all.
+        let mut waiting: Vec<VecDeque<Job>> = (0..lanes).map(|_| VecDeque::new()).collect();
+        let mut held = 0_usize;
+        let end = 'session: loop {
+            for (lane, jobs) in waiting.iter_mut().enumerate() {
+                while let Some(job) = jobs.pop_front() {
+                    match queues[lane].try_send(job) {
+                        Ok(()) => held -= 1,
+                        Err(mpsc::error::TrySendError::Full(job)) => {
+                            jobs.push_front(job);
+                            break;
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            break 'session SessionEnd::Shutdown;
+                        }
+                    }
+                }
+            }
             let message = tokio::select! {
                 _ = shutdown.wait() => break SessionEnd::Shutdown,
                 _ = rebuild.notified() => break SessionEnd::Rebuild,
+                // A lane that finishes has taken from its queue: the loop wakes and hands it
+                // what waits.
                 Some(done) = finished.recv() => {
                     self.finish(consumer, &mut offsets, done, CommitMode::Async);
                     continue;
                 }
-                message = consumer.recv() => message,
+                message = consumer.recv(), if held < HELD_PER_LANE * lanes => message,
             };
             let message = match message {
                 Ok(message) => message,
@@ -297,21 +322,47 @@ impl<H: EventHandler> Consumer<H> {
                 }
             };
             let envelope = decode(&message);
+            offsets.dispatched(message.topic(), message.partition(), message.offset());
+            // What the handler does not want is done here, without a lane: it waits behind
+            // nobody's work (its offset is committed once those before it are done).
+            if let Ok(envelope) = &envelope
+                && !self.handler.accepts(envelope)
+            {
+                self.count(&envelope.event_type, "skipped");
+                state.passed_over();
+                let done = Finished {
+                    topic: message.topic().to_owned(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    outcome: Outcome::Done,
+                };
+                self.finish(consumer, &mut offsets, done, CommitMode::Async);
+                continue;
+            }
             let key = envelope
                 .as_ref()
                 .map_or("", |envelope| self.handler.order_key(envelope));
             let lane = lane_of(key, lanes);
-            offsets.dispatched(message.topic(), message.partition(), message.offset());
             let job = Job {
                 message: message.detach(),
                 envelope,
             };
-            // A full lane makes the loop wait: lanes keep reporting through the unbounded
-            // channel meanwhile, so this cannot deadlock.
-            if queues[lane].send(job).await.is_err() {
-                break SessionEnd::Shutdown;
-            }
+            // Behind what already waits for this lane, to keep its order.
+            let job = if waiting[lane].is_empty() {
+                match queues[lane].try_send(job) {
+                    Ok(()) => continue,
+                    Err(mpsc::error::TrySendError::Full(job)) => job,
+                    Err(mpsc::error::TrySendError::Closed(_)) => break SessionEnd::Shutdown,
+                }
+            } else {
+                job
+            };
+            waiting[lane].push_back(job);
+            held += 1;
         };
+        // Messages still waiting were never handled: they stay in flight (nothing after them
+        // is committed) and come again.
+        drop(waiting);
         // Lanes finish what they hold (on shutdown: only the message in hand); then the last
         // offsets are committed synchronously.
         drop(queues);
@@ -377,19 +428,9 @@ impl<H: EventHandler> Consumer<H> {
     async fn apply_batch(&self, batch: &[Job]) -> bool {
         let envelopes: Option<Vec<&Envelope>> =
             batch.iter().map(|job| job.envelope.as_ref().ok()).collect();
-        let Some(mut envelopes) = envelopes else {
+        let Some(envelopes) = envelopes else {
             return false;
         };
-        envelopes.retain(|envelope| {
-            let wanted = self.handler.accepts(envelope);
-            if !wanted {
-                self.count(&envelope.event_type, "skipped");
-            }
-            wanted
-        });
-        if envelopes.is_empty() {
-            return true;
-        }
         let applied = async {
             let mut tx = self.pool.begin().await?;
             let mut outcomes = Vec::with_capacity(envelopes.len());
@@ -475,10 +516,6 @@ impl<H: EventHandler> Consumer<H> {
                 }
             };
             tracing::Span::current().record("event_type", envelope.event_type.as_str());
-            if !self.handler.accepts(&envelope) {
-                self.count(&envelope.event_type, "skipped");
-                return Outcome::Done;
-            }
             let mut backoff = self.config.initial_backoff;
             for attempt in 1..=self.config.max_attempts {
                 match self.apply(&envelope).await {
@@ -633,8 +670,8 @@ fn decode(message: &BorrowedMessage<'_>) -> Result<Envelope, String> {
         .map_err(|e| format!("{e:#}"))
 }
 
-/// The lane of an order key.
-fn lane_of(key: &str, lanes: usize) -> usize {
+/// The lane (of `lanes`) whose task handles the events of an order key, one after another.
+pub fn lane_of(key: &str, lanes: usize) -> usize {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut hasher);

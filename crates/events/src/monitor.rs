@@ -93,6 +93,12 @@ impl LoopState {
         self.finished.fetch_add(count, Ordering::Relaxed);
     }
 
+    /// The loop passed over a message the handler does not want (progress, like a finished
+    /// one).
+    pub(crate) fn passed_over(&self) {
+        self.finished.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// How long the longest-running message in hand has been handled; `None` when every lane
     /// waits for messages.
     fn busy_for(&self) -> Option<Duration> {

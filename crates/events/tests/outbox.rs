@@ -404,3 +404,100 @@ async fn events_a_handler_does_not_accept_are_passed_over_without_a_transaction(
         );
     }
 }
+
+/// Sleeps before applying the events of one subject.
+#[derive(Clone)]
+struct SlowFor(&'static str, Recorder);
+
+impl EventHandler for SlowFor {
+    async fn handle(&self, conn: &mut PgConnection, event: &Envelope) -> Result<(), HandlerError> {
+        if event.subject == self.0 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        self.1.handle(conn, event).await
+    }
+}
+
+/// A subject whose events are slow to apply holds back only its own lane: the events of
+/// other lanes that come after its backlog on the same partition are applied at once, not
+/// once the slow lane's queue has room again.
+#[tokio::test]
+async fn one_slow_subject_holds_back_only_its_own_lane() {
+    const LANES: usize = 4;
+    let (pool, _) = setup().await;
+    let topic = testkit::unique("evtest-one");
+    events::topics::ensure_named(&testkit::kafka_brokers(), &topic, 1)
+        .await
+        .unwrap();
+    let slow_lane = events::consumer::lane_of("slow", LANES);
+    let others: Vec<String> = (0..)
+        .map(|n| format!("other-{n}"))
+        .filter(|s| events::consumer::lane_of(s, LANES) != slow_lane)
+        .take(10)
+        .collect();
+    // 40 slow events (6 s of work), then 20 others, all on one partition.
+    let mut tx = pool.begin().await.unwrap();
+    let subjects =
+        std::iter::repeat_n("slow".to_owned(), 40).chain(others.iter().cycle().take(20).cloned());
+    for (seq, subject) in subjects.enumerate() {
+        let event = Envelope::new(
+            "test",
+            "thing.happened",
+            subject,
+            &serde_json::json!({"seq": seq}),
+        )
+        .unwrap();
+        events::outbox::enqueue(&mut tx, &topic, &event)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    while relay(&pool).relay_once().await.unwrap() > 0 {}
+
+    let mut config = common::config(&testkit::kafka_brokers(), &topic, &testkit::unique("group"));
+    config.concurrency = LANES;
+    let stop = Shutdown::new();
+    let running = tokio::spawn(
+        Consumer::new(
+            config,
+            pool.clone(),
+            SlowFor("slow", Recorder::new(Duration::ZERO)),
+        )
+        .unwrap()
+        .run(stop.clone()),
+    );
+    let applied = |slow: bool| {
+        let pool = pool.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(if slow {
+                "SELECT count(*) FROM effects WHERE seq < 40"
+            } else {
+                "SELECT count(*) FROM effects WHERE seq >= 40"
+            })
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            n
+        }
+    };
+    testkit::eventually(
+        Duration::from_secs(30),
+        "the other lanes' events",
+        || async { (applied(false).await == 20).then_some(()) },
+    )
+    .await;
+    let slow_done = applied(true).await;
+    // Before, the loop waited once the slow lane held 17: the others came after 23 more
+    // slow events (3.5 s).
+    assert!(
+        slow_done < 17,
+        "the other lanes waited for the slow one: {slow_done} slow events applied first"
+    );
+    testkit::eventually(Duration::from_secs(30), "the slow events", || async {
+        (applied(true).await == 40).then_some(())
+    })
+    .await;
+    stop.trigger();
+    running.await.unwrap().unwrap();
+    assert_eq!(effect_counts(&pool).await, (60, 60));
+}
