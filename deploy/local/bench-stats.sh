@@ -51,21 +51,10 @@ trap cleanup EXIT
 
 # Succeeds when every rollup has counted every completed row of its source.
 rollups_caught_up() {
-    local behind
-    behind="$(psql "$DATABASE_URL" -tAc "SELECT
-        (SELECT count(*) FROM topup_svc.movements WHERE status <> 'pending')
-          - (SELECT count(*) FROM topup_svc.stats_counted)
-      + (SELECT count(*) FROM withdraw_svc.movements WHERE status <> 'pending')
-          - (SELECT count(*) FROM withdraw_svc.stats_counted)
-      + (SELECT count(*) FROM transfer_svc.movements WHERE status <> 'pending')
-          - (SELECT count(*) FROM transfer_svc.stats_counted)
-      + (SELECT count(*) FROM transaction_svc.payments WHERE status <> 'pending')
-          - (SELECT count(*) FROM transaction_svc.stats_counted)
-      + (SELECT count(*) FROM saldo_svc.journal_lines l JOIN saldo_svc.accounts a
-           ON a.id = l.account_id WHERE a.kind <> 'system')
-          - (SELECT count(*) FROM saldo_svc.balance_counted)")"
-    say "rollups: $behind movements and postings not counted yet"
-    [ "$behind" = 0 ]
+    local line status=0
+    line="$(python3 "$ROOT/deploy/local/soak_sample.py" rollups "$DATABASE_URL")" || status=$?
+    say "$line"
+    return "$status"
 }
 
 PG_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"

@@ -225,16 +225,22 @@ stop_platform() {
     wait 2>/dev/null || true
 }
 
-# start_fresh_platform — for measurements: start_platform on a dropped and recreated database
-# DATABASE_NAME and fresh Kafka storage under STATE_DIR; everything stops when the script ends.
-start_fresh_platform() {
+# start_measured_platform — for measurements: start_platform on the database DATABASE_NAME
+# and the Kafka storage under STATE_DIR as they are; everything stops when the script ends.
+start_measured_platform() {
     mkdir -p "$STATE_DIR/logs"
+    PIDS=()
+    trap stop_platform INT TERM EXIT
+    start_platform
+}
+
+# start_fresh_platform — start_measured_platform on a dropped and recreated database
+# DATABASE_NAME and fresh Kafka storage.
+start_fresh_platform() {
     # A fresh database has no movements: the providers' records of an earlier run would all
     # be reconciliation exceptions (missing on our side), so they start afresh too.
     rm -rf "$STATE_DIR/kafka" "$STATE_DIR/mail" "$STATE_DIR/sandbox"
-    PIDS=()
-    trap stop_platform INT TERM EXIT
     ensure_postgres "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
     psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DATABASE_NAME" >/dev/null
-    start_platform
+    start_measured_platform
 }

@@ -53,10 +53,7 @@ if [ "${SOAK_RESUME:-0}" = 1 ]; then
     # group resumes from its committed offsets, and the seed below goes on with the months it
     # had not finished. The final checks then cover both runs.
     [ -d "$STATE_DIR/kafka" ] || die "SOAK_RESUME=1: no earlier soak under ${STATE_DIR#"$ROOT"/}"
-    mkdir -p "$STATE_DIR/logs"
-    PIDS=()
-    trap stop_platform INT TERM EXIT
-    start_platform
+    start_measured_platform
     if [ -s "$STATE_DIR/samples.jsonl" ]; then
         mv "$STATE_DIR/samples.jsonl" "$STATE_DIR/samples.$(date +%s).jsonl"
     fi

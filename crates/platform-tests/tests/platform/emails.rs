@@ -89,7 +89,7 @@ async fn a_backdated_import_mails_nobody_and_a_live_transfer_after_it_is_mailed(
 /// more until that timeout, again and again (this burst took 12 s, not 1.4).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_on_more_lanes_than_connections_is_mailed_in_seconds() {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::producer::FutureRecord;
 
     const PEOPLE: usize = 24;
     const EACH: usize = 2;
@@ -121,10 +121,7 @@ async fn a_burst_on_more_lanes_than_connections_is_mailed_in_seconds() {
 
     // Each person's address is verified twice over (distinct events, as a user who verifies
     // again would cause), all published at once.
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", testkit::kafka_brokers())
-        .create()
-        .unwrap();
+    let producer = events::outbox::producer(&testkit::kafka_brokers()).unwrap();
     let topic = events::topics::physical(events::topics::USER_EVENTS);
     let mut sends = Vec::new();
     for round in 0..EACH {
