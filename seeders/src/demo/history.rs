@@ -54,28 +54,70 @@ impl Op {
     }
 }
 
-/// Whether an earlier run finished the month of `ops`: their last operation's idempotency key
-/// is taken, by a request with other cards (that run's), so the service refuses it with
-/// IDEMPOTENCY_KEY_REUSED and nothing moves. If the key is free, the operation simply happens
-/// (a little ahead of its month's others) and the month runs.
+/// A card number no card has: no brand this platform issues starts with 0.
+const UNISSUED: &str = "0000000000000000";
+
+/// The operation that marks its month finished: the month's last transfer. `run_month` applies
+/// it only after every other operation of the month completed.
+fn marker(ops: &[Op]) -> Option<usize> {
+    ops.iter().rposition(|op| matches!(op, Op::Transfer { .. }))
+}
+
+/// Whether an earlier run finished the month of `ops`: its marker's idempotency key is taken.
+/// Asked without moving anything: the marker's transfer again, but from a card no one holds.
+/// A taken key is answered first, IDEMPOTENCY_KEY_REUSED, whatever the cards; a free one fails
+/// on the unknown card, CARD_NOT_FOUND, and records nothing. (The probe used to be the month's
+/// last operation itself: when the key was free it happened, ahead of its month, so a resumed
+/// run that was stopped again left its unfinished month looking finished.)
 pub(super) async fn month_done(c: &Clients, ops: &[Op]) -> anyhow::Result<bool> {
-    let Some(last) = ops.last() else {
+    let Some(Op::Transfer {
+        to,
+        amount,
+        at,
+        key,
+        ..
+    }) = marker(ops).map(|i| &ops[i])
+    else {
         return Ok(false);
     };
-    match apply(c, last.clone()).await {
-        Ok(()) => Ok(false),
-        Err(e) => match e.downcast_ref::<tonic::Status>() {
-            Some(s) => {
-                Ok(platform::error::status_reason(s).as_deref() == Some("IDEMPOTENCY_KEY_REUSED"))
-            }
-            None => Err(e),
+    let probe = c
+        .transfers
+        .clone()
+        .create_transfer(c.request(proto::transfer::v1::CreateTransferRequest {
+            idempotency_key: key.clone(),
+            from_card_number: UNISSUED.into(),
+            to_card_number: to.number.clone(),
+            amount: *amount,
+            effective_at: ts(*at),
+        })?)
+        .await;
+    match probe {
+        Ok(_) => anyhow::bail!("a transfer from the unissued card {UNISSUED} was accepted"),
+        Err(s) => match platform::error::status_reason(&s).as_deref() {
+            Some("IDEMPOTENCY_KEY_REUSED") => Ok(true),
+            Some("CARD_NOT_FOUND") => Ok(false),
+            _ => Err(s.into()),
         },
     }
 }
 
+/// Runs a month's operations: every one but its marker in time order, then the marker, so a
+/// run stopped anywhere in the month leaves the marker's key free (see `month_done`).
+pub(super) async fn run_month(
+    c: &Clients,
+    mut ops: Vec<Op>,
+    concurrency: usize,
+    done: &Arc<AtomicU64>,
+    planned_failures: &Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    let marker = marker(&ops).map(|i| ops.remove(i));
+    run_ops(c, ops, concurrency, done, planned_failures).await?;
+    run_ops(c, marker.into_iter().collect(), 1, done, planned_failures).await
+}
+
 /// Runs `ops` in time order, `concurrency` at a time. Business refusals (insufficient funds:
 /// the demo spends randomly) are part of the data; anything else stops the run.
-pub(super) async fn run_ops(
+async fn run_ops(
     c: &Clients,
     ops: Vec<Op>,
     concurrency: usize,

@@ -39,7 +39,7 @@ use tonic::transport::Channel;
 use self::actors::{
     ensure_merchant, ensure_user, find_user, issue_card, wait_account, wait_merchant_account,
 };
-use self::history::{Op, month_done, run_ops};
+use self::history::{Op, month_done, run_month};
 use crate::Target;
 
 /// The password of every demo login (customers and merchant owners).
@@ -375,7 +375,7 @@ pub async fn run(services: &Services, size: Size) -> anyhow::Result<Summary> {
             );
             continue;
         }
-        run_ops(&c, ops, size.concurrency(), &done, &planned_failures).await?;
+        run_month(&c, ops, size.concurrency(), &done, &planned_failures).await?;
         eprintln!(
             "  {}: {} operations so far ({:.0}/s)",
             start.format("%Y-%m"),

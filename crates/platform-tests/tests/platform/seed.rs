@@ -115,10 +115,11 @@ async fn the_small_demo_seed_has_history_balances_its_books_and_runs_once() {
     );
 }
 
-/// A seed that stops part-way (here: aborted after a few months) is finished by running it
-/// again: months the first run completed are skipped, the one it was in the middle of is
-/// completed (operations it already did are refused as reused keys, so nothing happens twice),
-/// and every planned operation happened exactly once.
+/// A seed that stops part-way (here: aborted after a few months, and the run that resumed it
+/// aborted again in the middle of a later month) is finished by running it again: months an
+/// earlier run completed are skipped, the ones a run was in the middle of are completed
+/// (operations already done are refused as reused keys, so nothing happens twice), and every
+/// planned operation happened exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_interrupted_demo_seed_resumes_where_it_stopped() {
     let p = Platform::start().await;
@@ -150,6 +151,39 @@ async fn an_interrupted_demo_seed_resumes_where_it_stopped() {
     let stopped_at = topups().await;
     assert!(stopped_at < 8 * 24, "the first run was stopped part-way");
 
+    // The resumed run, stopped again in the middle of a month it began (a third of the way
+    // in or more, before two thirds): the run after it must not take that month for finished.
+    let monthly = i64::try_from(seeders::demo::Size::Small.payments().div_ceil(24)).unwrap();
+    let payments = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(DISTINCT idempotency_key) FROM transaction_svc.payments
+             WHERE idempotency_key LIKE 'demo-payment-%'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap()
+    };
+    let second = tokio::spawn({
+        let services = services.clone();
+        async move { seeders::demo::run(&services, seeders::demo::Size::Small).await }
+    });
+    let mid_month = testkit::eventually(
+        std::time::Duration::from_secs(120),
+        "the resumed run in the middle of a later month",
+        || async {
+            let n = payments().await;
+            (n > monthly * 8 && (monthly / 3..=monthly * 2 / 3).contains(&(n % monthly)))
+                .then_some(n)
+        },
+    )
+    .await;
+    second.abort();
+    let _ = second.await;
+    assert!(
+        payments().await < monthly * 24,
+        "stopped at {mid_month} payments"
+    );
+
     let resumed = seeders::demo::run(&services, seeders::demo::Size::Small)
         .await
         .unwrap();
@@ -164,16 +198,12 @@ async fn an_interrupted_demo_seed_resumes_where_it_stopped() {
     .unwrap();
     assert_eq!(per_month.len(), 24, "{per_month:?}");
     assert!(per_month.iter().all(|(_, n)| *n == 8), "{per_month:?}");
-    let payments: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT idempotency_key) FROM transaction_svc.payments
-         WHERE idempotency_key LIKE 'demo-payment-%'",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    let planned = i64::try_from(seeders::demo::Size::Small.payments().div_ceil(24) * 24).unwrap();
-    assert_eq!(payments, planned, "every planned payment, once");
-    // The resumed run issued new cards (the first run's CVVs are gone): four for customer 1.
+    assert_eq!(
+        payments().await,
+        monthly * 24,
+        "every planned payment, once"
+    );
+    // Each resumed run issued new cards (the earlier runs' CVVs are gone): six for customer 1.
     let login = p
         .post(
             "/auth/login",
@@ -183,7 +213,7 @@ async fn an_interrupted_demo_seed_resumes_where_it_stopped() {
         .await;
     let token = login.1["access_token"].as_str().unwrap().to_owned();
     let (_, cards) = p.get("/cards", Some(&token)).await;
-    assert_eq!(cards["items"].as_array().unwrap().len(), 4, "{cards}");
+    assert_eq!(cards["items"].as_array().unwrap().len(), 6, "{cards}");
     p.assert_books_balance(&admin).await;
 
     let again = seeders::demo::run(&services, seeders::demo::Size::Small)
