@@ -180,6 +180,7 @@ BOOKS = [
      "SELECT count(*) FROM email_svc.deliveries WHERE status = 'sent'"),
 ]
 
+
 def books(url):
     failed = 0
     print("\nwhat the events built:")

@@ -286,12 +286,11 @@ impl<H: EventHandler> Consumer<H> {
         // lane (a hot key, a slow recipient) does not stop the others: the loop stops taking
         // messages from the broker only when HELD_PER_LANE per lane wait in all.
         let mut waiting: Vec<VecDeque<Job>> = (0..lanes).map(|_| VecDeque::new()).collect();
-        let mut held = 0_usize;
         let end = 'session: loop {
             for (lane, jobs) in waiting.iter_mut().enumerate() {
                 while let Some(job) = jobs.pop_front() {
                     match queues[lane].try_send(job) {
-                        Ok(()) => held -= 1,
+                        Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(job)) => {
                             jobs.push_front(job);
                             break;
@@ -311,7 +310,9 @@ impl<H: EventHandler> Consumer<H> {
                     self.finish(consumer, &mut offsets, done, CommitMode::Async);
                     continue;
                 }
-                message = consumer.recv(), if held < HELD_PER_LANE * lanes => message,
+                message = consumer.recv(),
+                    if waiting.iter().map(VecDeque::len).sum::<usize>() < HELD_PER_LANE * lanes
+                    => message,
             };
             let message = match message {
                 Ok(message) => message,
@@ -347,18 +348,9 @@ impl<H: EventHandler> Consumer<H> {
                 message: message.detach(),
                 envelope,
             };
-            // Behind what already waits for this lane, to keep its order.
-            let job = if waiting[lane].is_empty() {
-                match queues[lane].try_send(job) {
-                    Ok(()) => continue,
-                    Err(mpsc::error::TrySendError::Full(job)) => job,
-                    Err(mpsc::error::TrySendError::Closed(_)) => break SessionEnd::Shutdown,
-                }
-            } else {
-                job
-            };
+            // Behind what already waits for this lane, to keep its order; the top of the loop
+            // hands it over.
             waiting[lane].push_back(job);
-            held += 1;
         };
         // Messages still waiting were never handled: they stay in flight (nothing after them
         // is committed) and come again.

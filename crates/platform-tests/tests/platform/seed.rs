@@ -126,13 +126,17 @@ async fn an_interrupted_demo_seed_resumes_where_it_stopped() {
     let admin = p.admin_token().await;
     let services = p.demo_services();
     let db = sqlx::PgPool::connect(&p.database_url).await.unwrap();
-    let topups = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM topup_svc.movements WHERE idempotency_key LIKE 'demo-topup-%'",
-        )
-        .fetch_one(&db)
-        .await
-        .unwrap()
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let topups = || {
+        count("SELECT count(*) FROM topup_svc.movements WHERE idempotency_key LIKE 'demo-topup-%'")
     };
 
     let first = tokio::spawn({
@@ -154,14 +158,11 @@ async fn an_interrupted_demo_seed_resumes_where_it_stopped() {
     // The resumed run, stopped again in the middle of a month it began (a third of the way
     // in or more, before two thirds): the run after it must not take that month for finished.
     let monthly = i64::try_from(seeders::demo::Size::Small.payments().div_ceil(24)).unwrap();
-    let payments = || async {
-        sqlx::query_scalar::<_, i64>(
+    let payments = || {
+        count(
             "SELECT count(DISTINCT idempotency_key) FROM transaction_svc.payments
              WHERE idempotency_key LIKE 'demo-payment-%'",
         )
-        .fetch_one(&db)
-        .await
-        .unwrap()
     };
     let second = tokio::spawn({
         let services = services.clone();
